@@ -1,0 +1,73 @@
+//! The executor's error type. Every failure reachable from user input is one of these, never a
+//! panic, so that a server can answer it with a 4xx and keep serving.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ExecError {
+    #[error("unknown workload `{0}` (known: mobilenetv2, resnet18, vgg16, bert-mini, digits-cnn)")]
+    UnknownWorkload(String),
+    #[error("workload `{workload}` has no variant `{variant}` (it has: {known})")]
+    UnknownVariant {
+        workload: String,
+        variant: String,
+        known: String,
+    },
+    #[error("backend `{0}` is not compiled into this build; rebuild with `--features {0}`")]
+    BackendNotCompiled(String),
+    #[error("unknown device `{0}` (expected flex, ndarray or wgpu)")]
+    UnknownDevice(String),
+    #[error("wrong input shape for `{workload}` at stage {stage}: expected {expected}, got {got:?}")]
+    WrongShape {
+        workload: String,
+        stage: usize,
+        expected: String,
+        got: Vec<usize>,
+    },
+    #[error("wrong datatype for `{workload}` at stage {stage}: expected {expected}, got {got}")]
+    WrongDataType {
+        workload: String,
+        stage: usize,
+        expected: String,
+        got: String,
+    },
+    #[error("stage range {start}..{end} is invalid for a network of {stages} stages")]
+    BadStageRange {
+        start: usize,
+        end: usize,
+        stages: usize,
+    },
+    #[error("tensor has {got} values but its shape {shape:?} needs {expected}")]
+    DataLength {
+        shape: Vec<usize>,
+        expected: usize,
+        got: usize,
+    },
+    #[error("tensor holds a non-finite value (NaN or infinity) at index {0}")]
+    NonFinite(usize),
+    #[error("token id {id} at index {index} is outside the vocabulary 0..{vocab}")]
+    TokenOutOfRange { id: i64, index: usize, vocab: usize },
+    #[error("{path}: {message}")]
+    Data { path: String, message: String },
+    #[error("model weights {path}: {message}")]
+    Weights { path: String, message: String },
+    #[error("backend failure: {0}")]
+    Backend(String),
+    #[error("remote execution failed: {0}")]
+    Remote(String),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ExecError {
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        ExecError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Plan execution: run a request locally, split at a cut with a worker, or offload it whole,
+//! and report what each part cost. A worker that is unreachable, times out or fails in the
+//! middle of a request does not lose the request: execution falls back to local (reusing the
+//! stages already computed) and the breakdown says so.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::client::{RemoteReply, WorkerClient};
+use crate::monitor::LinkEstimator;
+use crate::workloads::Workload;
+use crate::{DeviceChoice, ExecError, Network, WireTensor};
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Plan {
+    Local { variant: String },
+    /// Stages `0..cut` here, `cut..` on `worker`.
+    Split { variant: String, cut: usize, worker: usize },
+    Offload { variant: String, worker: usize },
+}
+
+impl Plan {
+    pub fn variant(&self) -> &str {
+        match self {
+            Plan::Local { variant } | Plan::Split { variant, .. } | Plan::Offload { variant, .. } => variant,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Plan::Local { .. } => "local",
+            Plan::Split { .. } => "split",
+            Plan::Offload { .. } => "offload",
+        }
+    }
+}
+
+/// Measured cost of one execution, in milliseconds and bytes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Breakdown {
+    pub local_ms: f64,
+    pub upload_ms: f64,
+    pub remote_queue_ms: f64,
+    pub remote_compute_ms: f64,
+    pub download_ms: f64,
+    pub total_ms: f64,
+    pub bytes_up: usize,
+    pub bytes_down: usize,
+    /// The worker's queue length as it reported it, when a worker answered.
+    pub worker_queue_length: Option<usize>,
+    /// Why the remote part was abandoned and run locally instead.
+    pub fallback: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Execution {
+    pub output: WireTensor,
+    pub breakdown: Breakdown,
+}
+
+/// Runs plans against local networks and a set of workers.
+pub struct PlanExecutor {
+    device: Device,
+    networks: Mutex<HashMap<(Workload, String), Arc<Network>>>,
+    workers: Vec<WorkerClient>,
+    links: Mutex<Vec<LinkEstimator>>,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+impl PlanExecutor {
+    pub fn new(device: DeviceChoice, workers: Vec<WorkerClient>) -> Result<Self, ExecError> {
+        let links = workers.iter().map(|_| LinkEstimator::default()).collect();
+        Ok(Self {
+            device: device.device()?,
+            networks: Mutex::new(HashMap::new()),
+            workers,
+            links: Mutex::new(links),
+        })
+    }
+
+    pub fn workers(&self) -> &[WorkerClient] {
+        &self.workers
+    }
+
+    /// The link estimate to each worker, as the recent splits and offloads measured it.
+    pub fn link_estimates(&self) -> Vec<LinkEstimator> {
+        self.links.lock().expect("link lock").clone()
+    }
+
+    pub fn network(&self, workload: Workload, variant: &str) -> Result<Arc<Network>, ExecError> {
+        let key = (workload, variant.to_string());
+        if let Some(n) = self.networks.lock().expect("network lock").get(&key) {
+            return Ok(n.clone());
+        }
+        let built = Arc::new(workload.build(variant, &self.device)?);
+        Ok(self.networks.lock().expect("network lock").entry(key).or_insert(built).clone())
+    }
+
+    async fn run_local(&self, network: Arc<Network>, start: usize, input: WireTensor) -> Result<WireTensor, ExecError> {
+        let device = self.device.clone();
+        tokio::task::spawn_blocking(move || {
+            let end = network.stage_count();
+            network.run_wire(start, end, &input, &device)
+        })
+        .await
+        .map_err(|e| ExecError::Backend(e.to_string()))?
+    }
+
+    async fn run_head(&self, network: Arc<Network>, cut: usize, input: WireTensor) -> Result<WireTensor, ExecError> {
+        let device = self.device.clone();
+        tokio::task::spawn_blocking(move || network.run_wire(0, cut, &input, &device))
+            .await
+            .map_err(|e| ExecError::Backend(e.to_string()))?
+    }
+
+    async fn remote(&self, worker: usize, workload: Workload, variant: &str, start: usize, input: &WireTensor) -> Result<RemoteReply, ExecError> {
+        let client = self
+            .workers
+            .get(worker)
+            .ok_or_else(|| ExecError::Remote(format!("no worker {worker} (have {})", self.workers.len())))?;
+        let reply = client.infer(workload.name(), variant, start, input).await?;
+        let mut links = self.links.lock().expect("link lock");
+        links[worker].record_transfer(reply.bytes_up, reply.upload_ms);
+        Ok(reply)
+    }
+
+    /// Executes `plan` on `input`. Input errors (wrong shape, unknown variant) are returned;
+    /// remote failures are not errors but fallbacks.
+    pub async fn execute(&self, workload: Workload, plan: &Plan, input: WireTensor) -> Result<Execution, ExecError> {
+        let started = Instant::now();
+        let network = {
+            let this_variant = plan.variant().to_string();
+            // building can take seconds (VGG-16); keep it off the async threads
+            tokio::task::block_in_place(|| self.network(workload, &this_variant))?
+        };
+        network.check_input(0, &input.shape, input.datatype())?;
+        let mut breakdown = Breakdown::default();
+        let (start_remote, worker, remote_input) = match plan {
+            Plan::Local { .. } => {
+                let output = self.run_local(network, 0, input).await?;
+                breakdown.local_ms = ms(started);
+                breakdown.total_ms = breakdown.local_ms;
+                return Ok(Execution { output, breakdown });
+            }
+            Plan::Split { cut, worker, .. } => {
+                if *cut == 0 || *cut >= network.stage_count() {
+                    return Err(ExecError::BadStageRange { start: *cut, end: network.stage_count(), stages: network.stage_count() });
+                }
+                let head_start = Instant::now();
+                let head = self.run_head(network.clone(), *cut, input).await?;
+                breakdown.local_ms = ms(head_start);
+                (*cut, *worker, head)
+            }
+            Plan::Offload { worker, .. } => (0, *worker, input),
+        };
+        match self.remote(worker, workload, plan.variant(), start_remote, &remote_input).await {
+            Ok(reply) => {
+                breakdown.upload_ms = reply.upload_ms;
+                breakdown.remote_queue_ms = reply.queue_ms;
+                breakdown.remote_compute_ms = reply.compute_ms;
+                breakdown.download_ms = reply.download_ms;
+                breakdown.bytes_up = reply.bytes_up;
+                breakdown.bytes_down = reply.bytes_down;
+                breakdown.worker_queue_length = Some(reply.queue_length);
+                breakdown.total_ms = ms(started);
+                Ok(Execution { output: reply.output, breakdown })
+            }
+            Err(error) => {
+                let fallback_start = Instant::now();
+                let output = self.run_local(network, start_remote, remote_input).await?;
+                breakdown.local_ms += ms(fallback_start);
+                breakdown.fallback = Some(error.to_string());
+                breakdown.total_ms = ms(started);
+                Ok(Execution { output, breakdown })
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The link emulator delivers what the trace allows: throughput through `link::run` matches a
+//! constant trace, each segment of a step trace, and a real Mahimahi cellular trace within 10%.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rlsched_executor::link::{self, LinkConfig};
+use rlsched_executor::trace::{Trace, TraceFormat};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+fn shared_data() -> PathBuf {
+    std::env::var_os("RLSCHED_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
+}
+
+/// Sends `bytes` through a link replaying `trace`; returns (seconds since the link started,
+/// cumulative bytes) at every read on the far side.
+async fn replay(trace: Trace, rtt_ms: f64, bytes: usize) -> Vec<(f64, usize)> {
+    let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    let epoch = Instant::now();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = LinkConfig { trace: Arc::new(trace), rtt_ms, upstream: sink_addr.to_string() };
+    tokio::spawn(link::run(front, config, async {
+        stopped.await.ok();
+    }));
+    let receiver = tokio::spawn(async move {
+        let (mut socket, _) = sink.accept().await.unwrap();
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut total = 0;
+        let mut samples = Vec::new();
+        loop {
+            let n = socket.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                return samples;
+            }
+            total += n;
+            samples.push((epoch.elapsed().as_secs_f64(), total));
+        }
+    });
+    let mut client = TcpStream::connect(front_addr).await.unwrap();
+    client.write_all(&vec![7u8; bytes]).await.unwrap();
+    client.shutdown().await.unwrap();
+    let samples = tokio::time::timeout(Duration::from_secs(30), receiver).await.unwrap().unwrap();
+    stop.send(()).ok();
+    assert_eq!(samples.last().unwrap().1, bytes, "every byte arrives");
+    samples
+}
+
+/// Mbit/s delivered between `t0` and `t1` (seconds since the link started).
+fn delivered_mbps(samples: &[(f64, usize)], t0: f64, t1: f64) -> f64 {
+    let at = |t: f64| samples.iter().take_while(|(time, _)| *time <= t).last().map_or(0, |s| s.1);
+    (at(t1) - at(t0)) as f64 * 8.0 / (t1 - t0) / 1e6
+}
+
+fn within(measured: f64, expected: f64, tolerance: f64) -> bool {
+    (measured - expected).abs() <= tolerance * expected
+}
+
+fn write_trace(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("rlsched-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constant_trace_throughput_matches() {
+    let path = write_trace("constant.log", "0\t8.0\n1\t8.0\n2\t8.0\n3\t8.0\n");
+    let trace = Trace::load(&path, None).unwrap();
+    assert!(within(trace.mean_mbps(), 8.0, 1e-9));
+    let samples = replay(trace, 20.0, 2_000_000).await;
+    let measured = delivered_mbps(&samples, 0.2, 1.8);
+    assert!(within(measured, 8.0, 0.10), "constant 8 Mbit/s trace delivered {measured:.2}");
+    // the whole transfer takes 2 s of transmission plus half the RTT
+    let last = samples.last().unwrap().0;
+    assert!(within(last, 2.0 + 0.01, 0.10), "last byte at {last:.3} s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_trace_each_segment_matches() {
+    // 16 Mbit/s for 1.5 s, then 4 Mbit/s for 1.5 s
+    let path = write_trace("step.log", "0\t16\n1.5\t4\n");
+    let trace = Trace::load(&path, Some(TraceFormat::Pensieve)).unwrap();
+    assert!(within(trace.duration_s, 3.0, 1e-9));
+    let bytes = (16e6 * 1.5 / 8.0 + 4e6 * 1.4 / 8.0) as usize;
+    let samples = replay(trace, 0.0, bytes).await;
+    let high = delivered_mbps(&samples, 0.2, 1.4);
+    let low = delivered_mbps(&samples, 1.7, 2.8);
+    assert!(within(high, 16.0, 0.10), "high segment delivered {high:.2} Mbit/s");
+    assert!(within(low, 4.0, 0.10), "low segment delivered {low:.2} Mbit/s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mahimahi_trace_is_read_and_replayed() {
+    let path = shared_data().join("traces/mahimahi/TMobile-LTE-short.up");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let lines: Vec<u64> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
+    let trace = Trace::load(&path, None).unwrap();
+    // throughput = lines × 12 kbit / duration, as the data set's README defines it
+    let expected = lines.len() as f64 * 12_000.0 / (*lines.last().unwrap() as f64 / 1e3) / 1e6;
+    assert!(within(trace.mean_mbps(), expected, 0.01), "{} vs {expected}", trace.mean_mbps());
+    // saturate the link for ~2.5 s and compare what arrived with the trace's integral
+    let bytes = (trace.bits_between(0.0, 2.5) / 8.0) as usize;
+    let samples = replay(trace.clone(), 0.0, bytes).await;
+    let measured = delivered_mbps(&samples, 0.3, 2.3);
+    let promised = trace.bits_between(0.3, 2.3) / 2.0 / 1e6;
+    assert!(within(measured, promised, 0.10), "delivered {measured:.2} Mbit/s, trace gives {promised:.2}");
+}
+
+#[test]
+fn malformed_traces_name_file_and_line() {
+    let path = write_trace("bad.log", "0\t1.0\n1\tfast\n");
+    let err = Trace::load(&path, None).unwrap_err().to_string();
+    assert!(err.contains("bad.log:2") && err.contains("Mbit/s"), "{err}");
+    let path = write_trace("bad.up", "10\n20\nxx\n");
+    let err = Trace::load(&path, Some(TraceFormat::Mahimahi)).unwrap_err().to_string();
+    assert!(err.contains("bad.up:3"), "{err}");
+    let path = write_trace("zero.log", "0\t0\n1\t0\n");
+    assert!(Trace::load(&path, None).unwrap_err().to_string().contains("no capacity"));
+}
+
+#[test]
+fn transfer_time_integrates_over_a_step() {
+    let trace = Trace::parse_pensieve("0\t8\n1\t2\n", "step").unwrap(); // 8 Mbit/s then 2, 2 s loop
+    // 0.5 MB from t=0.5: 0.5 s carries 4 Mbit = 0.5 MB exactly
+    assert!((trace.transfer_time(0.5, 500_000.0) - 0.5).abs() < 1e-9);
+    // 0.75 MB from t=0.5: 0.5 MB by t=1, then 2 Mbit at 2 Mbit/s = 1 s
+    assert!((trace.transfer_time(0.5, 750_000.0) - 1.5).abs() < 1e-9);
+    // crossing the loop: from t=1.5, 0.25 MB at 2 Mbit/s to t=2 (0.125 MB), then 8 Mbit/s
+    let t = trace.transfer_time(1.5, 250_000.0);
+    assert!((t - (0.5 + 1.0 / 8.0)).abs() < 1e-9, "{t}");
+    // many loops: 10 loops carry 10 × 10 Mbit
+    assert!((trace.transfer_time(0.0, 12_500_000.0) - 20.0).abs() < 1e-6);
+}

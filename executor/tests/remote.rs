@@ -1,0 +1,217 @@
+//! Split and offload through a real worker on 127.0.0.1:0 give the same answer as local
+//! execution; bad requests get a 4xx with a clear message and the worker keeps serving; an
+//! unreachable worker means a local fallback, not a lost request.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rlsched_executor::activation::WireData;
+use rlsched_executor::client::WorkerClient;
+use rlsched_executor::plan::{Plan, PlanExecutor};
+use rlsched_executor::worker::{self, WorkerConfig};
+use rlsched_executor::workloads::Workload;
+use rlsched_executor::{DeviceChoice, WireTensor};
+use tokio::sync::oneshot;
+
+struct TestWorker {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+    }
+}
+
+async fn start_worker(config: WorkerConfig) -> TestWorker {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        worker::run(listener, config, async {
+            stopped.await.ok();
+        })
+        .await
+        .unwrap();
+    });
+    TestWorker { addr, stop: Some(stop) }
+}
+
+fn client(addr: SocketAddr) -> WorkerClient {
+    WorkerClient::new(&format!("http://{addr}"), None, Duration::from_secs(60)).unwrap()
+}
+
+fn assert_close(a: &WireTensor, b: &WireTensor, context: &str) {
+    assert_eq!(a.shape, b.shape, "{context}");
+    let (WireData::F32(x), WireData::F32(y)) = (&a.data, &b.data) else {
+        panic!("{context}: expected FP32 outputs");
+    };
+    let scale = x.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let err = x.iter().zip(y).fold(0.0f32, |m, (p, q)| m.max((p - q).abs())) / scale;
+    assert!(err < 1e-4, "{context}: relative error {err}");
+}
+
+async fn check_all_plans(workload: Workload) {
+    let server = start_worker(WorkerConfig::default()).await;
+    let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client(server.addr)]).unwrap();
+    let input = workload.example_input(11);
+    let local = executor
+        .execute(workload, &Plan::Local { variant: "fp32".into() }, input.clone())
+        .await
+        .unwrap();
+    assert!(local.breakdown.local_ms > 0.0);
+    let stages = executor.network(workload, "fp32").unwrap().stage_count();
+    let mut plans: Vec<Plan> = (1..stages)
+        .map(|cut| Plan::Split { variant: "fp32".into(), cut, worker: 0 })
+        .collect();
+    plans.push(Plan::Offload { variant: "fp32".into(), worker: 0 });
+    for plan in plans {
+        let run = executor.execute(workload, &plan, input.clone()).await.unwrap();
+        let b = &run.breakdown;
+        assert!(b.fallback.is_none(), "{plan:?} fell back: {:?}", b.fallback);
+        assert!(b.bytes_up > 0 && b.bytes_down > 0 && b.remote_compute_ms > 0.0, "{plan:?}: {b:?}");
+        assert!(b.total_ms >= b.local_ms, "{plan:?}: {b:?}");
+        assert_eq!(b.worker_queue_length, Some(0));
+        assert_close(&local.output, &run.output, &format!("{workload:?} {plan:?}"));
+    }
+    let links = executor.link_estimates();
+    assert!(links[0].throughput_mbps.unwrap() > 0.0);
+    assert_eq!(links[0].transfers as usize, stages);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digits_split_and_offload_match_local() {
+    check_all_plans(Workload::DigitsCnn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mobilenetv2_split_and_offload_match_local() {
+    check_all_plans(Workload::MobileNetV2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resnet18_split_and_offload_match_local() {
+    check_all_plans(Workload::ResNet18).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vgg16_split_and_offload_match_local() {
+    check_all_plans(Workload::Vgg16).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bert_mini_split_and_offload_match_local() {
+    check_all_plans(Workload::BertMini).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_worker_falls_back_to_local() {
+    // a port that was just free: nothing listens there
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client(addr)]).unwrap();
+    let input = Workload::DigitsCnn.example_input(2);
+    let local = executor
+        .execute(Workload::DigitsCnn, &Plan::Local { variant: "fp32".into() }, input.clone())
+        .await
+        .unwrap();
+    for plan in [
+        Plan::Split { variant: "fp32".into(), cut: 2, worker: 0 },
+        Plan::Offload { variant: "fp32".into(), worker: 0 },
+    ] {
+        let run = executor.execute(Workload::DigitsCnn, &plan, input.clone()).await.unwrap();
+        let reason = run.breakdown.fallback.as_deref().unwrap_or_default();
+        assert!(reason.contains("remote execution failed"), "{plan:?}: {reason:?}");
+        assert_close(&local.output, &run.output, "fallback");
+    }
+}
+
+async fn post(addr: SocketAddr, model: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/v2/models/{model}/infer"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let json = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+fn digits_request(shape: serde_json::Value, data: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "inputs": [{"name": "input", "shape": shape, "datatype": "FP32", "data": data}]
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_4xx_and_the_worker_keeps_serving() {
+    let server = start_worker(WorkerConfig { max_body_bytes: 1 << 20, ..Default::default() }).await;
+    let ok = digits_request(serde_json::json!([1, 1, 8, 8]), serde_json::json!(vec![0.25; 64]));
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        ("malformed", "digits-cnn", b"{\"inputs\": [".to_vec(), 400, "malformed inference request"),
+        ("wrong shape", "digits-cnn", digits_request(serde_json::json!([1, 1, 4, 16]), serde_json::json!(vec![0.25; 64])), 400, "[N, 1, 8, 8]"),
+        ("short data", "digits-cnn", digits_request(serde_json::json!([1, 1, 8, 8]), serde_json::json!(vec![0.25; 10])), 400, "needs 64"),
+        // JSON has no NaN literal; clients send it as a string or as binary
+        ("nan", "digits-cnn", digits_request(serde_json::json!([1, 1, 8, 8]), serde_json::json!([vec!["NaN"; 64]])), 400, "non-finite"),
+        ("oversize", "digits-cnn", vec![b' '; 2 << 20], 413, "exceeds the worker's limit"),
+        ("unknown model", "alexnet", ok.clone(), 404, "unknown workload"),
+    ];
+    for (name, model, body, status, needle) in cases {
+        let (got, json) = post(server.addr, model, body).await;
+        assert_eq!(got, status, "{name}: {json}");
+        let message = json["error"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{name}: {message:?}");
+        // and the next good request still works
+        let (good, reply) = post(server.addr, "digits-cnn", ok.clone()).await;
+        assert_eq!(good, 200, "after {name}: {reply}");
+        assert_eq!(reply["outputs"][0]["shape"], serde_json::json!([1, 10]));
+    }
+    // a NaN inside binary tensor data is refused too
+    let mut values = vec![0.5f32; 64];
+    values[7] = f32::NAN;
+    let tensor = WireTensor { shape: vec![1, 1, 8, 8], data: WireData::F32(values) };
+    let (body, header) = rlsched_executor::protocol::encode_binary_request(Default::default(), &tensor).unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v2/models/digits-cnn/infer", server.addr))
+        .header("inference-header-content-length", header)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let json: serde_json::Value = response.json().await.unwrap();
+    assert!(json["error"].as_str().unwrap().contains("non-finite"), "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_and_metadata_endpoints() {
+    let server = start_worker(WorkerConfig { token: Some("s3cret".into()), ..Default::default() }).await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://{}{p}", server.addr);
+    assert_eq!(http.get(url("/v2/health/ready")).send().await.unwrap().status().as_u16(), 401);
+    let ready = http.get(url("/v2/health/ready")).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let meta: serde_json::Value = http
+        .get(url("/v2/models/bert-mini"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["inputs"][0]["datatype"], "INT64");
+    assert_eq!(meta["inputs"][0]["shape"], serde_json::json!([-1, 128]));
+    let with_token = WorkerClient::new(&url(""), Some("s3cret".into()), Duration::from_secs(30)).unwrap();
+    assert!(with_token.probe().await.unwrap() >= 0.0);
+    let without = client(server.addr);
+    assert!(without.probe().await.is_err());
+}

@@ -1,0 +1,89 @@
+//! The `rlsched` binary end to end: subcommands, the profiler's JSON, and clear errors.
+
+use std::process::Command;
+
+fn rlsched() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rlsched"))
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = rlsched().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in ["train", "eval", "profile", "worker", "link", "serve", "bench"] {
+        assert!(text.contains(sub), "--help lacks `{sub}`:\n{text}");
+    }
+}
+
+#[test]
+fn unbuilt_subcommand_says_so_and_fails() {
+    let out = rlsched().arg("train").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+}
+
+#[test]
+fn backend_not_compiled_is_a_clear_error() {
+    if cfg!(feature = "wgpu") {
+        return;
+    }
+    let out = rlsched()
+        .args(["profile", "--workload", "digits-cnn", "--device", "wgpu", "--runs", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--features wgpu"), "{err}");
+    let out = rlsched().args(["profile", "--workload", "digits-cnn", "--device", "tpu"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown device `tpu`"));
+}
+
+#[test]
+fn profile_vgg16_writes_valid_json() {
+    let dir = std::env::temp_dir().join(format!("rlsched-profile-{}", std::process::id()));
+    let path = dir.join("vgg16.json");
+    let out = rlsched()
+        .args(["profile", "--workload", "vgg16", "--runs", "3", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(profile["workload"], "vgg16");
+    assert_eq!(profile["device"], "flex");
+    assert_eq!(profile["input_shape"], serde_json::json!([1, 3, 224, 224]));
+    let variants = profile["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 2, "fp32 and int8");
+    for variant in variants {
+        assert!(variant["accuracy"].as_f64().unwrap() > 0.5);
+        assert!(variant["accuracy_source"].as_str().unwrap().starts_with("model-card"));
+        assert!(variant["param_bytes"].as_u64().unwrap() > 0);
+        let stages = variant["stages"].as_array().unwrap();
+        assert_eq!(stages.len(), 16);
+        for stage in stages {
+            assert!(stage["output_bytes"].as_u64().unwrap() > 0, "{stage}");
+            assert!(stage["flops"].as_u64().unwrap() > 0, "{stage}");
+            let latency = &stage["latency_ms"];
+            for key in ["mean", "std", "p50", "p95"] {
+                assert!(latency[key].as_f64().unwrap() >= 0.0, "{stage}");
+            }
+            assert!(latency["mean"].as_f64().unwrap() > 0.0, "{stage}");
+        }
+    }
+    // weight-only int8 stores its weights in a quarter of the bytes
+    let bytes: Vec<u64> = variants.iter().map(|v| v["param_bytes"].as_u64().unwrap()).collect();
+    assert!(bytes[1] * 3 < bytes[0], "{bytes:?}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn profile_list_names_every_workload() {
+    let out = rlsched().args(["profile", "--list"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for w in ["mobilenetv2", "resnet18", "vgg16", "bert-mini", "digits-cnn", "pruned-0.5", "measured"] {
+        assert!(text.contains(w), "{text}");
+    }
+}

@@ -1,0 +1,79 @@
+//! The `rlsched worker` binary as a separate process: a worker killed in the middle of a request
+//! still leaves the request answered (by local fallback), and NVIDIA's tritonclient, an
+//! independent KServe V2 client, works against it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rlsched_executor::client::WorkerClient;
+use rlsched_executor::plan::{Plan, PlanExecutor};
+use rlsched_executor::workloads::Workload;
+use rlsched_executor::DeviceChoice;
+
+/// Starts `rlsched worker` on port 0 and returns it with the address it printed.
+fn spawn_worker() -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rlsched"))
+        .args(["worker", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_worker_mid_request_still_answers() {
+    let (mut child, url) = spawn_worker();
+    let client = WorkerClient::new(&url, None, Duration::from_secs(60)).unwrap();
+    client.probe().await.unwrap();
+    let executor = std::sync::Arc::new(PlanExecutor::new(DeviceChoice::Flex, vec![client]).unwrap());
+    let input = Workload::Vgg16.example_input(4);
+    let local = executor
+        .execute(Workload::Vgg16, &Plan::Local { variant: "fp32".into() }, input.clone())
+        .await
+        .unwrap();
+    let remote = {
+        let executor = executor.clone();
+        let input = input.clone();
+        tokio::spawn(async move {
+            executor
+                .execute(Workload::Vgg16, &Plan::Split { variant: "fp32".into(), cut: 4, worker: 0 }, input)
+                .await
+        })
+    };
+    // the worker is still building VGG-16 or computing when it dies
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = remote.await.unwrap().unwrap();
+    let reason = run.breakdown.fallback.clone().expect("the request fell back");
+    assert!(reason.contains("remote execution failed"), "{reason}");
+    assert_eq!(run.output, local.output, "fallback computes the same answer");
+}
+
+#[test]
+fn worker_speaks_to_tritonclient() {
+    let (mut child, url) = spawn_worker();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/triton_client_check.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(url.trim_start_matches("http://"))
+        .output()
+        .expect("python3 runs (CI installs tritonclient[http])");
+    child.kill().ok();
+    child.wait().ok();
+    assert!(
+        out.status.success(),
+        "tritonclient check failed (pip install \"tritonclient[http]\"):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tritonclient checks passed"));
+}
