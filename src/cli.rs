@@ -20,7 +20,7 @@ pub enum Command {
     /// Train the scheduling policy with PPO on replayed traces.
     Train(Unbuilt),
     /// Compare schedulers (and the learned policy) on the same requests.
-    Eval(Unbuilt),
+    Eval(EvalArgs),
     /// Measure every stage of a workload's variants on a backend and write a JSON profile.
     Profile(ProfileArgs),
     /// Serve workloads over the Open Inference Protocol (KServe V2 REST) for split and offload.
@@ -29,8 +29,8 @@ pub enum Command {
     Link(LinkArgs),
     /// Serve inference requests, scheduling each one with the learned policy.
     Serve(Unbuilt),
-    /// Benchmarks (environment throughput, policy latency).
-    Bench(Unbuilt),
+    /// Benchmarks: `rlsched bench env` measures simulator throughput.
+    Bench(BenchArgs),
 }
 
 /// Arguments of a subcommand that this build does not provide yet.
@@ -60,6 +60,52 @@ pub struct ProfileArgs {
     /// List every workload with its variants and accuracies, and exit.
     #[arg(long)]
     pub list: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// Configuration file; its `[env]` section defines the scenario.
+    #[arg(long, default_value = "train.toml")]
+    pub config: PathBuf,
+    /// Override a config field, e.g. `--set env.bandwidth_scale=20`. Repeatable.
+    #[arg(long = "set")]
+    pub sets: Vec<String>,
+    /// Policy checkpoint to evaluate beside the baselines.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Trace files or directories to evaluate on (default: the config's validation traces).
+    #[arg(long = "traces")]
+    pub traces: Vec<PathBuf>,
+    /// Trace format (pensieve or mahimahi); detected per file when omitted.
+    #[arg(long)]
+    pub trace_format: Option<String>,
+    /// Schedulers to run, comma-separated (default: every baseline and both oracles).
+    #[arg(long, value_delimiter = ',')]
+    pub schedulers: Vec<String>,
+    /// Requests to evaluate (rounded up to whole episodes).
+    #[arg(long, default_value_t = 4000)]
+    pub requests: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write the results as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// What to measure: `env` (VecEnv steps per second on one core).
+    pub target: String,
+    #[arg(long, default_value = "train.toml")]
+    pub config: PathBuf,
+    #[arg(long = "set")]
+    pub sets: Vec<String>,
+    /// Environments stepped together.
+    #[arg(long, default_value_t = 64)]
+    pub envs: usize,
+    /// Seconds to measure for.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -104,11 +150,11 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Profile(args) => profile(args),
         Command::Train(_) => unbuilt("train"),
-        Command::Eval(_) => unbuilt("eval"),
+        Command::Eval(args) => eval(args),
         Command::Worker(args) => worker(args),
         Command::Link(args) => link(args),
         Command::Serve(_) => unbuilt("serve"),
-        Command::Bench(_) => unbuilt("bench"),
+        Command::Bench(args) => bench(args),
     }
 }
 
@@ -152,16 +198,119 @@ fn profile(args: ProfileArgs) -> Result<()> {
     }
     let json = serde_json::to_string_pretty(&profile)?;
     match args.out {
-        Some(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            }
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-        }
+        Some(path) => write_atomic(&path, json.as_bytes())?,
         None => println!("{json}"),
     }
+    Ok(())
+}
+
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    use rlsched_env::schedulers;
+    let explicit = args.config.as_os_str() != "train.toml";
+    let config = crate::config::load(&args.config, explicit, &args.sets)?;
+    if args.checkpoint.is_some() {
+        bail!("--checkpoint: policy checkpoints arrive with the agent; this build has none to load");
+    }
+    let format = args.trace_format.as_deref().map(str::parse).transpose()?;
+    let traces = if args.traces.is_empty() { config.env.validation_traces.clone() } else { args.traces.clone() };
+    let label = traces.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
+    let scenario = std::sync::Arc::new(rlsched_env::Scenario::load_with(&config.env, &traces, format)?);
+    let train = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);
+    let mut train_env = rlsched_env::ReplayEnv::new(train);
+    let names: Vec<String> = if args.schedulers.is_empty() {
+        schedulers::BASELINES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.schedulers.clone()
+    };
+    let mut list = names
+        .iter()
+        .map(|n| schedulers::by_name(n, &mut train_env, args.seed))
+        .collect::<Result<Vec<_>, _>>()?;
+    let per_episode = config.env.requests_per_episode.max(1);
+    let episodes = args.requests.div_ceil(per_episode);
+    let report = rlsched_env::eval::evaluate(scenario, &mut list, episodes, args.seed, &label)?;
+    print_report(&report);
+    if let Some(path) = &args.json {
+        write_atomic(path, &serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+pub fn print_report(report: &rlsched_env::eval::EvalReport) {
+    println!(
+        "{} requests on {} (best deployable baseline: {}; oracle mean reward {:.3})",
+        report.requests, report.traces, report.best_baseline, report.oracle_mean_reward
+    );
+    println!(
+        "{:<13} {:>15} {:>7} {:>6} {:>8} {:>8} {:>8} {:>6} {:>6} {:>17} {:>6}",
+        "scheduler", "reward (±95%)", "regret", "ratio", "lat ms", "p95", "p99", "miss", "acc", "local/split/offl", "compr"
+    );
+    for r in &report.schedulers {
+        println!(
+            "{:<13} {:>8.3} ±{:<5.3} {:>7.3} {:>6.2} {:>8.1} {:>8.1} {:>8.1} {:>6.3} {:>6.3} {:>5.2}/{:>5.2}/{:>5.2} {:>6.2}",
+            r.name,
+            r.mean_reward,
+            r.mean_reward_ci95,
+            r.regret,
+            r.regret_ratio,
+            r.latency_ms_mean,
+            r.latency_ms_p95,
+            r.latency_ms_p99,
+            r.slo_miss_rate,
+            r.accuracy,
+            r.plan_frac.local,
+            r.plan_frac.split,
+            r.plan_frac.offload,
+            r.compressed_frac
+        );
+    }
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    if args.target != "env" {
+        bail!("unknown benchmark `{}` (available: env)", args.target);
+    }
+    let explicit = args.config.as_os_str() != "train.toml";
+    let config = crate::config::load(&args.config, explicit, &args.sets)?;
+    let scenario = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);
+    let mut vec = rlsched_env::VecEnv::new(scenario.clone(), args.envs.max(1), 1)?;
+    let mut actions = vec![0usize; vec.envs.len()];
+    let mut results = Vec::with_capacity(vec.envs.len());
+    let (mut steps, mut plans) = (0u64, 0u64);
+    let start = std::time::Instant::now();
+    while start.elapsed().as_secs_f64() < args.seconds {
+        for _ in 0..100 {
+            for (action, env) in actions.iter_mut().zip(&vec.envs) {
+                let obs = env.observation();
+                // the first valid plan: the cheapest possible policy, so the figure is the env's
+                *action = obs.mask.iter().position(|m| *m).expect("one valid plan");
+                plans += obs.n_plans as u64;
+            }
+            vec.step(&actions, &mut results)?;
+            steps += actions.len() as u64;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "env: {:.0} steps/s on one thread ({} envs, {} steps in {:.2} s, {:.1} plans per request on average, up to {})",
+        steps as f64 / seconds,
+        vec.envs.len(),
+        steps,
+        seconds,
+        plans as f64 / steps as f64,
+        scenario.max_plans
+    );
+    println!("host: {}", rlsched_executor::profiler::host_description());
     Ok(())
 }
 

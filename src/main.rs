@@ -2,6 +2,7 @@
 //! crates; everything else lives in `executor/`, `env/` and `agent/`.
 
 mod cli;
+mod config;
 
 use clap::Parser;
 

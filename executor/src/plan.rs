@@ -136,11 +136,8 @@ impl PlanExecutor {
     /// remote failures are not errors but fallbacks.
     pub async fn execute(&self, workload: Workload, plan: &Plan, input: WireTensor) -> Result<Execution, ExecError> {
         let started = Instant::now();
-        let network = {
-            let this_variant = plan.variant().to_string();
-            // building can take seconds (VGG-16); keep it off the async threads
-            tokio::task::block_in_place(|| self.network(workload, &this_variant))?
-        };
+        // building can take seconds (VGG-16); a cached network is returned at once
+        let network = self.network(workload, plan.variant())?;
         network.check_input(0, &input.shape, input.datatype())?;
         let mut breakdown = Breakdown::default();
         let (start_remote, worker, remote_input) = match plan {

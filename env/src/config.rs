@@ -1,0 +1,157 @@
+//! The environment's configuration: the `[env]` section of `train.toml`. Every field has a
+//! default and a doc comment; unknown fields are errors so that a typo never passes silently.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `[env.reward]`: r = w_acc·accuracy − w_lat·latency/slo − w_miss·[latency > slo].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardConfig {
+    /// Weight of the variant's accuracy (fraction 0..1).
+    pub w_acc: f64,
+    /// Weight of latency, measured in SLOs.
+    pub w_lat: f64,
+    /// Penalty for missing the SLO.
+    pub w_miss: f64,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        Self { w_acc: 4.0, w_lat: 0.5, w_miss: 1.0 }
+    }
+}
+
+impl RewardConfig {
+    pub fn reward(&self, accuracy: f64, latency_ms: f64, slo_ms: f64) -> f64 {
+        let miss = if latency_ms > slo_ms { 1.0 } else { 0.0 };
+        self.w_acc * accuracy - self.w_lat * latency_ms / slo_ms - self.w_miss * miss
+    }
+}
+
+/// One workload in the request mix.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadMix {
+    /// Workload name (`mobilenetv2`, `resnet18`, `vgg16`, `bert-mini`, `digits-cnn`).
+    pub name: String,
+    /// Relative share of requests.
+    pub weight: f64,
+    /// Latency objective, milliseconds.
+    pub slo_ms: f64,
+    /// Lowest acceptable accuracy (fraction); plans below it are masked.
+    pub min_accuracy: f64,
+}
+
+/// A two-state (idle/busy) load process with exponential dwell times.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadConfig {
+    /// Load level while idle (device: CPU share taken by other work; worker: queue length).
+    pub idle: f64,
+    /// Load level while busy.
+    pub busy: f64,
+    /// Mean seconds spent idle before turning busy.
+    pub mean_idle_s: f64,
+    /// Mean seconds spent busy before turning idle.
+    pub mean_busy_s: f64,
+    /// Relative noise on the level, per request.
+    pub jitter: f64,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self { idle: 0.1, busy: 0.7, mean_idle_s: 20.0, mean_busy_s: 10.0, jitter: 0.1 }
+    }
+}
+
+/// `[env.probe]`: the link estimator's active probe.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Probe size in bytes.
+    pub bytes: usize,
+    /// Send a probe before a request when no transfer happened for this long.
+    pub interval_s: f64,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self { bytes: 16 * 1024, interval_s: 5.0 }
+    }
+}
+
+/// `[env]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvConfig {
+    /// Training traces: directories or files, Pensieve or Mahimahi format (detected).
+    pub traces: Vec<PathBuf>,
+    /// Validation traces, disjoint from training.
+    pub validation_traces: Vec<PathBuf>,
+    /// Multiply every trace rate by this (the FCC traces are 1–3 Mbit/s).
+    pub bandwidth_scale: f64,
+    /// Round-trip time to the worker, milliseconds.
+    pub rtt_ms: f64,
+    /// Folder of stage profiles (`<workload>-<device>.json`).
+    pub profiles_dir: PathBuf,
+    /// Profile suffix of the device that receives requests (e.g. `cpu2`).
+    pub device_profile: String,
+    /// Profile suffix of the edge worker.
+    pub worker_profile: String,
+    /// Memory the device can give one model (weights plus largest activation), MB.
+    pub device_memory_mb: f64,
+    /// The request mix.
+    pub workloads: Vec<WorkloadMix>,
+    /// Requests per episode.
+    pub requests_per_episode: usize,
+    /// Mean gap between requests, seconds (Poisson arrivals).
+    pub mean_interarrival_s: f64,
+    /// Split plans per variant: the cut points with the smallest transfer.
+    pub split_points: usize,
+    /// Observed past throughput samples (Pensieve's k).
+    pub history: usize,
+    /// Device CPU load (fraction of the CPU other work takes).
+    pub device_load: LoadConfig,
+    /// Other clients' requests queued at the worker.
+    pub worker_queue: LoadConfig,
+    /// Worker milliseconds per queued request ahead of ours.
+    pub worker_service_ms: f64,
+    /// Probability that the worker is down for a request (plans using it are masked).
+    pub worker_down_probability: f64,
+    pub probe: ProbeConfig,
+    pub reward: RewardConfig,
+}
+
+impl Default for EnvConfig {
+    fn default() -> Self {
+        let data = PathBuf::from("data");
+        Self {
+            traces: vec![data.join("traces/fcc-train")],
+            validation_traces: vec![data.join("traces/fcc-test")],
+            bandwidth_scale: 5.0,
+            rtt_ms: 40.0,
+            profiles_dir: data.join("profiles"),
+            device_profile: "cpu2".into(),
+            worker_profile: "cpu2".into(),
+            device_memory_mb: 256.0,
+            workloads: vec![
+                WorkloadMix { name: "mobilenetv2".into(), weight: 0.35, slo_ms: 150.0, min_accuracy: 0.65 },
+                WorkloadMix { name: "resnet18".into(), weight: 0.25, slo_ms: 300.0, min_accuracy: 0.69 },
+                WorkloadMix { name: "vgg16".into(), weight: 0.15, slo_ms: 600.0, min_accuracy: 0.71 },
+                WorkloadMix { name: "bert-mini".into(), weight: 0.25, slo_ms: 120.0, min_accuracy: 0.85 },
+            ],
+            requests_per_episode: 200,
+            mean_interarrival_s: 0.5,
+            split_points: 2,
+            history: 5,
+            device_load: LoadConfig::default(),
+            worker_queue: LoadConfig { idle: 0.5, busy: 6.0, mean_idle_s: 30.0, mean_busy_s: 10.0, jitter: 0.2 },
+            worker_service_ms: 15.0,
+            worker_down_probability: 0.02,
+            probe: ProbeConfig::default(),
+            reward: RewardConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The observation: a state vector and a padded `[max_plans × PLAN_FEATURES]` matrix with a
+//! mask. Everything in it is something a real device knows at decision time: its own measured
+//! throughputs (never the trace ahead), the monitor's load reading, the worker's last report,
+//! the request's SLO and accuracy floor, and each plan's profile-based predictions.
+
+use serde::Serialize;
+
+use crate::config::EnvConfig;
+use crate::replay::{Measurements, Request};
+use crate::scenario::WorkloadModel;
+
+/// Features of the state that do not depend on `history`.
+pub const STATE_EXTRA: usize = 10;
+pub const PLAN_FEATURES: usize = 14;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Obs {
+    pub state: Vec<f32>,
+    /// Row-major `[max_plans × PLAN_FEATURES]`; rows past `n_plans` are zero.
+    pub plans: Vec<f32>,
+    pub mask: Vec<bool>,
+    pub n_plans: usize,
+    pub max_plans: usize,
+}
+
+pub fn state_dim(config: &EnvConfig) -> usize {
+    config.history + STATE_EXTRA
+}
+
+/// Causal predictions a scheduler can make for one plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Prediction {
+    pub local_ms: f64,
+    pub transfer_ms: f64,
+    pub queue_ms: f64,
+    pub remote_ms: f64,
+}
+
+impl Prediction {
+    pub fn total_ms(&self) -> f64 {
+        self.local_ms + self.transfer_ms + self.queue_ms + self.remote_ms
+    }
+}
+
+/// Predicts a plan's latency from the profile means, a device load, a bandwidth and a queue.
+pub fn predict(
+    candidate: &crate::plans::Candidate,
+    load: f64,
+    mbps: Option<f64>,
+    queue: f64,
+    config: &EnvConfig,
+) -> Prediction {
+    let local_ms = candidate.local_mean_ms() / (1.0 - load.clamp(0.0, 0.95));
+    if !candidate.uses_worker() {
+        return Prediction { local_ms, ..Default::default() };
+    }
+    // Without any measurement yet, assume the trace family's typical rate is unknown: 1 Mbit/s.
+    let mbps = mbps.unwrap_or(1.0).max(1e-3);
+    let transfer_ms = config.rtt_ms + (candidate.bytes_up + candidate.bytes_down) * 8.0 / (mbps * 1e3);
+    Prediction {
+        local_ms,
+        transfer_ms,
+        queue_ms: queue * config.worker_service_ms,
+        remote_ms: candidate.remote_mean_ms(),
+    }
+}
+
+impl Obs {
+    pub fn new(config: &EnvConfig, max_plans: usize) -> Self {
+        Self {
+            state: vec![0.0; state_dim(config)],
+            plans: vec![0.0; max_plans * PLAN_FEATURES],
+            mask: vec![false; max_plans],
+            n_plans: 0,
+            max_plans,
+        }
+    }
+
+    pub fn plan_row(&self, i: usize) -> &[f32] {
+        &self.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES]
+    }
+
+    pub(crate) fn fill(
+        &mut self,
+        config: &EnvConfig,
+        model: &WorkloadModel,
+        request: &Request,
+        seen: &Measurements,
+        now: f64,
+    ) {
+        let k = config.history;
+        let slo = model.mix.slo_ms;
+        let since = |t: Option<f64>| t.map_or(10.0, |t| ((now - t).max(0.0)).min(10.0)) as f32;
+        let state = &mut self.state;
+        state.fill(0.0);
+        for (i, mbps) in seen.throughput_mbps.iter().rev().take(k).enumerate() {
+            state[i] = (mbps / 10.0) as f32;
+        }
+        let extra = [
+            seen.throughput_mbps.len() as f32 / k.max(1) as f32,
+            since(seen.last_transfer_s) / 10.0,
+            seen.rtt_ms.unwrap_or(0.0) as f32 / 100.0,
+            request.observed_load as f32,
+            (config.device_memory_mb / 1000.0) as f32,
+            seen.reported_queue as f32 / 10.0,
+            since(seen.last_report_s) / 10.0,
+            if request.world.worker_up { 1.0 } else { 0.0 },
+            (slo / 1000.0) as f32,
+            model.mix.min_accuracy as f32,
+        ];
+        state[k..k + STATE_EXTRA].copy_from_slice(&extra);
+
+        self.plans.fill(0.0);
+        self.mask.fill(false);
+        self.n_plans = model.candidates.len();
+        let mbps = seen.harmonic_mbps();
+        let memory = config.device_memory_mb * 1e6;
+        for (i, c) in model.candidates.iter().enumerate() {
+            let p = predict(c, request.observed_load, mbps, seen.reported_queue, config);
+            let total = p.total_ms();
+            let row = [
+                (c.kind() == "local") as u8 as f32,
+                (c.kind() == "split") as u8 as f32,
+                (c.kind() == "offload") as u8 as f32,
+                c.compressed as u8 as f32,
+                c.accuracy as f32,
+                (c.accuracy - model.mix.min_accuracy) as f32,
+                (p.local_ms / slo).min(10.0) as f32,
+                (p.remote_ms / slo).min(10.0) as f32,
+                ((c.bytes_up / 1e3).ln_1p() / 10.0) as f32,
+                ((c.bytes_down / 1e3).ln_1p() / 10.0) as f32,
+                (p.transfer_ms / slo).min(10.0) as f32,
+                (p.queue_ms / slo).min(10.0) as f32,
+                (total / slo).min(10.0) as f32,
+                (total > slo) as u8 as f32,
+            ];
+            self.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES].copy_from_slice(&row);
+            self.mask[i] = c.accuracy >= model.mix.min_accuracy
+                && c.memory_bytes <= memory
+                && (!c.uses_worker() || request.world.worker_up);
+        }
+        // A request must be served: if nothing qualifies, the most accurate local plan that fits
+        // in memory (or, failing that, the most accurate local plan) stays available.
+        if !self.mask.iter().any(|m| *m) {
+            let local = |fits: bool| {
+                model
+                    .candidates
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| !c.uses_worker() && (!fits || c.memory_bytes <= memory))
+                    .max_by(|a, b| a.1.accuracy.total_cmp(&b.1.accuracy))
+                    .map(|(i, _)| i)
+            };
+            if let Some(i) = local(true).or_else(|| local(false)) {
+                self.mask[i] = true;
+            }
+        }
+    }
+}

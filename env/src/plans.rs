@@ -1,0 +1,173 @@
+//! Candidate plans for a workload, derived from its profiles: every local variant, splits at
+//! the cut points that are cheapest to transfer, and offload. Each carries what a scheduler
+//! may know before running it (sizes, profile means, accuracy) and what it will cost given the
+//! true state of the world (`outcome`).
+
+use rlsched_executor::plan::Plan;
+use rlsched_executor::profiler::{Profile, VariantProfile};
+use rlsched_executor::trace::Trace;
+
+/// Bytes of a response that carries a final output (JSON header and logits).
+const RESPONSE_OVERHEAD_BYTES: f64 = 512.0;
+/// Bytes of a request's header on the wire.
+const REQUEST_OVERHEAD_BYTES: f64 = 512.0;
+
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub plan: Plan,
+    /// Stages run on the device: `0` is offload, all stages is local.
+    pub cut: usize,
+    pub stages: usize,
+    pub accuracy: f64,
+    pub compressed: bool,
+    pub bytes_up: f64,
+    pub bytes_down: f64,
+    /// Device memory the plan needs: the local model's weights and its largest activation.
+    pub memory_bytes: f64,
+    /// Per-stage (mean, std) latency on the device and on the worker, ms.
+    pub device_stages: Vec<(f64, f64)>,
+    pub worker_stages: Vec<(f64, f64)>,
+}
+
+impl Candidate {
+    pub fn kind(&self) -> &'static str {
+        self.plan.kind()
+    }
+
+    pub fn uses_worker(&self) -> bool {
+        self.cut < self.stages
+    }
+
+    pub fn local_mean_ms(&self) -> f64 {
+        self.device_stages[..self.cut].iter().map(|s| s.0).sum()
+    }
+
+    pub fn remote_mean_ms(&self) -> f64 {
+        self.worker_stages[self.cut..].iter().map(|s| s.0).sum()
+    }
+}
+
+fn stage_stats(v: &VariantProfile) -> Vec<(f64, f64)> {
+    v.stages.iter().map(|s| (s.latency_ms.mean, s.latency_ms.std)).collect()
+}
+
+/// Enumerates the candidates; a variant the worker profile lacks gets no remote plans.
+pub fn candidates(device: &Profile, worker: &Profile, split_points: usize) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    let input_bytes = if device.input_bytes > 0 {
+        device.input_bytes as f64
+    } else {
+        device.input_shape.iter().product::<usize>() as f64
+    };
+    for variant in &device.variants {
+        let stages = variant.stages.len();
+        let device_stages = stage_stats(variant);
+        let worker_variant = worker.variant(&variant.name).filter(|w| w.stages.len() == stages);
+        let worker_stages = worker_variant.map(stage_stats).unwrap_or_else(|| device_stages.clone());
+        let final_bytes = variant.stages.last().map_or(0, |s| s.output_bytes) as f64 + RESPONSE_OVERHEAD_BYTES;
+        let max_activation = |cut: usize| {
+            variant.stages[..cut].iter().map(|s| s.output_bytes).max().unwrap_or(0) as f64
+        };
+        let base = |plan: Plan, cut: usize, bytes_up: f64, bytes_down: f64| Candidate {
+            plan,
+            cut,
+            stages,
+            accuracy: variant.accuracy,
+            compressed: variant.name != "fp32",
+            bytes_up,
+            bytes_down,
+            memory_bytes: if cut == 0 { 0.0 } else { variant.param_bytes as f64 + max_activation(cut) },
+            device_stages: device_stages.clone(),
+            worker_stages: worker_stages.clone(),
+        };
+        out.push(base(Plan::Local { variant: variant.name.clone() }, stages, 0.0, 0.0));
+        if worker_variant.is_none() {
+            continue;
+        }
+        // Neurosurgeon's observation: only the cuts with small intermediate tensors matter.
+        let mut cuts: Vec<usize> = (1..stages).collect();
+        cuts.sort_by(|&a, &b| {
+            variant.stages[a - 1].output_bytes.cmp(&variant.stages[b - 1].output_bytes).then(a.cmp(&b))
+        });
+        cuts.truncate(split_points);
+        cuts.sort_unstable();
+        for cut in cuts {
+            let bytes = variant.stages[cut - 1].output_bytes as f64 + REQUEST_OVERHEAD_BYTES;
+            out.push(base(
+                Plan::Split { variant: variant.name.clone(), cut, worker: 0 },
+                cut,
+                bytes,
+                final_bytes,
+            ));
+        }
+        out.push(base(
+            Plan::Offload { variant: variant.name.clone(), worker: 0 },
+            0,
+            input_bytes + REQUEST_OVERHEAD_BYTES,
+            final_bytes,
+        ));
+    }
+    out
+}
+
+/// The true state of the world while one request runs; identical for every plan of the request.
+#[derive(Clone, Debug)]
+pub struct RequestWorld {
+    /// Arrival time on the trace, seconds.
+    pub time_s: f64,
+    /// Share of the device CPU taken by other work, 0..0.95.
+    pub device_load: f64,
+    /// Requests of other clients queued at the worker.
+    pub worker_queue: f64,
+    pub worker_up: bool,
+    /// Standard-normal draws for each stage's compute time, on the device and on the worker.
+    pub device_noise: Vec<f64>,
+    pub worker_noise: Vec<f64>,
+}
+
+/// What a plan cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub local_ms: f64,
+    pub upload_ms: f64,
+    pub remote_queue_ms: f64,
+    pub remote_compute_ms: f64,
+    pub download_ms: f64,
+    pub latency_ms: f64,
+}
+
+fn sampled(stats: &(f64, f64), z: f64) -> f64 {
+    (stats.0 + stats.1 * z).max(0.25 * stats.0)
+}
+
+/// The plan's latency under the true trace, load, queue and compute draws.
+pub fn outcome(candidate: &Candidate, world: &RequestWorld, trace: &Trace, rtt_ms: f64, service_ms: f64) -> Outcome {
+    let slowdown = 1.0 / (1.0 - world.device_load.clamp(0.0, 0.95));
+    let local_ms: f64 = candidate.device_stages[..candidate.cut]
+        .iter()
+        .zip(&world.device_noise)
+        .map(|(s, &z)| sampled(s, z) * slowdown)
+        .sum();
+    if !candidate.uses_worker() {
+        return Outcome { local_ms, latency_ms: local_ms, ..Default::default() };
+    }
+    let half_rtt = rtt_ms / 2.0;
+    let sent_at = world.time_s + local_ms / 1e3;
+    let upload_ms = half_rtt + trace.transfer_time(sent_at, candidate.bytes_up) * 1e3;
+    let remote_queue_ms = world.worker_queue * service_ms;
+    let remote_compute_ms: f64 = candidate.worker_stages[candidate.cut..]
+        .iter()
+        .zip(&world.worker_noise[candidate.cut..])
+        .map(|(s, &z)| sampled(s, z))
+        .sum();
+    let reply_at = sent_at + (upload_ms + remote_queue_ms + remote_compute_ms) / 1e3;
+    let download_ms = half_rtt + trace.transfer_time(reply_at, candidate.bytes_down) * 1e3;
+    Outcome {
+        local_ms,
+        upload_ms,
+        remote_queue_ms,
+        remote_compute_ms,
+        download_ms,
+        latency_ms: local_ms + upload_ms + remote_queue_ms + remote_compute_ms + download_ms,
+    }
+}

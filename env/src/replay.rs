@@ -1,0 +1,374 @@
+//! `ReplayEnv`: the trace-driven simulator. An episode is a stream of requests over one real
+//! bandwidth trace (random start offset); each request's world (arrival time, device load,
+//! worker queue, compute draws) is fixed at `reset`, so every scheduler faces the same
+//! requests, and the hindsight oracle is the best plan for that world. The observation holds
+//! only what the device has measured before the decision.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Exp, StandardNormal};
+
+use crate::config::LoadConfig;
+use crate::obs::Obs;
+use crate::plans::{outcome, Outcome, RequestWorld};
+use crate::scenario::Scenario;
+use crate::{Env, EnvError, Info, Step};
+
+/// One request of an episode.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub workload: usize,
+    pub world: RequestWorld,
+    /// The device load as the monitor reads it (the true load plus measurement noise).
+    pub observed_load: f64,
+}
+
+/// What the device has measured so far: the link estimator's history and the worker's reports.
+#[derive(Clone, Debug, Default)]
+pub struct Measurements {
+    /// Recent throughputs, Mbit/s, newest last.
+    pub throughput_mbps: VecDeque<f64>,
+    pub last_transfer_s: Option<f64>,
+    pub rtt_ms: Option<f64>,
+    pub reported_queue: f64,
+    pub last_report_s: Option<f64>,
+    /// Measurements still in flight: (completion time, Mbit/s, queue report). They become
+    /// visible only once the decision time passes their completion, so nothing from the
+    /// trace's future reaches the observation.
+    pending: Vec<(f64, Option<f64>, Option<f64>)>,
+}
+
+impl Measurements {
+    /// Measurements taken outside the simulator (LiveEnv), already complete.
+    pub fn observed(
+        throughput_mbps: impl IntoIterator<Item = f64>,
+        last_transfer_s: Option<f64>,
+        rtt_ms: Option<f64>,
+        reported_queue: f64,
+        last_report_s: Option<f64>,
+    ) -> Self {
+        Self {
+            throughput_mbps: throughput_mbps.into_iter().collect(),
+            last_transfer_s,
+            rtt_ms,
+            reported_queue,
+            last_report_s,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn last_mbps(&self) -> Option<f64> {
+        self.throughput_mbps.back().copied()
+    }
+
+    pub fn harmonic_mbps(&self) -> Option<f64> {
+        if self.throughput_mbps.is_empty() {
+            return None;
+        }
+        let inverse: f64 = self.throughput_mbps.iter().map(|m| 1.0 / m.max(1e-6)).sum();
+        Some(self.throughput_mbps.len() as f64 / inverse)
+    }
+
+    fn record(&mut self, at_s: f64, mbps: Option<f64>, queue: Option<f64>) {
+        self.pending.push((at_s, mbps, queue));
+    }
+
+    /// Makes the measurements completed by `now` visible, oldest first.
+    fn catch_up(&mut self, now: f64, k: usize) {
+        if self.pending.iter().all(|p| p.0 > now) {
+            return;
+        }
+        self.pending.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let ready = self.pending.partition_point(|p| p.0 <= now);
+        for (at, mbps, queue) in self.pending.drain(..ready) {
+            if let Some(mbps) = mbps {
+                if self.throughput_mbps.len() == k {
+                    self.throughput_mbps.pop_front();
+                }
+                self.throughput_mbps.push_back(mbps);
+                self.last_transfer_s = Some(at);
+            }
+            if let Some(q) = queue {
+                self.reported_queue = q;
+                self.last_report_s = Some(at);
+            }
+        }
+    }
+}
+
+/// Samples a two-state load process at the given times.
+fn load_process(config: &LoadConfig, times: &[f64], rng: &mut SmallRng) -> Vec<f64> {
+    let mut busy = rng.random_bool(config.mean_busy_s / (config.mean_busy_s + config.mean_idle_s).max(1e-9));
+    let dwell = |busy: bool, rng: &mut SmallRng| {
+        let mean = if busy { config.mean_busy_s } else { config.mean_idle_s };
+        Exp::new(1.0 / mean.max(1e-6)).expect("positive rate").sample(rng)
+    };
+    let mut until = times.first().copied().unwrap_or(0.0) + dwell(busy, rng);
+    times
+        .iter()
+        .map(|&t| {
+            while t >= until {
+                busy = !busy;
+                until += dwell(busy, rng);
+            }
+            let level = if busy { config.busy } else { config.idle };
+            let noise: f64 = StandardNormal.sample(rng);
+            (level * (1.0 + config.jitter * noise)).max(0.0)
+        })
+        .collect()
+}
+
+pub struct ReplayEnv {
+    scenario: Arc<Scenario>,
+    pub trace_index: usize,
+    pub requests: Vec<Request>,
+    pub cursor: usize,
+    pub measurements: Measurements,
+    /// Whether `info.oracle_reward` is computed (costs one evaluation per plan).
+    pub compute_oracle: bool,
+    obs: Obs,
+}
+
+impl ReplayEnv {
+    pub fn new(scenario: Arc<Scenario>) -> Self {
+        let obs = Obs::new(&scenario.config, scenario.max_plans);
+        Self {
+            scenario,
+            trace_index: 0,
+            requests: Vec::new(),
+            cursor: 0,
+            measurements: Measurements::default(),
+            compute_oracle: true,
+            obs,
+        }
+    }
+
+    pub fn scenario(&self) -> &Arc<Scenario> {
+        &self.scenario
+    }
+
+    /// Resets onto a given trace (evaluation walks the traces in order).
+    pub fn reset_on(&mut self, trace_index: usize, seed: u64) -> Result<(Obs, Info), EnvError> {
+        let scenario = self.scenario.clone();
+        let config = &scenario.config;
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let trace = &scenario.traces[trace_index % scenario.traces.len()];
+        self.trace_index = trace_index % scenario.traces.len();
+        let start = rng.random_range(0.0..trace.duration_s);
+        let gap = Exp::new(1.0 / config.mean_interarrival_s.max(1e-6)).map_err(|e| EnvError::Config(e.to_string()))?;
+        let mut times = Vec::with_capacity(config.requests_per_episode);
+        let mut t = start;
+        for _ in 0..config.requests_per_episode {
+            times.push(t);
+            t += gap.sample(&mut rng);
+        }
+        let loads = load_process(&config.device_load, &times, &mut rng);
+        let queues = load_process(&config.worker_queue, &times, &mut rng);
+        let total_weight: f64 = scenario.workloads.iter().map(|w| w.mix.weight.max(0.0)).sum();
+        let max_stages = scenario.workloads.iter().flat_map(|w| w.candidates.iter().map(|c| c.stages)).max().unwrap_or(0);
+        self.requests = times
+            .iter()
+            .enumerate()
+            .map(|(i, &time_s)| {
+                let mut pick = rng.random_range(0.0..total_weight.max(1e-9));
+                let workload = scenario
+                    .workloads
+                    .iter()
+                    .position(|w| {
+                        pick -= w.mix.weight.max(0.0);
+                        pick < 0.0
+                    })
+                    .unwrap_or(0);
+                let device_load = loads[i].min(0.95);
+                let noise: f64 = StandardNormal.sample(&mut rng);
+                let mut draws = || (0..max_stages).map(|_| StandardNormal.sample(&mut rng)).collect::<Vec<f64>>();
+                let device_noise = draws();
+                let worker_noise = draws();
+                Request {
+                    workload,
+                    observed_load: (device_load + 0.03 * noise).clamp(0.0, 1.0),
+                    world: RequestWorld {
+                        time_s,
+                        device_load,
+                        worker_queue: queues[i].round(),
+                        worker_up: !rng.random_bool(config.worker_down_probability.clamp(0.0, 1.0)),
+                        device_noise,
+                        worker_noise,
+                    },
+                }
+            })
+            .collect();
+        self.cursor = 0;
+        self.measurements = Measurements::default();
+        let probe_bytes = self.prepare_observation();
+        Ok((self.obs.clone(), Info { probe_bytes, ..Info::default() }))
+    }
+
+    pub fn current(&self) -> Option<&Request> {
+        self.requests.get(self.cursor)
+    }
+
+    pub fn observation(&self) -> &Obs {
+        &self.obs
+    }
+
+    pub fn trace(&self) -> &rlsched_executor::trace::Trace {
+        &self.scenario.traces[self.trace_index]
+    }
+
+    /// Runs the active probe if the link has not been measured for a while, then fills the
+    /// observation for the current request. The probe runs alongside the request, so its
+    /// result serves the next decision; its cost is the bytes it sends.
+    fn prepare_observation(&mut self) -> usize {
+        let Some(request) = self.requests.get(self.cursor) else { return 0 };
+        let config = &self.scenario.config;
+        let now = request.world.time_s;
+        self.measurements.catch_up(now, config.history);
+        let in_flight = !self.measurements.pending.is_empty();
+        let stale = self.measurements.last_transfer_s.is_none_or(|t| now - t >= config.probe.interval_s);
+        let model = &self.scenario.workloads[request.workload];
+        self.obs.fill(config, model, request, &self.measurements, now);
+        if stale && !in_flight && config.probe.bytes > 0 {
+            let seconds = config.rtt_ms / 1e3 + self.trace().transfer_time(now, config.probe.bytes as f64);
+            let mbps = config.probe.bytes as f64 * 8.0 / seconds / 1e6;
+            self.measurements.record(now + seconds, Some(mbps), None);
+            self.measurements.rtt_ms = Some(config.rtt_ms);
+            return config.probe.bytes;
+        }
+        0
+    }
+
+    /// The true outcome of candidate `index` for the current request.
+    pub fn evaluate(&self, index: usize) -> Option<(Outcome, f64)> {
+        let request = self.current()?;
+        let model = &self.scenario.workloads[request.workload];
+        let candidate = model.candidates.get(index)?;
+        let config = &self.scenario.config;
+        let out = outcome(candidate, &request.world, self.trace(), config.rtt_ms, config.worker_service_ms);
+        let reward = config.reward.reward(candidate.accuracy, out.latency_ms, model.mix.slo_ms);
+        Some((out, reward))
+    }
+
+    /// The hindsight-best reward among the valid plans of the current request.
+    pub fn oracle(&self) -> Option<(usize, f64)> {
+        (0..self.obs.n_plans)
+            .filter(|&i| self.obs.mask[i])
+            .filter_map(|i| self.evaluate(i).map(|(_, r)| (i, r)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+impl Env for ReplayEnv {
+    fn reset(&mut self, seed: u64) -> Result<(Obs, Info), EnvError> {
+        let index = SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15).random_range(0..self.scenario.traces.len());
+        self.reset_on(index, seed)
+    }
+
+    fn step(&mut self, action: usize) -> Result<Step, EnvError> {
+        let oracle_reward = if self.compute_oracle && self.current().is_some() {
+            self.oracle().map(|o| o.1)
+        } else {
+            None
+        };
+        let (out, reward, workload) = self.apply(action)?;
+        let model = &self.scenario.workloads[workload];
+        let candidate = &model.candidates[action];
+        let info = Info {
+            workload: model.mix.name.clone(),
+            plan: Some(candidate.plan.clone()),
+            candidate: action,
+            outcome: out,
+            accuracy: candidate.accuracy,
+            compressed: candidate.compressed,
+            slo_ms: model.mix.slo_ms,
+            oracle_reward,
+            probe_bytes: 0,
+        };
+        let terminated = self.cursor >= self.requests.len();
+        let probe_bytes = if terminated { 0 } else { self.prepare_observation() };
+        Ok(Step {
+            obs: self.obs.clone(),
+            reward,
+            terminated,
+            truncated: false,
+            info: Info { probe_bytes, ..info },
+        })
+    }
+}
+
+impl ReplayEnv {
+    /// Runs candidate `action` for the current request: validates it, computes its true outcome,
+    /// records what the device measured, and moves to the next request.
+    fn apply(&mut self, action: usize) -> Result<(Outcome, f64, usize), EnvError> {
+        let request = self.current().ok_or(EnvError::NotRunning)?;
+        if action >= self.obs.n_plans || !self.obs.mask[action] {
+            return Err(EnvError::InvalidAction {
+                action,
+                valid: self.obs.mask[..self.obs.n_plans].iter().filter(|m| **m).count(),
+                total: self.obs.n_plans,
+            });
+        }
+        let (out, reward) = self.evaluate(action).expect("a valid action has an outcome");
+        let workload = request.workload;
+        let candidate = &self.scenario.workloads[workload].candidates[action];
+        if candidate.uses_worker() {
+            let at = request.world.time_s + (out.local_ms + out.upload_ms) / 1e3;
+            let queue = request.world.worker_queue;
+            let mbps = candidate.bytes_up * 8.0 / (out.upload_ms / 1e3).max(1e-9) / 1e6;
+            // the worker's report arrives with the reply
+            let replied = request.world.time_s + out.latency_ms / 1e3;
+            self.measurements.record(at, Some(mbps), None);
+            self.measurements.record(replied, None, Some(queue));
+            self.measurements.rtt_ms = Some(self.scenario.config.rtt_ms);
+        }
+        self.cursor += 1;
+        Ok((out, reward, workload))
+    }
+
+    /// `step` without building the returned observation and info: for throughput.
+    pub fn step_in_place(&mut self, action: usize) -> Result<(f64, bool), EnvError> {
+        let (_, reward, _) = self.apply(action)?;
+        let done = self.cursor >= self.requests.len();
+        if !done {
+            self.prepare_observation();
+        }
+        Ok((reward, done))
+    }
+}
+
+/// N environments stepped together; a finished episode restarts with the next seed.
+pub struct VecEnv {
+    pub envs: Vec<ReplayEnv>,
+    next_seed: u64,
+}
+
+impl VecEnv {
+    pub fn new(scenario: Arc<Scenario>, n: usize, seed: u64) -> Result<Self, EnvError> {
+        let mut envs: Vec<ReplayEnv> = (0..n).map(|_| ReplayEnv::new(scenario.clone())).collect();
+        for (i, env) in envs.iter_mut().enumerate() {
+            env.compute_oracle = false;
+            env.reset(seed + i as u64)?;
+        }
+        Ok(Self { envs, next_seed: seed + n as u64 })
+    }
+
+    /// Steps every environment with its action; returns (reward, done) per environment.
+    /// Observations stay inside the environments (`envs[i].observation()`), so stepping
+    /// allocates nothing.
+    pub fn step(&mut self, actions: &[usize], out: &mut Vec<(f64, bool)>) -> Result<(), EnvError> {
+        out.clear();
+        for (env, &action) in self.envs.iter_mut().zip(actions) {
+            let step = env.step_in_place(action)?;
+            if step.1 {
+                env.reset(self.next_seed)?;
+                self.next_seed += 1;
+            }
+            out.push(step);
+        }
+        Ok(())
+    }
+}
+

@@ -1,0 +1,49 @@
+//! LiveEnv executes plans for real against a worker on 127.0.0.1:0.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rlsched_env::config::WorkloadMix;
+use rlsched_env::{Env, EnvConfig, LiveEnv, Scenario};
+use rlsched_executor::client::WorkerClient;
+use rlsched_executor::plan::PlanExecutor;
+use rlsched_executor::worker::{self, WorkerConfig};
+use rlsched_executor::DeviceChoice;
+
+#[test]
+fn live_env_steps_against_a_real_worker() {
+    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    server.spawn(worker::run(listener, WorkerConfig::default(), std::future::pending()));
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut config = EnvConfig::default();
+    config.profiles_dir = root.join("data/profiles");
+    config.workloads = vec![WorkloadMix { name: "digits-cnn".into(), weight: 1.0, slo_ms: 50.0, min_accuracy: 0.0 }];
+    config.requests_per_episode = 12;
+    let scenario = Arc::new(Scenario::load(&config, &[root.join("data/traces/fcc-test")]).unwrap());
+    let client = WorkerClient::new(&format!("http://{addr}"), None, Duration::from_secs(30)).unwrap();
+    let executor = Arc::new(PlanExecutor::new(DeviceChoice::Flex, vec![client]).unwrap());
+    let mut env = LiveEnv::new(scenario.clone(), executor).unwrap();
+    let (obs, _) = env.reset(7).unwrap();
+    assert!(obs.n_plans >= 3);
+    let mut kinds = std::collections::BTreeSet::new();
+    for step_index in 0..12 {
+        let obs = env.observation().clone();
+        let valid: Vec<usize> = (0..obs.n_plans).filter(|&i| obs.mask[i]).collect();
+        let action = valid[step_index % valid.len()];
+        let step = env.step(action).unwrap();
+        let out = step.info.outcome;
+        assert!(step.reward.is_finite());
+        assert!(out.latency_ms > 0.0, "{out:?}");
+        let kind = step.info.plan.as_ref().unwrap().kind();
+        if kind != "local" {
+            assert!(out.remote_compute_ms > 0.0 && out.upload_ms >= 0.0, "{kind}: {out:?}");
+        }
+        kinds.insert(kind);
+        assert_eq!(step.terminated, step_index == 11);
+    }
+    assert_eq!(kinds.len(), 3, "ran local, split and offload: {kinds:?}");
+}

@@ -1,0 +1,134 @@
+//! The simulator on the bundled profiles and real traces: real trace sets parse, episodes are
+//! deterministic for a seed, the oracle bounds every scheduler on every request, and the
+//! observation never sees the trace's future.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rlsched_env::scenario::{load_traces, Scenario};
+use rlsched_env::schedulers::{self, Scheduler};
+use rlsched_env::{Env, EnvConfig, ReplayEnv};
+use rlsched_executor::trace::Trace;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn shared_data() -> PathBuf {
+    std::env::var_os("RLSCHED_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/data"))
+}
+
+fn config() -> EnvConfig {
+    let mut config = EnvConfig::default();
+    let root = repo();
+    config.traces = vec![root.join("data/traces/fcc-train")];
+    config.validation_traces = vec![root.join("data/traces/fcc-test")];
+    config.profiles_dir = root.join("data/profiles");
+    config.requests_per_episode = 60;
+    config
+}
+
+fn scenario() -> Arc<Scenario> {
+    let config = config();
+    Arc::new(Scenario::load(&config, &config.validation_traces).unwrap())
+}
+
+#[test]
+fn real_trace_sets_parse() {
+    let fcc = load_traces(&[shared_data().join("traces/fcc/test")], None, 1.0).unwrap();
+    let norway = load_traces(&[shared_data().join("traces/norway-hsdpa")], None, 1.0).unwrap();
+    assert_eq!(fcc.len(), 88);
+    assert_eq!(norway.len(), 80);
+    let mean = |ts: &[Arc<Trace>]| ts.iter().map(|t| t.mean_mbps()).sum::<f64>() / ts.len() as f64;
+    // the data set's README gives means of 1.4 and 1.5 Mbit/s
+    assert!((mean(&fcc) - 1.4).abs() < 0.3, "fcc mean {}", mean(&fcc));
+    assert!((mean(&norway) - 1.5).abs() < 0.4, "norway mean {}", mean(&norway));
+    let mahimahi = load_traces(&[shared_data().join("traces/mahimahi/TMobile-UMTS-driving.down")], None, 1.0).unwrap();
+    assert!(mahimahi[0].mean_mbps() > 0.1 && mahimahi[0].duration_s > 100.0);
+}
+
+fn run_episode(env: &mut ReplayEnv, scheduler: &mut dyn Scheduler, seed: u64) -> Vec<(f64, f64, Vec<f32>)> {
+    env.reset_on(seed as usize, seed).unwrap();
+    let mut out = Vec::new();
+    while env.current().is_some() {
+        let state = env.observation().state.clone();
+        let action = scheduler.choose(env);
+        let step = env.step(action).unwrap();
+        out.push((step.reward, step.info.oracle_reward.unwrap(), state));
+    }
+    out
+}
+
+#[test]
+fn episodes_are_deterministic_for_a_seed() {
+    let scenario = scenario();
+    let mut a = ReplayEnv::new(scenario.clone());
+    let mut b = ReplayEnv::new(scenario);
+    let first = run_episode(&mut a, &mut schedulers::RandomScheduler::new(5), 42);
+    let second = run_episode(&mut b, &mut schedulers::RandomScheduler::new(5), 42);
+    assert_eq!(first, second);
+    let other = run_episode(&mut a, &mut schedulers::RandomScheduler::new(5), 43);
+    assert_ne!(first, other, "another seed gives another episode");
+}
+
+#[test]
+fn oracle_bounds_every_scheduler_on_every_request() {
+    let scenario = scenario();
+    let mut train = ReplayEnv::new(scenario.clone());
+    let mut env = ReplayEnv::new(scenario);
+    for name in schedulers::BASELINES {
+        let mut scheduler = schedulers::by_name(name, &mut train, 3).unwrap();
+        for seed in 0..8 {
+            for (i, (reward, oracle, _)) in run_episode(&mut env, scheduler.as_mut(), seed).iter().enumerate() {
+                assert!(oracle + 1e-9 >= *reward, "{name}, episode {seed}, request {i}: {reward} > oracle {oracle}");
+            }
+        }
+    }
+}
+
+#[test]
+fn observation_never_sees_the_future() {
+    // identical for the first 300 s, then the second trace collapses
+    let same: String = (0..300).map(|t| format!("{t}\t{}\n", 2.0 + (t % 7) as f64)).collect();
+    let good: String = (300..600).map(|t| format!("{t}\t9.0\n")).collect();
+    let bad: String = (300..600).map(|t| format!("{t}\t0.2\n")).collect();
+    let build = |tail: &str| {
+        let trace = Trace::parse_pensieve(&format!("{same}{tail}"), "synthetic").unwrap();
+        let mut s = Scenario::load(&config(), &[repo().join("data/traces/fcc-test")]).unwrap();
+        s.traces = vec![Arc::new(trace)];
+        Arc::new(s)
+    };
+    let (mut a, mut b) = (ReplayEnv::new(build(&good)), ReplayEnv::new(build(&bad)));
+    let mut compared = 0;
+    let mut with_history = 0;
+    for seed in 0..40 {
+        a.reset_on(0, seed).unwrap();
+        b.reset_on(0, seed).unwrap();
+        while let (Some(ra), Some(_)) = (a.current(), b.current()) {
+            if ra.world.time_s >= 299.0 {
+                break;
+            }
+            assert_eq!(a.observation(), b.observation(), "seed {seed}: observation differs before the traces do");
+            compared += 1;
+            with_history += (a.measurements.throughput_mbps.len() > 0) as usize;
+            // offloading measures the link, so later observations carry measurements
+            let action = schedulers::OffloadAll.choose(&a);
+            a.step(action).unwrap();
+            b.step(action).unwrap();
+        }
+    }
+    assert!(compared > 100 && with_history > 50, "compared {compared}, with history {with_history}");
+}
+
+#[test]
+fn invalid_actions_are_errors() {
+    let mut env = ReplayEnv::new(scenario());
+    env.reset(1).unwrap();
+    let n = env.observation().n_plans;
+    assert!(env.step(n + 3).is_err());
+    if let Some(masked) = env.observation().mask[..n].iter().position(|m| !m) {
+        assert!(env.step(masked).is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! `rlsched eval` end to end on the real FCC test traces: every scheduler appears with the
+//! documented schema, the oracle has zero regret, nobody beats it, plan fractions sum to one.
+
+use std::process::Command;
+
+#[test]
+fn eval_on_fcc_test_writes_the_schema() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shared = std::env::var("RLSCHED_SHARED_DATA").unwrap_or_else(|_| format!("{root}/../shared/data"));
+    let json = std::env::temp_dir().join(format!("rlsched-eval-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_rlsched"))
+        .args(["eval", "--config", &format!("{root}/train.toml"), "--requests", "1000", "--traces"])
+        .arg(format!("{shared}/traces/fcc/test"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report["requests"].as_u64().unwrap() >= 1000);
+    assert!(report["traces"].as_str().unwrap().contains("fcc/test"));
+    let schedulers = report["schedulers"].as_array().unwrap();
+    let names: Vec<&str> = schedulers.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for expected in ["local", "offload", "best-static", "neurosurgeon", "mpc", "threshold", "random", "oracle-now", "oracle"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    let best = report["best_baseline"].as_str().unwrap();
+    assert!(names.contains(&best) && best != "oracle" && best != "oracle-now");
+    for s in schedulers {
+        let name = s["name"].as_str().unwrap();
+        let regret = s["regret"].as_f64().unwrap();
+        if name == "oracle" {
+            assert!(regret.abs() < 1e-9, "oracle regret {regret}");
+            assert_eq!(s["deployable"], false);
+        }
+        assert!(regret >= -1e-9, "{name} has negative regret {regret}");
+        let frac = &s["plan_frac"];
+        let sum: f64 = ["local", "split", "offload"].iter().map(|k| frac[k].as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-9, "{name}: plan fractions sum to {sum}");
+        for key in ["mean_reward", "latency_ms_mean", "latency_ms_p95", "latency_ms_p99", "slo_miss_rate", "accuracy", "compressed_frac"] {
+            assert!(s[key].as_f64().is_some_and(f64::is_finite), "{name}.{key} = {}", s[key]);
+        }
+        assert!(s["latency_ms_p99"].as_f64().unwrap() >= s["latency_ms_p95"].as_f64().unwrap());
+    }
+    let best_entry = schedulers.iter().find(|s| s["name"] == best).unwrap();
+    assert!((best_entry["regret_ratio"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    std::fs::remove_file(json).ok();
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_rlsched"))
+        .args(["eval", "--config", &format!("{root}/train.toml"), "--set", "env.bandwith_scale=5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bandwith_scale"), "{err}");
+}
