@@ -7,18 +7,15 @@ set -uo pipefail
 bin=$1; out=$2; runs=${3:-10}
 mkdir -p "$out"
 export RLSCHED_DATA="${RLSCHED_DATA:-$(cd "$(dirname "$0")/.." && pwd)/data}"
-# Register NVIDIA's Vulkan driver if the image ships the library but no ICD manifest.
-if ! ls /usr/share/vulkan/icd.d/nvidia_icd*.json /etc/vulkan/icd.d/nvidia_icd*.json >/dev/null 2>&1; then
-  lib=$(ldconfig -p | awk '/libGLX_nvidia.so.0/ {print $NF; exit}')
-  [ -z "$lib" ] && lib=$(find / -xdev -name 'libGLX_nvidia.so.0' 2>/dev/null | head -1)
-  if [ -n "$lib" ]; then
-    mkdir -p /tmp/icd
-    printf '{"file_format_version":"1.0.0","ICD":{"library_path":"%s","api_version":"1.3.0"}}\n' "$lib" > /tmp/icd/nvidia_icd.json
-    export VK_ICD_FILENAMES=/tmp/icd/nvidia_icd.json
-    echo "registered Vulkan ICD $lib"
-  else
-    echo "no NVIDIA Vulkan library found"
-  fi
+# Headless machines: NVIDIA's GLX library refuses to create a Vulkan instance without a display
+# ("Could not get 'vkCreateInstance'"), its EGL library works, so register that one.
+lib=$(ldconfig -p | awk '/libEGL_nvidia.so.0/ {print $NF; exit}')
+[ -z "$lib" ] && lib=$(find / -xdev -name 'libEGL_nvidia.so.0' 2>/dev/null | head -1)
+if [ -n "$lib" ]; then
+  mkdir -p /tmp/icd
+  printf '{"file_format_version":"1.0.1","ICD":{"library_path":"%s","api_version":"1.3.0"}}\n' "$lib" > /tmp/icd/nvidia_egl_icd.json
+  export VK_ICD_FILENAMES=/tmp/icd/nvidia_egl_icd.json
+  echo "registered Vulkan ICD $lib"
 fi
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr 'A-Z ' 'a-z-' | sed 's/nvidia-//; s/[^a-z0-9-]//g')
 gpu=${gpu:-gpu}
@@ -38,6 +35,7 @@ parts = [json.load(open(p)) for p in sys.argv[2:]]
 if parts:
     merged = parts[0]
     merged["variants"] = [v for p in parts for v in p["variants"]]
+    merged["host"] += "; GPU: " + sys.argv[1].rsplit("-", 1)[-1][:-5].upper() + " through burn-wgpu (Vulkan)"
     json.dump(merged, open(sys.argv[1], "w"), indent=2)
     print("wrote", sys.argv[1], [v["name"] for v in merged["variants"]])
 PY

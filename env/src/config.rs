@@ -134,7 +134,7 @@ impl Default for EnvConfig {
             rtt_ms: 40.0,
             profiles_dir: data.join("profiles"),
             device_profile: "cpu2".into(),
-            worker_profile: "cpu2".into(),
+            worker_profile: "h200".into(),
             device_memory_mb: 256.0,
             workloads: vec![
                 WorkloadMix { name: "mobilenetv2".into(), weight: 0.35, slo_ms: 150.0, min_accuracy: 0.65 },

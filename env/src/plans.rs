@@ -27,6 +27,10 @@ pub struct Candidate {
     /// Per-stage (mean, std) latency on the device and on the worker, ms.
     pub device_stages: Vec<(f64, f64)>,
     pub worker_stages: Vec<(f64, f64)>,
+    /// Profile-mean milliseconds of the local part and of the remote part (cached: the
+    /// observation predicts every plan at every step).
+    local_mean: f64,
+    remote_mean: f64,
 }
 
 impl Candidate {
@@ -39,11 +43,11 @@ impl Candidate {
     }
 
     pub fn local_mean_ms(&self) -> f64 {
-        self.device_stages[..self.cut].iter().map(|s| s.0).sum()
+        self.local_mean
     }
 
     pub fn remote_mean_ms(&self) -> f64 {
-        self.worker_stages[self.cut..].iter().map(|s| s.0).sum()
+        self.remote_mean
     }
 }
 
@@ -79,6 +83,8 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize) -> Ve
             memory_bytes: if cut == 0 { 0.0 } else { variant.param_bytes as f64 + max_activation(cut) },
             device_stages: device_stages.clone(),
             worker_stages: worker_stages.clone(),
+            local_mean: device_stages[..cut].iter().map(|s| s.0).sum(),
+            remote_mean: worker_stages[cut..].iter().map(|s| s.0).sum(),
         };
         out.push(base(Plan::Local { variant: variant.name.clone() }, stages, 0.0, 0.0));
         if worker_variant.is_none() {

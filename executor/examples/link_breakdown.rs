@@ -13,7 +13,8 @@ use rlsched_executor::plan::{Plan, PlanExecutor};
 use rlsched_executor::trace::Trace;
 use rlsched_executor::worker::{self, WorkerConfig};
 use rlsched_executor::workloads::Workload;
-use rlsched_executor::DeviceChoice;
+use rlsched_executor::activation::WireData;
+use rlsched_executor::{DeviceChoice, WireTensor};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,7 +37,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let client = WorkerClient::new(&format!("http://{link_addr}"), None, Duration::from_secs(120))?;
         let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client])?;
         for (workload, cuts) in [(Workload::Vgg16, vec![4, 10, 13]), (Workload::MobileNetV2, vec![4, 14, 19])] {
-            let input = workload.example_input(1);
+            // images travel in their natural encoding, uint8 pixels
+            let input = match workload.example_input(1) {
+                WireTensor { shape, data: WireData::F32(v) } if shape.len() == 4 => WireTensor::new(
+                    shape,
+                    WireData::U8(v.iter().map(|x| (x * 255.0) as u8).collect()),
+                )?,
+                other => other,
+            };
             let mut plans = vec![Plan::Local { variant: "fp32".into() }, Plan::Offload { variant: "fp32".into(), worker: 0 }];
             plans.extend(cuts.into_iter().map(|cut| Plan::Split { variant: "fp32".into(), cut, worker: 0 }));
             // warm both sides (weights, allocations) before measuring

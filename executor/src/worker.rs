@@ -193,9 +193,10 @@ async fn infer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let received = Instant::now();
     let workload = workload_of(&model)?;
     let body = read_body(body, state.config.max_body_bytes).await?;
+    // The clock starts once the whole body is here: reading it is the upload, the client's part.
+    let received = Instant::now();
     let header_length = headers
         .get(HEADER_LENGTH)
         .map(|v| {
