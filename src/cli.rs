@@ -321,6 +321,20 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Binds `listen` on a fresh runtime and runs `server` on the listener until it returns.
+fn serve<F, Fut>(listen: &str, server: F) -> Result<()>
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        server(listener).await
+    })
+}
+
 async fn ctrl_c() {
     tokio::signal::ctrl_c().await.ok();
 }
@@ -332,13 +346,9 @@ fn worker(args: WorkerArgs) -> Result<()> {
         token: args.token,
         max_body_bytes: args.max_body_bytes,
     };
-    runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
+    serve(&args.listen, |listener| async move {
         println!("rlsched worker listening on http://{} (device {device})", listener.local_addr()?);
-        rlsched_executor::worker::run(listener, config, ctrl_c()).await?;
-        Ok(())
+        Ok(rlsched_executor::worker::run(listener, config, ctrl_c()).await?)
     })
 }
 
@@ -353,10 +363,7 @@ fn link(args: LinkArgs) -> Result<()> {
         rtt_ms: args.rtt_ms,
         upstream: args.upstream,
     };
-    runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
+    serve(&args.listen, |listener| async move {
         println!(
             "rlsched link listening on {} -> {} (trace {}, mean {:.2} Mbit/s, rtt {} ms)",
             listener.local_addr()?,
@@ -365,7 +372,6 @@ fn link(args: LinkArgs) -> Result<()> {
             config.trace.mean_mbps(),
             config.rtt_ms
         );
-        rlsched_executor::link::run(listener, config, ctrl_c()).await?;
-        Ok(())
+        Ok(rlsched_executor::link::run(listener, config, ctrl_c()).await?)
     })
 }

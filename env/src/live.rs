@@ -68,16 +68,7 @@ impl LiveEnv {
     /// Draws the next request and observes the real system for it.
     fn next_request(&mut self) -> Result<(), EnvError> {
         let scenario = self.scenario.clone();
-        let total: f64 = scenario.workloads.iter().map(|w| w.mix.weight.max(0.0)).sum();
-        let mut pick = self.rng.random_range(0.0..total.max(1e-9));
-        let workload = scenario
-            .workloads
-            .iter()
-            .position(|w| {
-                pick -= w.mix.weight.max(0.0);
-                pick < 0.0
-            })
-            .unwrap_or(0);
+        let workload = scenario.pick_workload(&mut self.rng);
         let model = &scenario.workloads[workload];
         let input = model.mix.name.parse::<Workload>()?.example_input(self.rng.random());
         let worker_up = match self.executor.workers().first() {

@@ -90,7 +90,7 @@ impl Obs {
     ) {
         let k = config.history;
         let slo = model.mix.slo_ms;
-        let since = |t: Option<f64>| t.map_or(10.0, |t| ((now - t).max(0.0)).min(10.0)) as f32;
+        let since = |t: Option<f64>| t.map_or(10.0, |t| (now - t).clamp(0.0, 10.0)) as f32;
         let state = &mut self.state;
         state.fill(0.0);
         for (i, mbps) in seen.throughput_mbps.iter().rev().take(k).enumerate() {

@@ -167,21 +167,12 @@ impl ReplayEnv {
         }
         let loads = load_process(&config.device_load, &times, &mut rng);
         let queues = load_process(&config.worker_queue, &times, &mut rng);
-        let total_weight: f64 = scenario.workloads.iter().map(|w| w.mix.weight.max(0.0)).sum();
         let max_stages = scenario.workloads.iter().flat_map(|w| w.candidates.iter().map(|c| c.stages)).max().unwrap_or(0);
         self.requests = times
             .iter()
             .enumerate()
             .map(|(i, &time_s)| {
-                let mut pick = rng.random_range(0.0..total_weight.max(1e-9));
-                let workload = scenario
-                    .workloads
-                    .iter()
-                    .position(|w| {
-                        pick -= w.mix.weight.max(0.0);
-                        pick < 0.0
-                    })
-                    .unwrap_or(0);
+                let workload = scenario.pick_workload(&mut rng);
                 let device_load = loads[i].min(0.95);
                 let noise: f64 = StandardNormal.sample(&mut rng);
                 let mut draws = || (0..max_stages).map(|_| StandardNormal.sample(&mut rng)).collect::<Vec<f64>>();

@@ -58,6 +58,19 @@ pub fn load_traces(paths: &[PathBuf], format: Option<TraceFormat>, scale: f64) -
 }
 
 impl Scenario {
+    /// Draws a workload index in proportion to the mix weights.
+    pub fn pick_workload(&self, rng: &mut impl rand::Rng) -> usize {
+        let total: f64 = self.workloads.iter().map(|w| w.mix.weight.max(0.0)).sum();
+        let mut pick = rng.random_range(0.0..total.max(1e-9));
+        self.workloads
+            .iter()
+            .position(|w| {
+                pick -= w.mix.weight.max(0.0);
+                pick < 0.0
+            })
+            .unwrap_or(0)
+    }
+
     /// Builds the scenario for `traces` (training or validation), trace format detected.
     pub fn load(config: &EnvConfig, traces: &[PathBuf]) -> Result<Self, EnvError> {
         Self::load_with(config, traces, None)

@@ -112,7 +112,7 @@ fn observation_never_sees_the_future() {
             }
             assert_eq!(a.observation(), b.observation(), "seed {seed}: observation differs before the traces do");
             compared += 1;
-            with_history += (a.measurements.throughput_mbps.len() > 0) as usize;
+            with_history += (!a.measurements.throughput_mbps.is_empty()) as usize;
             // offloading measures the link, so later observations carry measurements
             let action = schedulers::OffloadAll.choose(&a);
             a.step(action).unwrap();

@@ -124,7 +124,7 @@ impl WireTensor {
 
     pub fn from_le_bytes(shape: Vec<usize>, datatype: DataType, bytes: &[u8]) -> Result<Self, ExecError> {
         let width = datatype.element_bytes();
-        if bytes.len() % width != 0 {
+        if !bytes.len().is_multiple_of(width) {
             return Err(ExecError::DataLength {
                 shape,
                 expected: bytes.len() / width + 1,

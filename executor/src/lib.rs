@@ -25,6 +25,6 @@ pub mod worker;
 pub use activation::{Activation, DataType, WireTensor};
 pub use device::DeviceChoice;
 pub use error::ExecError;
-pub use network::{Network, Stage};
+pub use network::{Network, NetworkCache, Stage};
 pub use variant::Variant;
 pub use workloads::{Workload, WorkloadSpec};

@@ -1,6 +1,9 @@
 //! A workload's network as an ordered list of stages. A cut point lies between two stages, and
 //! any contiguous range of stages runs on its own: this is what makes split execution possible.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::SmallRng;
@@ -237,8 +240,35 @@ impl ModuleMapper for SeededInit {
         };
         let device = param.lazy_device();
         Param::initialized(
-            param.id.clone(),
+            param.id,
             Tensor::from_data(TensorData::new(values, dims), &device),
         )
+    }
+}
+
+/// Built networks by (workload, variant), shared by everything that runs them on one device.
+pub struct NetworkCache {
+    device: Device,
+    networks: Mutex<HashMap<(crate::Workload, String), Arc<Network>>>,
+}
+
+impl NetworkCache {
+    pub fn new(device: Device) -> Self {
+        Self { device, networks: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The network of one variant, built on first use. Building happens outside the lock:
+    /// VGG-16 takes seconds, and other models need not wait for it.
+    pub fn get(&self, workload: crate::Workload, variant: &str) -> Result<Arc<Network>, ExecError> {
+        let key = (workload, variant.to_string());
+        if let Some(network) = self.networks.lock().expect("network cache lock").get(&key) {
+            return Ok(network.clone());
+        }
+        let built = Arc::new(workload.build(variant, &self.device)?);
+        Ok(self.networks.lock().expect("network cache lock").entry(key).or_insert(built).clone())
     }
 }

@@ -3,17 +3,15 @@
 //! middle of a request does not lose the request: execution falls back to local (reusing the
 //! stages already computed) and the breakdown says so.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{RemoteReply, WorkerClient};
 use crate::monitor::LinkEstimator;
 use crate::workloads::Workload;
-use crate::{DeviceChoice, ExecError, Network, WireTensor};
+use crate::{DeviceChoice, ExecError, Network, NetworkCache, WireTensor};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -65,8 +63,7 @@ pub struct Execution {
 
 /// Runs plans against local networks and a set of workers.
 pub struct PlanExecutor {
-    device: Device,
-    networks: Mutex<HashMap<(Workload, String), Arc<Network>>>,
+    networks: NetworkCache,
     workers: Vec<WorkerClient>,
     links: Mutex<Vec<LinkEstimator>>,
 }
@@ -79,8 +76,7 @@ impl PlanExecutor {
     pub fn new(device: DeviceChoice, workers: Vec<WorkerClient>) -> Result<Self, ExecError> {
         let links = workers.iter().map(|_| LinkEstimator::default()).collect();
         Ok(Self {
-            device: device.device()?,
-            networks: Mutex::new(HashMap::new()),
+            networks: NetworkCache::new(device.device()?),
             workers,
             links: Mutex::new(links),
         })
@@ -96,16 +92,11 @@ impl PlanExecutor {
     }
 
     pub fn network(&self, workload: Workload, variant: &str) -> Result<Arc<Network>, ExecError> {
-        let key = (workload, variant.to_string());
-        if let Some(n) = self.networks.lock().expect("network lock").get(&key) {
-            return Ok(n.clone());
-        }
-        let built = Arc::new(workload.build(variant, &self.device)?);
-        Ok(self.networks.lock().expect("network lock").entry(key).or_insert(built).clone())
+        self.networks.get(workload, variant)
     }
 
     async fn run_local(&self, network: Arc<Network>, start: usize, input: WireTensor) -> Result<WireTensor, ExecError> {
-        let device = self.device.clone();
+        let device = self.networks.device().clone();
         tokio::task::spawn_blocking(move || {
             let end = network.stage_count();
             network.run_wire(start, end, &input, &device)
@@ -115,7 +106,7 @@ impl PlanExecutor {
     }
 
     async fn run_head(&self, network: Arc<Network>, cut: usize, input: WireTensor) -> Result<WireTensor, ExecError> {
-        let device = self.device.clone();
+        let device = self.networks.device().clone();
         tokio::task::spawn_blocking(move || network.run_wire(0, cut, &input, &device))
             .await
             .map_err(|e| ExecError::Backend(e.to_string()))?

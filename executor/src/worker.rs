@@ -4,10 +4,9 @@
 //! scheduler sees the worker's load. Like mini-redis, [`run`] takes a bound listener and a
 //! shutdown future, so tests start it on `127.0.0.1:0`.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -16,12 +15,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use burn::tensor::Device;
 use serde_json::{json, Map, Value};
 
 use crate::protocol::{self, InferRequest, ProtocolError, ResponseOutput, HEADER_LENGTH};
 use crate::workloads::Workload;
-use crate::{DeviceChoice, ExecError, Network, WireTensor};
+use crate::{DeviceChoice, ExecError, NetworkCache, WireTensor};
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -45,8 +43,7 @@ impl Default for WorkerConfig {
 
 struct WorkerState {
     config: WorkerConfig,
-    device: Device,
-    networks: Mutex<HashMap<(Workload, String), Arc<Network>>>,
+    networks: NetworkCache,
     /// One inference computes at a time; the others wait here, which is the queue we report.
     compute: tokio::sync::Mutex<()>,
     queued: AtomicUsize,
@@ -91,8 +88,7 @@ pub async fn run(
     let device = config.device.device()?;
     let state = Arc::new(WorkerState {
         config,
-        device,
-        networks: Mutex::new(HashMap::new()),
+        networks: NetworkCache::new(device),
         compute: tokio::sync::Mutex::new(()),
         queued: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
@@ -160,24 +156,6 @@ async fn model_metadata(Path(model): Path<String>) -> Result<Json<Value>, ApiErr
     })))
 }
 
-impl WorkerState {
-    fn network(&self, workload: Workload, variant: &str) -> Result<Arc<Network>, ExecError> {
-        let key = (workload, variant.to_string());
-        if let Some(network) = self.networks.lock().expect("network cache lock").get(&key) {
-            return Ok(network.clone());
-        }
-        // Built outside the lock: VGG-16 takes seconds, and other models need not wait.
-        let network = Arc::new(workload.build(variant, &self.device)?);
-        Ok(self
-            .networks
-            .lock()
-            .expect("network cache lock")
-            .entry(key)
-            .or_insert(network)
-            .clone())
-    }
-}
-
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError(
@@ -217,7 +195,7 @@ async fn infer(
     let network = {
         let state = state.clone();
         let variant = variant.clone();
-        tokio::task::spawn_blocking(move || state.network(workload, &variant))
+        tokio::task::spawn_blocking(move || state.networks.get(workload, &variant))
             .await
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
     };
@@ -239,7 +217,7 @@ async fn infer(
     let in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let compute_start = Instant::now();
     let result = {
-        let device = state.device.clone();
+        let device = state.networks.device().clone();
         let network = network.clone();
         tokio::task::spawn_blocking(move || {
             let end = network.stage_count();
