@@ -31,6 +31,8 @@ pub struct Candidate {
     /// observation predicts every plan at every step).
     local_mean: f64,
     remote_mean: f64,
+    /// log-scaled transfer sizes, as the observation shows them
+    pub(crate) bytes_features: [f32; 2],
 }
 
 impl Candidate {
@@ -85,6 +87,10 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize) -> Ve
             worker_stages: worker_stages.clone(),
             local_mean: device_stages[..cut].iter().map(|s| s.0).sum(),
             remote_mean: worker_stages[cut..].iter().map(|s| s.0).sum(),
+            bytes_features: [
+                ((bytes_up / 1e3).ln_1p() / 10.0) as f32,
+                ((bytes_down / 1e3).ln_1p() / 10.0) as f32,
+            ],
         };
         out.push(base(Plan::Local { variant: variant.name.clone() }, stages, 0.0, 0.0));
         if worker_variant.is_none() {
