@@ -54,19 +54,20 @@ pub fn load(path: &Path, explicit: bool, sets: &[String]) -> Result<TrainConfig>
     } else {
         (String::new(), PathBuf::from("."))
     };
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {e}", path.display()))?;
-    for set in sets {
-        apply_set(&mut table, set)?;
-    }
-    let mut config: TrainConfig = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow::anyhow!("{} (with --set overrides): {}", path.display(), e.message()))?;
-    // Report field errors with the file's line numbers when no override is involved.
-    if sets.is_empty() && !text.is_empty() {
-        toml::from_str::<TrainConfig>(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    }
+    let mut config: TrainConfig = if sets.is_empty() {
+        // straight from the text, so errors carry the file's line and column
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    } else {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {e}", path.display()))?;
+        for set in sets {
+            apply_set(&mut table, set)?;
+        }
+        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+            anyhow::anyhow!("{} after --set {}: {}", path.display(), sets.join(" --set "), e.message())
+        })?
+    };
     let resolve = |p: &mut PathBuf| {
         if p.is_relative() {
             *p = base.join(&*p);

@@ -58,3 +58,14 @@ fn unknown_config_key_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bandwith_scale"), "{err}");
 }
+
+#[test]
+fn broken_config_names_file_line_and_field() {
+    let path = std::env::temp_dir().join(format!("rlsched-bad-{}.toml", std::process::id()));
+    std::fs::write(&path, "[env]\nrtt_ms = 40.0\nbandwidth_scale = \"fast\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rlsched")).arg("eval").arg("--config").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(path.to_str().unwrap()) && err.contains("line 3") && err.contains("bandwidth_scale"), "{err}");
+    std::fs::remove_file(path).ok();
+}
