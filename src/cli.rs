@@ -17,8 +17,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Train the scheduling policy with PPO on replayed traces.
-    Train(Unbuilt),
+    /// Train the scheduling policy with PPO on replayed traces, then evaluate it.
+    Train(TrainArgs),
     /// Compare schedulers (and the learned policy) on the same requests.
     Eval(EvalArgs),
     /// Measure every stage of a workload's variants on a backend and write a JSON profile.
@@ -60,6 +60,23 @@ pub struct ProfileArgs {
     /// List every workload with its variants and accuracies, and exit.
     #[arg(long)]
     pub list: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Configuration file (`[env]`, `[agent.model]`, `[agent.ppo]`).
+    #[arg(long, default_value = "train.toml")]
+    pub config: PathBuf,
+    /// Override a config field, e.g. `--set agent.ppo.total_steps=100000`. Repeatable.
+    #[arg(long = "set")]
+    pub sets: Vec<String>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub total_steps: Option<usize>,
+    /// Requests in the final evaluation on the validation traces.
+    #[arg(long, default_value_t = 4000)]
+    pub eval_requests: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -149,7 +166,7 @@ pub struct LinkArgs {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Profile(args) => profile(args),
-        Command::Train(_) => unbuilt("train"),
+        Command::Train(args) => train(args),
         Command::Eval(args) => eval(args),
         Command::Worker(args) => worker(args),
         Command::Link(args) => link(args),
@@ -211,6 +228,46 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    use rlsched_env::schedulers;
+    let explicit = args.config.as_os_str() != "train.toml";
+    let mut config = crate::config::load(&args.config, explicit, &args.sets)?;
+    if let Some(seed) = args.seed {
+        config.agent.ppo.seed = seed;
+    }
+    if let Some(steps) = args.total_steps {
+        config.agent.ppo.total_steps = steps;
+    }
+    let train_scenario = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);
+    let validation = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.validation_traces)?);
+    let ppo = config.agent.ppo.clone();
+    let bar = indicatif::ProgressBar::new(ppo.num_iterations() as u64 * ppo.batch_size() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps, {per_sec} {msg}")
+            .expect("valid template"),
+    );
+    let started = std::time::Instant::now();
+    let policy = rlsched_agent::ppo::train(train_scenario.clone(), &config.agent.model, &ppo, |stats, _| {
+        bar.set_position(stats.global_step as u64);
+        bar.set_message(format!("mean reward {:.3}, entropy {:.2}", stats.mean_reward, stats.entropy));
+    })?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let steps = ppo.num_iterations() * ppo.batch_size();
+    println!("trained {steps} steps in {seconds:.1} s ({:.0} steps/s)", steps as f64 / seconds);
+    let mut train_env = rlsched_env::ReplayEnv::new(train_scenario);
+    let mut list = schedulers::BASELINES
+        .iter()
+        .map(|n| schedulers::by_name(n, &mut train_env, ppo.seed))
+        .collect::<Result<Vec<_>, _>>()?;
+    list.push(Box::new(rlsched_agent::PolicyScheduler { policy, device: burn::tensor::Device::flex() }));
+    let label = config.env.validation_traces.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
+    let episodes = args.eval_requests.div_ceil(config.env.requests_per_episode.max(1));
+    let report = rlsched_env::eval::evaluate(validation, &mut list, episodes, 1, &label)?;
+    print_report(&report);
     Ok(())
 }
 

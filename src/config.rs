@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     pub env: EnvConfig,
-    /// Owned by rlsched-agent; kept as TOML until the agent reads it.
-    pub agent: Option<toml::Table>,
+    pub agent: rlsched_agent::AgentConfig,
 }
 
 /// Parses `value` as a TOML value (number, bool, array, quoted string), or else as a bare string.

@@ -18,7 +18,7 @@ fn help_lists_every_subcommand() {
 
 #[test]
 fn unbuilt_subcommand_says_so_and_fails() {
-    let out = rlsched().arg("train").output().unwrap();
+    let out = rlsched().arg("serve").output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
 }

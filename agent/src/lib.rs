@@ -1,2 +1,10 @@
-//! rlsched-agent will own the burn policy/value network, PPO, the online learner, checkpoints
-//! and metric sinks (issue 5). Nothing is built here yet.
+//! rlsched-agent owns learning: the burn policy/value network that scores candidate plans, and
+//! PPO over the simulator. It depends on the environment's observation types, never on the
+//! executor. (Checkpoints, TensorBoard and the online learner are still to come.)
+
+pub mod config;
+pub mod policy;
+pub mod ppo;
+
+pub use config::{AgentConfig, ModelConfig, PpoConfig};
+pub use policy::{Policy, PolicyScheduler};

@@ -1,0 +1,94 @@
+//! `[agent.model]` and `[agent.ppo]` of train.toml: every hyperparameter in one place, each
+//! documented (CleanRL's ppo.py is the model). Derived sizes are computed, never configured.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Width of the hidden layers of the plan scorer and the value head.
+    pub hidden: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self { hidden: 64 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoConfig {
+    /// Environment steps (requests) to train for.
+    pub total_steps: usize,
+    /// Environments stepped together.
+    pub num_envs: usize,
+    /// Steps per environment per rollout.
+    pub num_steps: usize,
+    /// Adam learning rate (annealed linearly to zero when `anneal_lr`).
+    pub learning_rate: f64,
+    pub anneal_lr: bool,
+    /// Discount. Requests are nearly independent, so it is small.
+    pub gamma: f64,
+    /// GAE λ.
+    pub gae_lambda: f64,
+    /// Minibatches per epoch.
+    pub num_minibatches: usize,
+    /// Optimisation epochs per rollout.
+    pub update_epochs: usize,
+    /// Normalise advantages per minibatch.
+    pub norm_adv: bool,
+    /// PPO clip coefficient.
+    pub clip_coef: f64,
+    /// Value loss coefficient.
+    pub vf_coef: f64,
+    /// Entropy bonus coefficient.
+    pub ent_coef: f64,
+    /// Gradient-norm clip.
+    pub max_grad_norm: f32,
+    pub seed: u64,
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        Self {
+            total_steps: 100_000,
+            num_envs: 16,
+            num_steps: 128,
+            learning_rate: 1e-3,
+            anneal_lr: true,
+            gamma: 0.5,
+            gae_lambda: 0.9,
+            num_minibatches: 4,
+            update_epochs: 4,
+            norm_adv: true,
+            clip_coef: 0.2,
+            vf_coef: 0.5,
+            ent_coef: 0.01,
+            max_grad_norm: 0.5,
+            seed: 1,
+        }
+    }
+}
+
+impl PpoConfig {
+    pub fn batch_size(&self) -> usize {
+        self.num_envs * self.num_steps
+    }
+
+    pub fn minibatch_size(&self) -> usize {
+        (self.batch_size() / self.num_minibatches.max(1)).max(1)
+    }
+
+    pub fn num_iterations(&self) -> usize {
+        (self.total_steps / self.batch_size().max(1)).max(1)
+    }
+}
+
+/// `[agent]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    pub model: ModelConfig,
+    pub ppo: PpoConfig,
+}

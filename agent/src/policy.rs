@@ -1,0 +1,134 @@
+//! The policy: one shared network scores every candidate plan from `[state ⊕ plan features]`
+//! (as Decima scores nodes), a masked softmax over the scores picks one; a value head reads the
+//! state with the mean of the valid plans' features. Because it scores plans rather than fixed
+//! slots, it works for any number of plans and for workloads it never saw.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::tanh;
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+use rlsched_env::obs::{Obs, PLAN_FEATURES};
+use rlsched_env::schedulers::{best_valid, Scheduler};
+use rlsched_env::ReplayEnv;
+
+use crate::ModelConfig;
+
+/// Logit given to masked plans: far below any real score, finite so no NaN appears.
+const MASKED_LOGIT: f32 = -1e9;
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub hidden1: Linear,
+    pub hidden2: Linear,
+    pub out: Linear,
+}
+
+impl Mlp {
+    fn new(d_in: usize, hidden: usize, d_out: usize, device: &Device) -> Self {
+        Self {
+            hidden1: LinearConfig::new(d_in, hidden).init(device),
+            hidden2: LinearConfig::new(hidden, hidden).init(device),
+            out: LinearConfig::new(hidden, d_out).init(device),
+        }
+    }
+
+    fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.out.forward(tanh(self.hidden2.forward(tanh(self.hidden1.forward(x)))))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Policy {
+    pub scorer: Mlp,
+    pub value: Mlp,
+    #[module(skip)]
+    pub state_dim: usize,
+}
+
+/// A batch of observations as tensors.
+pub struct ObsBatch {
+    pub state: Tensor<2>,
+    pub plans: Tensor<3>,
+    pub mask: Tensor<2, Bool>,
+}
+
+impl ObsBatch {
+    /// Stacks observations (all with the same padded plan count).
+    pub fn new(observations: &[&Obs], device: &Device) -> Self {
+        let n = observations.len();
+        let state_dim = observations[0].state.len();
+        let max_plans = observations[0].max_plans;
+        let mut state = Vec::with_capacity(n * state_dim);
+        let mut plans = Vec::with_capacity(n * max_plans * PLAN_FEATURES);
+        let mut mask = Vec::with_capacity(n * max_plans);
+        for obs in observations {
+            state.extend_from_slice(&obs.state);
+            plans.extend_from_slice(&obs.plans);
+            mask.extend_from_slice(&obs.mask);
+        }
+        Self::from_flat(state, plans, mask, n, state_dim, max_plans, device)
+    }
+
+    pub fn from_flat(
+        state: Vec<f32>,
+        plans: Vec<f32>,
+        mask: Vec<bool>,
+        n: usize,
+        state_dim: usize,
+        max_plans: usize,
+        device: &Device,
+    ) -> Self {
+        Self {
+            state: Tensor::from_data(TensorData::new(state, [n, state_dim]), device),
+            plans: Tensor::from_data(TensorData::new(plans, [n, max_plans, PLAN_FEATURES]), device),
+            mask: Tensor::from_data(TensorData::new(mask, [n, max_plans]), device),
+        }
+    }
+}
+
+impl Policy {
+    pub fn new(config: &ModelConfig, state_dim: usize, device: &Device) -> Self {
+        Self {
+            scorer: Mlp::new(state_dim + PLAN_FEATURES, config.hidden, 1, device),
+            value: Mlp::new(state_dim + PLAN_FEATURES, config.hidden, 1, device),
+            state_dim,
+        }
+    }
+
+    /// Masked logits `[batch, plans]` and values `[batch]`.
+    pub fn forward(&self, batch: &ObsBatch) -> (Tensor<2>, Tensor<1>) {
+        let [n, plans, _] = batch.plans.dims();
+        let state = batch.state.clone();
+        let expanded = state.clone().reshape([n, 1, self.state_dim]).expand([n, plans, self.state_dim]);
+        let joint = Tensor::cat(vec![expanded, batch.plans.clone()], 2);
+        let logits = self
+            .scorer
+            .forward(joint)
+            .reshape([n, plans])
+            .mask_fill(batch.mask.clone().bool_not(), MASKED_LOGIT);
+        let valid = batch.mask.clone().float().reshape([n, plans, 1]);
+        let count = valid.clone().sum_dim(1).clamp_min(1.0).reshape([n, 1]);
+        let pooled = (batch.plans.clone() * valid).sum_dim(1).reshape([n, PLAN_FEATURES]) / count;
+        let value = self.value.forward(Tensor::cat(vec![state, pooled], 1)).reshape([n]);
+        (logits, value)
+    }
+}
+
+/// The learned policy as a scheduler: the valid plan with the highest score.
+pub struct PolicyScheduler {
+    pub policy: Policy,
+    pub device: Device,
+}
+
+impl Scheduler for PolicyScheduler {
+    fn name(&self) -> String {
+        "policy".into()
+    }
+
+    fn choose(&mut self, env: &ReplayEnv) -> usize {
+        let batch = ObsBatch::new(&[env.observation()], &self.device);
+        let (logits, _) = self.policy.forward(&batch);
+        let scores: Vec<f32> = logits.into_data().try_to_vec().expect("f32 logits");
+        best_valid(env, |i, _| scores[i] as f64)
+    }
+}

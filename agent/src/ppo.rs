@@ -1,0 +1,204 @@
+//! PPO, read top to bottom like CleanRL's ppo.py: collect a rollout from the vectorised
+//! simulator, compute GAE advantages, then a few epochs of clipped-objective minibatch updates
+//! with a value loss, an entropy bonus, advantage normalisation, gradient-norm clipping and
+//! learning-rate annealing. The x-axis of every statistic is environment steps.
+
+use std::sync::Arc;
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rlsched_env::obs::{state_dim, PLAN_FEATURES};
+use rlsched_env::{EnvError, Scenario, VecEnv};
+
+use crate::policy::{ObsBatch, Policy};
+use crate::{ModelConfig, PpoConfig};
+
+/// Generalised advantage estimation over one rollout stored step-major (`[t][env]`).
+/// `dones[t][e]` marks that the step ended an episode, so nothing is bootstrapped across it.
+pub fn gae(
+    rewards: &[f64],
+    values: &[f64],
+    dones: &[bool],
+    next_values: &[f64],
+    num_envs: usize,
+    gamma: f64,
+    lambda: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let steps = rewards.len() / num_envs;
+    let mut advantages = vec![0.0; rewards.len()];
+    for e in 0..num_envs {
+        let mut last = 0.0;
+        for t in (0..steps).rev() {
+            let i = t * num_envs + e;
+            let next_value = if t + 1 == steps { next_values[e] } else { values[i + num_envs] };
+            let not_done = if dones[i] { 0.0 } else { 1.0 };
+            let delta = rewards[i] + gamma * next_value * not_done - values[i];
+            last = delta + gamma * lambda * not_done * last;
+            advantages[i] = last;
+        }
+    }
+    let returns = advantages.iter().zip(values).map(|(a, v)| a + v).collect();
+    (advantages, returns)
+}
+
+/// What one iteration did, for progress bars and metric sinks.
+#[derive(Clone, Debug, Default)]
+pub struct IterationStats {
+    pub iteration: usize,
+    pub global_step: usize,
+    pub learning_rate: f64,
+    pub mean_reward: f64,
+    pub policy_loss: f64,
+    pub value_loss: f64,
+    pub entropy: f64,
+    pub approx_kl: f64,
+    pub clipfrac: f64,
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    t.into_data().try_to_vec::<f32>().map(|v| v[0] as f64).unwrap_or(f64::NAN)
+}
+
+/// Trains a policy on `scenario`; `on_iteration` sees every iteration's statistics.
+pub fn train(
+    scenario: Arc<Scenario>,
+    model: &ModelConfig,
+    config: &PpoConfig,
+    mut on_iteration: impl FnMut(&IterationStats, &Policy),
+) -> Result<Policy, EnvError> {
+    let device = Device::flex().autodiff();
+    device.seed(config.seed);
+    let inference = Device::flex();
+    let s_dim = state_dim(&scenario.config);
+    let max_plans = scenario.max_plans;
+    let row = max_plans * PLAN_FEATURES;
+    let mut policy = Policy::new(model, s_dim, &device);
+    let mut optimizer = AdamConfig::new()
+        .with_epsilon(1e-5)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm)))
+        .init();
+    let mut envs = VecEnv::new(scenario, config.num_envs, config.seed)?;
+    let mut rng = SmallRng::seed_from_u64(config.seed);
+    let (n, t_max) = (config.num_envs, config.num_steps);
+    let batch = config.batch_size();
+    let mut global_step = 0;
+    let mut results = Vec::with_capacity(n);
+    for iteration in 1..=config.num_iterations() {
+        let frac = 1.0 - (iteration - 1) as f64 / config.num_iterations() as f64;
+        let lr = if config.anneal_lr { frac * config.learning_rate } else { config.learning_rate };
+
+        // 1. Rollout with the current policy (no gradients).
+        let actor = policy.valid();
+        let (mut states, mut plans, mut masks) = (Vec::with_capacity(batch * s_dim), Vec::with_capacity(batch * row), Vec::with_capacity(batch * max_plans));
+        let (mut actions, mut logprobs, mut values) = (Vec::with_capacity(batch), Vec::with_capacity(batch), Vec::with_capacity(batch));
+        let (mut rewards, mut dones) = (Vec::with_capacity(batch), Vec::with_capacity(batch));
+        for _ in 0..t_max {
+            let observations: Vec<_> = envs.envs.iter().map(|e| e.observation()).collect();
+            for obs in &observations {
+                states.extend_from_slice(&obs.state);
+                plans.extend_from_slice(&obs.plans);
+                masks.extend_from_slice(&obs.mask);
+            }
+            let (logits, value) = actor.forward(&ObsBatch::new(&observations, &inference));
+            let probs: Vec<f32> = softmax(logits, 1).into_data().try_to_vec().expect("f32 probabilities");
+            let value: Vec<f32> = value.into_data().try_to_vec().expect("f32 values");
+            let mut chosen = Vec::with_capacity(n);
+            for e in 0..n {
+                let p = &probs[e * max_plans..(e + 1) * max_plans];
+                let mut u: f32 = rng.random();
+                let mut a = p.iter().rposition(|&x| x > 0.0).unwrap_or(0);
+                for (i, &pi) in p.iter().enumerate() {
+                    if u < pi {
+                        a = i;
+                        break;
+                    }
+                    u -= pi;
+                }
+                chosen.push(a);
+                logprobs.push((p[a].max(1e-12) as f64).ln());
+                values.push(value[e] as f64);
+            }
+            envs.step(&chosen, &mut results)?;
+            for &(reward, done) in &results {
+                rewards.push(reward);
+                dones.push(done);
+            }
+            actions.extend(chosen);
+            global_step += n;
+        }
+
+        // 2. Advantages (bootstrapped from the value of the observation after the rollout).
+        let next: Vec<_> = envs.envs.iter().map(|e| e.observation()).collect();
+        let (_, next_value) = actor.forward(&ObsBatch::new(&next, &inference));
+        let next_values: Vec<f64> = next_value.into_data().try_to_vec::<f32>().expect("f32").iter().map(|&v| v as f64).collect();
+        let (advantages, returns) = gae(&rewards, &values, &dones, &next_values, n, config.gamma, config.gae_lambda);
+
+        // 3. Optimise the clipped surrogate for a few epochs of minibatches.
+        let mut order: Vec<usize> = (0..batch).collect();
+        let mut stats = IterationStats {
+            iteration,
+            global_step,
+            learning_rate: lr,
+            mean_reward: rewards.iter().sum::<f64>() / rewards.len() as f64,
+            ..Default::default()
+        };
+        let mut updates = 0.0;
+        for _ in 0..config.update_epochs {
+            order.shuffle(&mut rng);
+            for chunk in order.chunks(config.minibatch_size()) {
+                let m = chunk.len();
+                let gather = |src: &[f32], width: usize| chunk.iter().flat_map(|&i| src[i * width..(i + 1) * width].iter().copied()).collect::<Vec<f32>>();
+                let mask: Vec<bool> = chunk.iter().flat_map(|&i| masks[i * max_plans..(i + 1) * max_plans].iter().copied()).collect();
+                let obs = ObsBatch::from_flat(gather(&states, s_dim), gather(&plans, row), mask, m, s_dim, max_plans, &device);
+                let mut adv: Vec<f32> = chunk.iter().map(|&i| advantages[i] as f32).collect();
+                if config.norm_adv && m > 1 {
+                    let mean = adv.iter().sum::<f32>() / m as f32;
+                    let std = (adv.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / (m - 1) as f32).sqrt();
+                    adv.iter_mut().for_each(|a| *a = (*a - mean) / (std + 1e-8));
+                }
+                let vector = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), &device);
+                let adv = vector(adv);
+                let old_logp = vector(chunk.iter().map(|&i| logprobs[i] as f32).collect());
+                let ret = vector(chunk.iter().map(|&i| returns[i] as f32).collect());
+                let act = Tensor::<2, Int>::from_data(TensorData::new(chunk.iter().map(|&i| actions[i] as i64).collect::<Vec<_>>(), [m, 1]), &device);
+
+                let (logits, value) = policy.forward(&obs);
+                let logp_all = log_softmax(logits, 1);
+                let entropy = -(logp_all.clone().exp() * logp_all.clone()).sum_dim(1).reshape([m]).mean();
+                let new_logp = logp_all.gather(1, act).reshape([m]);
+                let log_ratio = new_logp - old_logp;
+                let ratio = log_ratio.clone().exp();
+                let c = config.clip_coef as f32;
+                let pg1 = -adv.clone() * ratio.clone();
+                let pg2 = -adv * ratio.clone().clamp(1.0 - c, 1.0 + c);
+                let policy_loss = pg1.max_pair(pg2).mean();
+                let value_loss = (value - ret).powf_scalar(2.0).mean() * 0.5;
+                let loss = policy_loss.clone() - entropy.clone() * config.ent_coef as f32 + value_loss.clone() * config.vf_coef as f32;
+
+                // diagnostics, from the same forward pass
+                let approx_kl = scalar(((ratio.clone() - 1.0) - log_ratio).mean().detach());
+                let clipped = scalar((ratio - 1.0).abs().greater_elem(c).float().mean().detach());
+                stats.policy_loss += scalar(policy_loss.detach());
+                stats.value_loss += scalar(value_loss.detach());
+                stats.entropy += scalar(entropy.detach());
+                stats.approx_kl += approx_kl;
+                stats.clipfrac += clipped;
+                updates += 1.0;
+
+                let grads = GradientsParams::from_grads(loss.backward(), &policy);
+                policy = optimizer.step(lr, policy, grads);
+            }
+        }
+        for v in [&mut stats.policy_loss, &mut stats.value_loss, &mut stats.entropy, &mut stats.approx_kl, &mut stats.clipfrac] {
+            *v /= updates;
+        }
+        on_iteration(&stats, &policy);
+    }
+    Ok(policy.valid())
+}
