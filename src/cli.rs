@@ -74,6 +74,9 @@ pub struct TrainArgs {
     pub seed: Option<u64>,
     #[arg(long)]
     pub total_steps: Option<usize>,
+    /// The checkpoint goes to `checkpoints/<run-name>/` beside the config file.
+    #[arg(long, default_value = "latest")]
+    pub run_name: String,
     /// Requests in the final evaluation on the validation traces.
     #[arg(long, default_value_t = 4000)]
     pub eval_requests: usize,
@@ -87,7 +90,8 @@ pub struct EvalArgs {
     /// Override a config field, e.g. `--set env.bandwidth_scale=20`. Repeatable.
     #[arg(long = "set")]
     pub sets: Vec<String>,
-    /// Policy checkpoint to evaluate beside the baselines.
+    /// Policy checkpoint to evaluate beside the baselines (default: `checkpoints/default`
+    /// beside the config file, when it exists).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Trace files or directories to evaluate on (default: the config's validation traces).
@@ -258,6 +262,18 @@ fn train(args: TrainArgs) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let steps = ppo.num_iterations() * ppo.batch_size();
     println!("trained {steps} steps in {seconds:.1} s ({:.0} steps/s)", steps as f64 / seconds);
+    let dir = config_dir(&args.config).join("checkpoints").join(&args.run_name);
+    let sidecar = rlsched_agent::checkpoint::Sidecar {
+        step: steps,
+        seed: ppo.seed,
+        crate_version: env!("CARGO_PKG_VERSION").into(),
+        state_dim: rlsched_env::obs::state_dim(&config.env),
+        max_plans: train_scenario.max_plans,
+        model: config.agent.model.clone(),
+        config: serde_json::to_value(&config)?,
+    };
+    rlsched_agent::checkpoint::save(&dir, &policy, &sidecar)?;
+    println!("checkpoint written to {}", dir.display());
     let mut train_env = rlsched_env::ReplayEnv::new(train_scenario);
     let mut list = schedulers::BASELINES
         .iter()
@@ -271,13 +287,19 @@ fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+fn config_dir(config: &std::path::Path) -> PathBuf {
+    config.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+}
+
 fn eval(args: EvalArgs) -> Result<()> {
     use rlsched_env::schedulers;
     let explicit = args.config.as_os_str() != "train.toml";
     let config = crate::config::load(&args.config, explicit, &args.sets)?;
-    if args.checkpoint.is_some() {
-        bail!("--checkpoint: policy checkpoints arrive with the agent; this build has none to load");
-    }
+    let default_checkpoint = config_dir(&args.config).join("checkpoints/default");
+    let checkpoint = match &args.checkpoint {
+        Some(dir) => Some(dir.clone()),
+        None => default_checkpoint.is_dir().then_some(default_checkpoint),
+    };
     let format = args.trace_format.as_deref().map(str::parse).transpose()?;
     let traces = if args.traces.is_empty() { config.env.validation_traces.clone() } else { args.traces.clone() };
     let label = traces.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
@@ -291,8 +313,25 @@ fn eval(args: EvalArgs) -> Result<()> {
     };
     let mut list = names
         .iter()
+        .filter(|n| n.as_str() != "policy")
         .map(|n| schedulers::by_name(n, &mut train_env, args.seed))
         .collect::<Result<Vec<_>, _>>()?;
+    let wants_policy = args.schedulers.is_empty() || args.schedulers.iter().any(|n| n == "policy");
+    if let (true, Some(dir)) = (wants_policy, &checkpoint) {
+        let device = burn::tensor::Device::flex();
+        let (policy, sidecar) = rlsched_agent::checkpoint::load(dir, &device)?;
+        if sidecar.state_dim != rlsched_env::obs::state_dim(&config.env) {
+            bail!(
+                "checkpoint {} expects a state of {} features, this config gives {} (env.history differs)",
+                dir.display(),
+                sidecar.state_dim,
+                rlsched_env::obs::state_dim(&config.env)
+            );
+        }
+        list.push(Box::new(rlsched_agent::PolicyScheduler { policy, device }));
+    } else if wants_policy && !args.schedulers.is_empty() {
+        bail!("scheduler `policy` needs a checkpoint: pass --checkpoint DIR or train one");
+    }
     let per_episode = config.env.requests_per_episode.max(1);
     let episodes = args.requests.div_ceil(per_episode);
     let report = rlsched_env::eval::evaluate(scenario, &mut list, episodes, args.seed, &label)?;

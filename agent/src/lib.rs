@@ -2,6 +2,7 @@
 //! PPO over the simulator. It depends on the environment's observation types, never on the
 //! executor. (Checkpoints, TensorBoard and the online learner are still to come.)
 
+pub mod checkpoint;
 pub mod config;
 pub mod policy;
 pub mod ppo;
