@@ -245,7 +245,7 @@ fn train(args: TrainArgs) -> Result<()> {
     if let Some(steps) = args.total_steps {
         config.agent.ppo.total_steps = steps;
     }
-    let train_scenario = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);
+    let train_scenario = std::sync::Arc::new(rlsched_env::Scenario::load_training(&config.env)?);
     let validation = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.validation_traces)?);
     let ppo = config.agent.ppo.clone();
     let bar = indicatif::ProgressBar::new(ppo.num_iterations() as u64 * ppo.batch_size() as u64);
@@ -274,7 +274,9 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     rlsched_agent::checkpoint::save(&dir, &policy, &sidecar)?;
     println!("checkpoint written to {}", dir.display());
-    let mut train_env = rlsched_env::ReplayEnv::new(train_scenario);
+    // best-static is fitted as `eval` fits it: on the training traces at the evaluated scale
+    let fit_scenario = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);
+    let mut train_env = rlsched_env::ReplayEnv::new(fit_scenario);
     let mut list = schedulers::BASELINES
         .iter()
         .map(|n| schedulers::by_name(n, &mut train_env, ppo.seed))

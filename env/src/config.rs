@@ -92,6 +92,9 @@ pub struct EnvConfig {
     pub validation_traces: Vec<PathBuf>,
     /// Multiply every trace rate by this (the FCC traces are 1–3 Mbit/s).
     pub bandwidth_scale: f64,
+    /// Training only: replay the training traces at each of these scales (empty: only at
+    /// `bandwidth_scale`), so that the policy meets slow and fast links alike.
+    pub training_bandwidth_scales: Vec<f64>,
     /// Round-trip time to the worker, milliseconds.
     pub rtt_ms: f64,
     /// Folder of stage profiles (`<workload>-<device>.json`).
@@ -131,6 +134,7 @@ impl Default for EnvConfig {
             traces: vec![data.join("traces/fcc-train")],
             validation_traces: vec![data.join("traces/fcc-test")],
             bandwidth_scale: 5.0,
+            training_bandwidth_scales: Vec::new(),
             rtt_ms: 40.0,
             profiles_dir: data.join("profiles"),
             device_profile: "cpu2".into(),

@@ -71,6 +71,22 @@ impl Scenario {
             .unwrap_or(0)
     }
 
+    /// The training scenario: the training traces at every `training_bandwidth_scales` entry.
+    pub fn load_training(config: &EnvConfig) -> Result<Self, EnvError> {
+        let mut scenario = Self::load(config, &config.traces)?;
+        if !config.training_bandwidth_scales.is_empty() {
+            let mut traces = Vec::new();
+            for &scale in &config.training_bandwidth_scales {
+                if !(scale > 0.0) {
+                    return Err(EnvError::Config(format!("env.training_bandwidth_scales holds {scale}; scales must be positive")));
+                }
+                traces.extend(load_traces(&config.traces, None, scale)?);
+            }
+            scenario.traces = traces;
+        }
+        Ok(scenario)
+    }
+
     /// Builds the scenario for `traces` (training or validation), trace format detected.
     pub fn load(config: &EnvConfig, traces: &[PathBuf]) -> Result<Self, EnvError> {
         Self::load_with(config, traces, None)
