@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use burn::module::Module;
+use rlsched_agent::metrics::MetricsSink;
 use clap::{Parser, Subcommand};
 use rlsched_executor::profiler;
 use rlsched_executor::workloads::Workload;
@@ -74,9 +76,13 @@ pub struct TrainArgs {
     pub seed: Option<u64>,
     #[arg(long)]
     pub total_steps: Option<usize>,
-    /// The checkpoint goes to `checkpoints/<run-name>/` beside the config file.
+    /// The checkpoint goes to `checkpoints/<run-name>/` and TensorBoard files to
+    /// `runs/<run-name>/`, beside the config file.
     #[arg(long, default_value = "latest")]
     pub run_name: String,
+    /// Evaluate the policy on the validation traces every this many iterations (sched/* tags).
+    #[arg(long, default_value_t = 8)]
+    pub eval_every: usize,
     /// Requests in the final evaluation on the validation traces.
     #[arg(long, default_value_t = 4000)]
     pub eval_requests: usize,
@@ -248,20 +254,73 @@ fn train(args: TrainArgs) -> Result<()> {
     let train_scenario = std::sync::Arc::new(rlsched_env::Scenario::load_training(&config.env)?);
     let validation = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.validation_traces)?);
     let ppo = config.agent.ppo.clone();
+    let base = config_dir(&args.config);
+    let mut sink = rlsched_agent::metrics::TensorBoardSink::new(&base.join("runs").join(&args.run_name))
+        .context("creating the TensorBoard run directory")?;
+    let resolved = toml::to_string_pretty(&config).context("serialising the config")?;
+    sink.text("hyperparameters", &format!("```toml\n{resolved}\n```"), 0);
+
+    // The baselines on the validation requests, once: the policy's regret ratio is measured
+    // against the best of them, and training reports when the policy first beats them all.
+    let probe_episodes = 10;
+    let mut fit_env = rlsched_env::ReplayEnv::new(std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?));
+    let mut baselines = schedulers::BASELINES
+        .iter()
+        .map(|n| schedulers::by_name(n, &mut fit_env, ppo.seed))
+        .collect::<Result<Vec<_>, _>>()?;
+    let reference = rlsched_env::eval::evaluate(validation.clone(), &mut baselines, probe_episodes, 7, "validation")?;
+    let best = reference.schedulers.iter().find(|r| r.name == reference.best_baseline).expect("best baseline present");
+    let (best_reward, best_regret) = (best.mean_reward, best.regret);
+    let best_deployable: Vec<f64> = reference.schedulers.iter().filter(|r| r.deployable).map(|r| r.mean_reward).collect();
+
     let bar = indicatif::ProgressBar::new(ppo.num_iterations() as u64 * ppo.batch_size() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps, {per_sec} {msg}")
             .expect("valid template"),
     );
     let started = std::time::Instant::now();
-    let policy = rlsched_agent::ppo::train(train_scenario.clone(), &config.agent.model, &ppo, |stats, _| {
+    let mut first_beat: Option<(usize, f64)> = None;
+    let mut last_regret = f64::NAN;
+    let mut eval_error = None;
+    let iterations = ppo.num_iterations();
+    let policy = rlsched_agent::ppo::train(train_scenario.clone(), &config.agent.model, &ppo, |stats, policy| {
+        rlsched_agent::metrics::log_iteration(&mut sink, stats);
+        if stats.iteration % args.eval_every.max(1) == 0 || stats.iteration == iterations {
+            let mut list: Vec<Box<dyn rlsched_env::schedulers::Scheduler>> =
+                vec![Box::new(rlsched_agent::PolicyScheduler { policy: policy.valid(), device: burn::tensor::Device::flex() })];
+            match rlsched_env::eval::evaluate(validation.clone(), &mut list, probe_episodes, 7, "validation") {
+                Ok(report) => {
+                    let mut result = report.schedulers[0].clone();
+                    result.regret_ratio = if best_regret > 1e-12 { result.regret / best_regret } else { f64::NAN };
+                    rlsched_agent::metrics::log_schedule(&mut sink, "sched", &result, stats.global_step);
+                    last_regret = result.regret;
+                    if first_beat.is_none() && best_deployable.iter().all(|&b| result.mean_reward > b) {
+                        first_beat = Some((stats.global_step, started.elapsed().as_secs_f64()));
+                    }
+                }
+                Err(e) => eval_error = Some(e),
+            }
+            sink.flush();
+        }
         bar.set_position(stats.global_step as u64);
-        bar.set_message(format!("mean reward {:.3}, entropy {:.2}", stats.mean_reward, stats.entropy));
+        bar.set_message(format!(
+            "mean reward {:.3}, validation regret {:.3} (best baseline {:.3} at reward {:.3})",
+            stats.mean_reward, last_regret, best_regret, best_reward
+        ));
     })?;
     bar.finish_and_clear();
+    sink.flush();
+    if let Some(e) = eval_error {
+        return Err(e.into());
+    }
     let seconds = started.elapsed().as_secs_f64();
     let steps = ppo.num_iterations() * ppo.batch_size();
     println!("trained {steps} steps in {seconds:.1} s ({:.0} steps/s)", steps as f64 / seconds);
+    match first_beat {
+        Some((step, at)) => println!("the policy first beat every deployable baseline on the validation probe at step {step}, {at:.1} s"),
+        None => println!("the policy did not beat every deployable baseline on the validation probe"),
+    }
+    println!("TensorBoard: {}", base.join("runs").join(&args.run_name).display());
     let dir = config_dir(&args.config).join("checkpoints").join(&args.run_name);
     let sidecar = rlsched_agent::checkpoint::Sidecar {
         step: steps,

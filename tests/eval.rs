@@ -69,3 +69,34 @@ fn broken_config_names_file_line_and_field() {
     assert!(err.contains(path.to_str().unwrap()) && err.contains("line 3") && err.contains("bandwidth_scale"), "{err}");
     std::fs::remove_file(path).ok();
 }
+
+#[test]
+fn train_writes_tensorboard_files_and_a_checkpoint() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    // a private copy of the config so the run and checkpoint land in a temporary folder
+    let dir = std::env::temp_dir().join(format!("rlsched-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(format!("{root}/train.toml")).unwrap().replace("\"data/", &format!("\"{root}/data/"));
+    std::fs::write(dir.join("train.toml"), text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rlsched"))
+        .args(["train", "--run-name", "t", "--total-steps", "8192", "--eval-every", "2", "--eval-requests", "400", "--config"])
+        .arg(dir.join("train.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("policy") && stdout.contains("oracle"), "{stdout}");
+    assert!(dir.join("checkpoints/t/policy.bpk").is_file() && dir.join("checkpoints/t/checkpoint.json").is_file());
+    let check = Command::new("python3")
+        .arg(format!("{root}/scripts/check_tensorboard.py"))
+        .arg(dir.join("runs/t"))
+        .output()
+        .expect("python3 runs (CI installs tensorboard)");
+    assert!(
+        check.status.success(),
+        "TensorBoard check failed (pip install tensorboard):\n{}\n{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

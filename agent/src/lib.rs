@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod metrics;
 pub mod policy;
 pub mod ppo;
 

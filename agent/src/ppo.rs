@@ -57,8 +57,15 @@ pub struct IterationStats {
     pub policy_loss: f64,
     pub value_loss: f64,
     pub entropy: f64,
+    pub old_approx_kl: f64,
     pub approx_kl: f64,
     pub clipfrac: f64,
+    pub explained_variance: f64,
+    /// Mean return and length of the episodes that ended during this iteration's rollout.
+    pub episodic_return: Option<f64>,
+    pub episodic_length: Option<f64>,
+    /// Environment steps per second of wall time so far.
+    pub sps: f64,
 }
 
 fn scalar(t: Tensor<1>) -> f64 {
@@ -89,6 +96,9 @@ pub fn train(
     let batch = config.batch_size();
     let mut global_step = 0;
     let mut results = Vec::with_capacity(n);
+    let mut running_return = vec![0.0; n];
+    let mut running_length = vec![0usize; n];
+    let started = std::time::Instant::now();
     for iteration in 1..=config.num_iterations() {
         let frac = 1.0 - (iteration - 1) as f64 / config.num_iterations() as f64;
         let lr = if config.anneal_lr { frac * config.learning_rate } else { config.learning_rate };
@@ -98,6 +108,7 @@ pub fn train(
         let (mut states, mut plans, mut masks) = (Vec::with_capacity(batch * s_dim), Vec::with_capacity(batch * row), Vec::with_capacity(batch * max_plans));
         let (mut actions, mut logprobs, mut values) = (Vec::with_capacity(batch), Vec::with_capacity(batch), Vec::with_capacity(batch));
         let (mut rewards, mut dones) = (Vec::with_capacity(batch), Vec::with_capacity(batch));
+        let mut finished: Vec<(f64, usize)> = Vec::new();
         for _ in 0..t_max {
             let observations: Vec<_> = envs.envs.iter().map(|e| e.observation()).collect();
             for obs in &observations {
@@ -125,9 +136,16 @@ pub fn train(
                 values.push(value[e] as f64);
             }
             envs.step(&chosen, &mut results)?;
-            for &(reward, done) in &results {
+            for (e, &(reward, done)) in results.iter().enumerate() {
                 rewards.push(reward);
                 dones.push(done);
+                running_return[e] += reward;
+                running_length[e] += 1;
+                if done {
+                    finished.push((running_return[e], running_length[e]));
+                    running_return[e] = 0.0;
+                    running_length[e] = 0;
+                }
             }
             actions.extend(chosen);
             global_step += n;
@@ -141,11 +159,23 @@ pub fn train(
 
         // 3. Optimise the clipped surrogate for a few epochs of minibatches.
         let mut order: Vec<usize> = (0..batch).collect();
+        let variance = |v: &mut dyn Iterator<Item = f64>| {
+            let xs: Vec<f64> = v.collect();
+            let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+            xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64
+        };
+        let var_returns = variance(&mut returns.iter().copied());
+        let var_residual = variance(&mut returns.iter().zip(&values).map(|(r, v)| r - v));
+        let episodes = finished.len() as f64;
         let mut stats = IterationStats {
             iteration,
             global_step,
             learning_rate: lr,
             mean_reward: rewards.iter().sum::<f64>() / rewards.len() as f64,
+            explained_variance: if var_returns > 0.0 { 1.0 - var_residual / var_returns } else { f64::NAN },
+            episodic_return: (episodes > 0.0).then(|| finished.iter().map(|f| f.0).sum::<f64>() / episodes),
+            episodic_length: (episodes > 0.0).then(|| finished.iter().map(|f| f.1 as f64).sum::<f64>() / episodes),
+            sps: global_step as f64 / started.elapsed().as_secs_f64().max(1e-9),
             ..Default::default()
         };
         let mut updates = 0.0;
@@ -182,12 +212,14 @@ pub fn train(
                 let loss = policy_loss.clone() - entropy.clone() * config.ent_coef as f32 + value_loss.clone() * config.vf_coef as f32;
 
                 // diagnostics, from the same forward pass
+                let old_approx_kl = scalar((-log_ratio.clone()).mean().detach());
                 let approx_kl = scalar(((ratio.clone() - 1.0) - log_ratio).mean().detach());
                 let clipped = scalar((ratio - 1.0).abs().greater_elem(c).float().mean().detach());
                 stats.policy_loss += scalar(policy_loss.detach());
                 stats.value_loss += scalar(value_loss.detach());
                 stats.entropy += scalar(entropy.detach());
                 stats.approx_kl += approx_kl;
+                stats.old_approx_kl += old_approx_kl;
                 stats.clipfrac += clipped;
                 updates += 1.0;
 
@@ -195,7 +227,7 @@ pub fn train(
                 policy = optimizer.step(lr, policy, grads);
             }
         }
-        for v in [&mut stats.policy_loss, &mut stats.value_loss, &mut stats.entropy, &mut stats.approx_kl, &mut stats.clipfrac] {
+        for v in [&mut stats.policy_loss, &mut stats.value_loss, &mut stats.entropy, &mut stats.approx_kl, &mut stats.old_approx_kl, &mut stats.clipfrac] {
             *v /= updates;
         }
         on_iteration(&stats, &policy);
