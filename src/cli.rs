@@ -80,6 +80,9 @@ pub struct TrainArgs {
     /// `runs/<run-name>/`, beside the config file.
     #[arg(long, default_value = "latest")]
     pub run_name: String,
+    /// Continue training from this checkpoint; the step count carries on to --total-steps.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
     /// Evaluate the policy on the validation traces every this many iterations (sched/* tags).
     #[arg(long, default_value_t = 8)]
     pub eval_every: usize,
@@ -280,11 +283,14 @@ fn train(args: TrainArgs) -> Result<()> {
     );
     let started = std::time::Instant::now();
     let mut first_beat: Option<(usize, f64)> = None;
+    let (mut first_step, mut last_step) = (None, 0);
     let mut last_regret = f64::NAN;
     let mut eval_error = None;
     let iterations = ppo.num_iterations();
-    let policy = rlsched_agent::ppo::train(train_scenario.clone(), &config.agent.model, &ppo, |stats, policy| {
+    let policy = rlsched_agent::ppo::train(train_scenario.clone(), &config.agent.model, &ppo, args.resume.as_deref(), |stats, policy| {
         rlsched_agent::metrics::log_iteration(&mut sink, stats);
+        first_step.get_or_insert(stats.global_step - ppo.batch_size());
+        last_step = stats.global_step;
         if stats.iteration % args.eval_every.max(1) == 0 || stats.iteration == iterations {
             let mut list: Vec<Box<dyn rlsched_env::schedulers::Scheduler>> =
                 vec![Box::new(rlsched_agent::PolicyScheduler { policy: policy.valid(), device: burn::tensor::Device::flex() })];
@@ -314,8 +320,8 @@ fn train(args: TrainArgs) -> Result<()> {
         return Err(e.into());
     }
     let seconds = started.elapsed().as_secs_f64();
-    let steps = ppo.num_iterations() * ppo.batch_size();
-    println!("trained {steps} steps in {seconds:.1} s ({:.0} steps/s)", steps as f64 / seconds);
+    let steps = last_step - first_step.unwrap_or(0);
+    println!("trained {steps} steps, to step {last_step}, in {seconds:.1} s ({:.0} steps/s)", steps as f64 / seconds);
     match first_beat {
         Some((step, at)) => println!("the policy first beat every deployable baseline on the validation probe at step {step}, {at:.1} s"),
         None => println!("the policy did not beat every deployable baseline on the validation probe"),
@@ -323,7 +329,7 @@ fn train(args: TrainArgs) -> Result<()> {
     println!("TensorBoard: {}", base.join("runs").join(&args.run_name).display());
     let dir = config_dir(&args.config).join("checkpoints").join(&args.run_name);
     let sidecar = rlsched_agent::checkpoint::Sidecar {
-        step: steps,
+        step: last_step,
         seed: ppo.seed,
         crate_version: env!("CARGO_PKG_VERSION").into(),
         state_dim: rlsched_env::obs::state_dim(&config.env),

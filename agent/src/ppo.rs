@@ -16,8 +16,21 @@ use rand::{Rng, SeedableRng};
 use rlsched_env::obs::{state_dim, PLAN_FEATURES};
 use rlsched_env::{EnvError, Scenario, VecEnv};
 
+use std::path::Path;
+
+use crate::checkpoint::{self, CheckpointError};
 use crate::policy::{ObsBatch, Policy};
 use crate::{ModelConfig, PpoConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("--resume: {0}")]
+    Resume(String),
+}
 
 /// Generalised advantage estimation over one rollout stored step-major (`[t][env]`).
 /// `dones[t][e]` marks that the step ended an episode, so nothing is bootstrapped across it.
@@ -73,19 +86,43 @@ fn scalar(t: Tensor<1>) -> f64 {
 }
 
 /// Trains a policy on `scenario`; `on_iteration` sees every iteration's statistics.
+/// `resume`: a checkpoint to continue from; its step count carries on, and training stops at
+/// `config.total_steps` in all. (Adam's moments are not in checkpoints: they start afresh.)
 pub fn train(
     scenario: Arc<Scenario>,
     model: &ModelConfig,
     config: &PpoConfig,
+    resume: Option<&Path>,
     mut on_iteration: impl FnMut(&IterationStats, &Policy),
-) -> Result<Policy, EnvError> {
+) -> Result<Policy, TrainError> {
     let device = Device::flex().autodiff();
     device.seed(config.seed);
     let inference = Device::flex();
     let s_dim = state_dim(&scenario.config);
     let max_plans = scenario.max_plans;
     let row = max_plans * PLAN_FEATURES;
-    let mut policy = Policy::new(model, s_dim, &device);
+    let (mut policy, start_step) = match resume {
+        Some(dir) => {
+            let (policy, sidecar) = checkpoint::load(dir, &device)?;
+            if sidecar.state_dim != s_dim {
+                return Err(TrainError::Resume(format!(
+                    "{} has a state of {} features, this config gives {s_dim}",
+                    dir.display(),
+                    sidecar.state_dim
+                )));
+            }
+            if sidecar.step >= config.total_steps {
+                return Err(TrainError::Resume(format!(
+                    "{} is already at step {}, at or past total_steps = {}",
+                    dir.display(),
+                    sidecar.step,
+                    config.total_steps
+                )));
+            }
+            (policy, sidecar.step)
+        }
+        None => (Policy::new(model, s_dim, &device), 0),
+    };
     let mut optimizer = AdamConfig::new()
         .with_epsilon(1e-5)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm)))
@@ -94,13 +131,15 @@ pub fn train(
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let (n, t_max) = (config.num_envs, config.num_steps);
     let batch = config.batch_size();
-    let mut global_step = 0;
+    let mut global_step = start_step;
     let mut results = Vec::with_capacity(n);
     let mut running_return = vec![0.0; n];
     let mut running_length = vec![0usize; n];
     let started = std::time::Instant::now();
-    for iteration in 1..=config.num_iterations() {
-        let frac = 1.0 - (iteration - 1) as f64 / config.num_iterations() as f64;
+    let iterations = (config.total_steps - start_step) / batch.max(1);
+    let done_before = start_step / batch.max(1);
+    for iteration in (done_before + 1)..=(done_before + iterations.max(1)) {
+        let frac = 1.0 - (iteration - 1) as f64 / config.num_iterations().max(iteration) as f64;
         let lr = if config.anneal_lr { frac * config.learning_rate } else { config.learning_rate };
 
         // 1. Rollout with the current policy (no gradients).

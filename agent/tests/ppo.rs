@@ -62,7 +62,7 @@ fn short_training_beats_the_untrained_policy() {
     let untrained = Policy::new(&model, rlsched_env::obs::state_dim(&train_scenario.config), &device);
     let before = mean_reward(Box::new(PolicyScheduler { policy: untrained, device: device.clone() }), validation.clone());
     let mut last_step = 0;
-    let trained = train(train_scenario, &model, &config, |stats, _| {
+    let trained = train(train_scenario, &model, &config, None, |stats, _| {
         assert!(stats.global_step > last_step);
         last_step = stats.global_step;
         assert!(stats.policy_loss.is_finite() && stats.value_loss.is_finite() && stats.entropy >= 0.0);
@@ -116,5 +116,48 @@ fn checkpoint_round_trip_gives_identical_actions() {
     assert!(err.contains("checkpoint.json") && err.contains("line 1"), "{err}");
     let err = checkpoint::load(&dir.join("missing"), &device).unwrap_err().to_string();
     assert!(err.contains("no such checkpoint"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn resume_continues_the_step_count() {
+    use rlsched_agent::checkpoint::{self, Sidecar};
+    let scenario = scenario();
+    let model = ModelConfig::default();
+    let first = PpoConfig { total_steps: 4096, ..PpoConfig::default() };
+    let policy = train(scenario.clone(), &model, &first, None, |_, _| {}).unwrap();
+    let dir = std::env::temp_dir().join(format!("rlsched-resume-{}", std::process::id()));
+    let sidecar = Sidecar {
+        step: 4096,
+        seed: 1,
+        crate_version: env!("CARGO_PKG_VERSION").into(),
+        state_dim: rlsched_env::obs::state_dim(&scenario.config),
+        max_plans: scenario.max_plans,
+        model: model.clone(),
+        config: serde_json::Value::Null,
+    };
+    checkpoint::save(&dir, &policy, &sidecar).unwrap();
+    let more = PpoConfig { total_steps: 8192, ..PpoConfig::default() };
+    let mut steps = Vec::new();
+    let mut losses = Vec::new();
+    let resumed = train(scenario.clone(), &model, &more, Some(&dir), |s, _| {
+        steps.push(s.global_step);
+        losses.push(s.policy_loss);
+    })
+    .unwrap();
+    assert_eq!(steps, vec![6144, 8192], "the step count continues from the checkpoint");
+    assert!(losses.iter().all(|l| l.is_finite()));
+    // it trained: the resumed policy is not the loaded one
+    let device = Device::flex();
+    let (loaded, _) = checkpoint::load(&dir, &device).unwrap();
+    let mut env = rlsched_env::ReplayEnv::new(scenario.clone());
+    env.reset_on(0, 3).unwrap();
+    let batch = rlsched_agent::policy::ObsBatch::new(&[env.observation()], &device);
+    let a: Vec<f32> = loaded.forward(&batch).0.into_data().try_to_vec().unwrap();
+    let b: Vec<f32> = resumed.forward(&batch).0.into_data().try_to_vec().unwrap();
+    assert_ne!(a, b);
+    // resuming a finished run is a clear error
+    let err = train(scenario, &model, &first, Some(&dir), |_, _| {}).err().unwrap().to_string();
+    assert!(err.contains("already at step 4096"), "{err}");
     std::fs::remove_dir_all(dir).ok();
 }
