@@ -64,14 +64,33 @@ pub struct ProfileArgs {
     pub list: bool,
 }
 
+/// `--config` and `--set`, shared by every subcommand that reads train.toml.
 #[derive(clap::Args, Debug)]
-pub struct TrainArgs {
+pub struct ConfigArgs {
     /// Configuration file (`[env]`, `[agent.model]`, `[agent.ppo]`).
     #[arg(long, default_value = "train.toml")]
     pub config: PathBuf,
-    /// Override a config field, e.g. `--set agent.ppo.total_steps=100000`. Repeatable.
+    /// Override a config field, e.g. `--set env.bandwidth_scale=20`. Repeatable.
     #[arg(long = "set")]
     pub sets: Vec<String>,
+}
+
+impl ConfigArgs {
+    /// Loads the file; a missing default `train.toml` means the built-in defaults.
+    fn load(&self) -> Result<crate::config::TrainConfig> {
+        let explicit = self.config.as_os_str() != "train.toml";
+        crate::config::load(&self.config, explicit, &self.sets)
+    }
+
+    fn dir(&self) -> PathBuf {
+        config_dir(&self.config)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
     #[arg(long)]
     pub seed: Option<u64>,
     #[arg(long)]
@@ -93,12 +112,8 @@ pub struct TrainArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// Configuration file; its `[env]` section defines the scenario.
-    #[arg(long, default_value = "train.toml")]
-    pub config: PathBuf,
-    /// Override a config field, e.g. `--set env.bandwidth_scale=20`. Repeatable.
-    #[arg(long = "set")]
-    pub sets: Vec<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Policy checkpoint to evaluate beside the baselines (default: `checkpoints/default`
     /// beside the config file, when it exists).
     #[arg(long)]
@@ -126,10 +141,8 @@ pub struct EvalArgs {
 pub struct BenchArgs {
     /// What to measure: `env` (VecEnv steps per second on one core).
     pub target: String,
-    #[arg(long, default_value = "train.toml")]
-    pub config: PathBuf,
-    #[arg(long = "set")]
-    pub sets: Vec<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Environments stepped together.
     #[arg(long, default_value_t = 64)]
     pub envs: usize,
@@ -246,8 +259,7 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
 
 fn train(args: TrainArgs) -> Result<()> {
     use rlsched_env::schedulers;
-    let explicit = args.config.as_os_str() != "train.toml";
-    let mut config = crate::config::load(&args.config, explicit, &args.sets)?;
+    let mut config = args.config.load()?;
     if let Some(seed) = args.seed {
         config.agent.ppo.seed = seed;
     }
@@ -257,7 +269,7 @@ fn train(args: TrainArgs) -> Result<()> {
     let train_scenario = std::sync::Arc::new(rlsched_env::Scenario::load_training(&config.env)?);
     let validation = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.validation_traces)?);
     let ppo = config.agent.ppo.clone();
-    let base = config_dir(&args.config);
+    let base = args.config.dir();
     let mut sink = rlsched_agent::metrics::TensorBoardSink::new(&base.join("runs").join(&args.run_name))
         .context("creating the TensorBoard run directory")?;
     let resolved = toml::to_string_pretty(&config).context("serialising the config")?;
@@ -327,7 +339,7 @@ fn train(args: TrainArgs) -> Result<()> {
         None => println!("the policy did not beat every deployable baseline on the validation probe"),
     }
     println!("TensorBoard: {}", base.join("runs").join(&args.run_name).display());
-    let dir = config_dir(&args.config).join("checkpoints").join(&args.run_name);
+    let dir = args.config.dir().join("checkpoints").join(&args.run_name);
     let sidecar = rlsched_agent::checkpoint::Sidecar {
         step: last_step,
         seed: ppo.seed,
@@ -340,11 +352,9 @@ fn train(args: TrainArgs) -> Result<()> {
     rlsched_agent::checkpoint::save(&dir, &policy, &sidecar)?;
     println!("checkpoint written to {}", dir.display());
     // best-static is fitted as `eval` fits it: on the training traces at the evaluated scale
-    let fit_scenario = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);
-    let mut train_env = rlsched_env::ReplayEnv::new(fit_scenario);
     let mut list = schedulers::BASELINES
         .iter()
-        .map(|n| schedulers::by_name(n, &mut train_env, ppo.seed))
+        .map(|n| schedulers::by_name(n, &mut fit_env, ppo.seed))
         .collect::<Result<Vec<_>, _>>()?;
     list.push(Box::new(rlsched_agent::PolicyScheduler { policy, device: burn::tensor::Device::flex() }));
     let label = config.env.validation_traces.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
@@ -360,9 +370,8 @@ fn config_dir(config: &std::path::Path) -> PathBuf {
 
 fn eval(args: EvalArgs) -> Result<()> {
     use rlsched_env::schedulers;
-    let explicit = args.config.as_os_str() != "train.toml";
-    let config = crate::config::load(&args.config, explicit, &args.sets)?;
-    let default_checkpoint = config_dir(&args.config).join("checkpoints/default");
+    let config = args.config.load()?;
+    let default_checkpoint = args.config.dir().join("checkpoints/default");
     let checkpoint = match &args.checkpoint {
         Some(dir) => Some(dir.clone()),
         None => default_checkpoint.is_dir().then_some(default_checkpoint),
@@ -443,8 +452,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     if args.target != "env" {
         bail!("unknown benchmark `{}` (available: env)", args.target);
     }
-    let explicit = args.config.as_os_str() != "train.toml";
-    let config = crate::config::load(&args.config, explicit, &args.sets)?;
+    let config = args.config.load()?;
     let scenario = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);
     let mut vec = rlsched_env::VecEnv::new(scenario.clone(), args.envs.max(1), 1)?;
     let mut actions = vec![0usize; vec.envs.len()];
