@@ -299,7 +299,7 @@ fn train(args: TrainArgs) -> Result<()> {
     let mut last_regret = f64::NAN;
     let mut eval_error = None;
     let iterations = ppo.num_iterations();
-    let policy = rlsched_agent::ppo::train(train_scenario.clone(), &config.agent.model, &ppo, args.resume.as_deref(), |stats, policy| {
+    let trained = rlsched_agent::ppo::train(train_scenario.clone(), &config.agent.model, &ppo, args.resume.as_deref(), |stats, policy| {
         rlsched_agent::metrics::log_iteration(&mut sink, stats);
         first_step.get_or_insert(stats.global_step - ppo.batch_size());
         last_step = stats.global_step;
@@ -326,6 +326,7 @@ fn train(args: TrainArgs) -> Result<()> {
             stats.mean_reward, last_regret, best_regret, best_reward
         ));
     })?;
+    let policy = trained.policy;
     bar.finish_and_clear();
     sink.flush();
     if let Some(e) = eval_error {
@@ -347,9 +348,10 @@ fn train(args: TrainArgs) -> Result<()> {
         state_dim: rlsched_env::obs::state_dim(&config.env),
         max_plans: train_scenario.max_plans,
         model: config.agent.model.clone(),
+        normalizer: policy.normalizer.clone(),
         config: serde_json::to_value(&config)?,
     };
-    rlsched_agent::checkpoint::save(&dir, &policy, &sidecar)?;
+    rlsched_agent::checkpoint::save(&dir, &policy, &sidecar, Some(trained.optimizer))?;
     println!("checkpoint written to {}", dir.display());
     // best-static is fitted as `eval` fits it: on the training traces at the evaluated scale
     let mut list = schedulers::BASELINES

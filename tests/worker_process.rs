@@ -44,7 +44,7 @@ async fn killing_the_worker_mid_request_still_answers() {
         let input = input.clone();
         tokio::spawn(async move {
             executor
-                .execute(Workload::Vgg16, &Plan::Split { variant: "fp32".into(), cut: 4, worker: 0 }, input)
+                .execute(Workload::Vgg16, &Plan::Split { variant: "fp32".into(), cut: 4, worker: 0, int8: false }, input)
                 .await
         })
     };

@@ -1,19 +1,23 @@
-//! Checkpoints: the policy's burn record plus a JSON sidecar (step, seed, crate version, the
-//! resolved config, the network's input sizes). Both files are written to a temporary name and
-//! renamed, so a crash never leaves a half-written checkpoint; loading checks everything and
-//! says what is wrong.
+//! Checkpoints: the policy's burn record, Adam's state (so `--resume` carries the moments on),
+//! and a JSON sidecar (step, seed, crate version, the resolved config, the network's input sizes
+//! and the observation statistics). Every file is written to a temporary name and renamed, so a
+//! crash never leaves a half-written checkpoint; loading checks everything and says what is
+//! wrong.
 
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
+use burn::optim::OptimizerRecord;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use crate::normalize::ObsNormalizer;
 use crate::policy::Policy;
 use crate::ModelConfig;
 
 pub const RECORD_FILE: &str = "policy.bpk";
 pub const SIDECAR_FILE: &str = "checkpoint.json";
+pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -36,6 +40,8 @@ pub struct Sidecar {
     pub state_dim: usize,
     pub max_plans: usize,
     pub model: ModelConfig,
+    /// The running observation statistics the policy was trained with.
+    pub normalizer: ObsNormalizer,
     /// The whole resolved training configuration.
     pub config: serde_json::Value,
 }
@@ -60,9 +66,21 @@ fn tmp(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes `policy` and `sidecar` into `dir` (created if needed).
-pub fn save(dir: &Path, policy: &Policy, sidecar: &Sidecar) -> Result<(), CheckpointError> {
+/// Writes `policy`, `sidecar` and, when given, the optimizer's state into `dir` (created if
+/// needed).
+pub fn save(
+    dir: &Path,
+    policy: &Policy,
+    sidecar: &Sidecar,
+    optimizer: Option<OptimizerRecord>,
+) -> Result<(), CheckpointError> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    if let Some(record) = optimizer {
+        let path = dir.join(OPTIMIZER_FILE);
+        let path_tmp = tmp(&path);
+        record.save(&path_tmp).map_err(|e| invalid(&path_tmp, e.to_string()))?;
+        std::fs::rename(&path_tmp, &path).map_err(|e| io(&path, e))?;
+    }
     let record = dir.join(RECORD_FILE);
     let record_tmp = tmp(&record);
     policy
@@ -91,8 +109,26 @@ pub fn load(dir: &Path, device: &Device) -> Result<(Policy, Sidecar), Checkpoint
     if !record.is_file() {
         return Err(invalid(&record, "missing policy record"));
     }
-    let policy = Policy::new(&sidecar.model, sidecar.state_dim, device)
+    let norm = &sidecar.normalizer;
+    if norm.state.mean.len() != sidecar.state_dim || norm.state.var.len() != sidecar.state_dim {
+        return Err(invalid(&side, format!("normalizer has {} state features, state_dim is {}", norm.state.mean.len(), sidecar.state_dim)));
+    }
+    if norm.plan.mean.len() != rlsched_env::obs::PLAN_FEATURES || norm.plan.var.len() != rlsched_env::obs::PLAN_FEATURES {
+        return Err(invalid(&side, format!("normalizer has {} plan features, expected {}", norm.plan.mean.len(), rlsched_env::obs::PLAN_FEATURES)));
+    }
+    let mut policy = Policy::new(&sidecar.model, sidecar.state_dim, device)
         .try_load_file(&record)
         .map_err(|e| invalid(&record, e.to_string()))?;
+    policy.normalizer = sidecar.normalizer.clone();
     Ok((policy, sidecar))
+}
+
+/// The optimizer state saved beside a policy, if the checkpoint has one (checkpoints written
+/// outside training do not).
+pub fn load_optimizer(dir: &Path) -> Result<Option<OptimizerRecord>, CheckpointError> {
+    let path = dir.join(OPTIMIZER_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    OptimizerRecord::load(&path).map(Some).map_err(|e| invalid(&path, e.to_string()))
 }

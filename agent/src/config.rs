@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 pub struct ModelConfig {
     /// Width of the hidden layers of the plan scorer and the value head.
     pub hidden: usize,
+    /// Normalised observation features are clipped to ±obs_clip (Gymnasium's default is 10).
+    pub obs_clip: f32,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { hidden: 64 }
+        Self { hidden: 64, obs_clip: 10.0 }
     }
 }
 

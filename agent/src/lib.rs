@@ -1,10 +1,11 @@
 //! rlsched-agent owns learning: the burn policy/value network that scores candidate plans, and
 //! PPO over the simulator. It depends on the environment's observation types, never on the
-//! executor. (Checkpoints, TensorBoard and the online learner are still to come.)
+//! executor, and writes checkpoints and TensorBoard files. (The online learner is still to come.)
 
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
+pub mod normalize;
 pub mod policy;
 pub mod ppo;
 

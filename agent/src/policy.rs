@@ -1,7 +1,8 @@
 //! The policy: one shared network scores every candidate plan from `[state ⊕ plan features]`
 //! (as Decima scores nodes), a masked softmax over the scores picks one; a value head reads the
 //! state with the mean of the valid plans' features. Because it scores plans rather than fixed
-//! slots, it works for any number of plans and for workloads it never saw.
+//! slots, it works for any number of plans and for workloads it never saw. Observations are
+//! normalised with the policy's running statistics before they reach the network.
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
@@ -11,6 +12,7 @@ use rlsched_env::obs::{Obs, PLAN_FEATURES};
 use rlsched_env::schedulers::{best_valid, Scheduler};
 use rlsched_env::ReplayEnv;
 
+use crate::normalize::ObsNormalizer;
 use crate::ModelConfig;
 
 /// Logit given to masked plans: far below any real score, finite so no NaN appears.
@@ -43,9 +45,12 @@ pub struct Policy {
     pub value: Mlp,
     #[module(skip)]
     pub state_dim: usize,
+    /// Running observation statistics: learned while training, saved in the checkpoint sidecar.
+    #[module(skip)]
+    pub normalizer: ObsNormalizer,
 }
 
-/// A batch of observations as tensors.
+/// A batch of normalised observations as tensors.
 pub struct ObsBatch {
     pub state: Tensor<2>,
     pub plans: Tensor<3>,
@@ -53,8 +58,8 @@ pub struct ObsBatch {
 }
 
 impl ObsBatch {
-    /// Stacks observations (all with the same padded plan count).
-    pub fn new(observations: &[&Obs], device: &Device) -> Self {
+    /// Normalises and stacks observations (all with the same padded plan count).
+    pub fn new(observations: &[&Obs], normalizer: &ObsNormalizer, device: &Device) -> Self {
         let n = observations.len();
         let state_dim = observations[0].state.len();
         let max_plans = observations[0].max_plans;
@@ -62,9 +67,7 @@ impl ObsBatch {
         let mut plans = Vec::with_capacity(n * max_plans * PLAN_FEATURES);
         let mut mask = Vec::with_capacity(n * max_plans);
         for obs in observations {
-            state.extend_from_slice(&obs.state);
-            plans.extend_from_slice(&obs.plans);
-            mask.extend_from_slice(&obs.mask);
+            normalizer.append(obs, &mut state, &mut plans, &mut mask);
         }
         Self::from_flat(state, plans, mask, n, state_dim, max_plans, device)
     }
@@ -92,7 +95,13 @@ impl Policy {
             scorer: Mlp::new(state_dim + PLAN_FEATURES, config.hidden, 1, device),
             value: Mlp::new(state_dim + PLAN_FEATURES, config.hidden, 1, device),
             state_dim,
+            normalizer: ObsNormalizer::new(state_dim, config.obs_clip),
         }
+    }
+
+    /// `observations` normalised with this policy's statistics, as a batch.
+    pub fn batch(&self, observations: &[&Obs], device: &Device) -> ObsBatch {
+        ObsBatch::new(observations, &self.normalizer, device)
     }
 
     /// Masked logits `[batch, plans]` and values `[batch]`.
@@ -126,7 +135,7 @@ impl Scheduler for PolicyScheduler {
     }
 
     fn choose(&mut self, env: &ReplayEnv) -> usize {
-        let batch = ObsBatch::new(&[env.observation()], &self.device);
+        let batch = self.policy.batch(&[env.observation()], &self.device);
         let (logits, _) = self.policy.forward(&batch);
         let scores: Vec<f32> = logits.into_data().try_to_vec().expect("f32 logits");
         best_valid(env, |i, _| scores[i] as f64)

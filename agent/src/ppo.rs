@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, GradientsParams, OptimizerRecord};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::SmallRng;
@@ -85,22 +85,33 @@ fn scalar(t: Tensor<1>) -> f64 {
     t.into_data().try_to_vec::<f32>().map(|v| v[0] as f64).unwrap_or(f64::NAN)
 }
 
+/// A trained policy (with its observation statistics) and the optimizer's state, which a
+/// checkpoint keeps so that training can resume where it stopped.
+pub struct Trained {
+    pub policy: Policy,
+    pub optimizer: OptimizerRecord,
+}
+
 /// Trains a policy on `scenario`; `on_iteration` sees every iteration's statistics.
-/// `resume`: a checkpoint to continue from; its step count carries on, and training stops at
-/// `config.total_steps` in all. (Adam's moments are not in checkpoints: they start afresh.)
+/// `resume`: a checkpoint to continue from; its step count, observation statistics and Adam
+/// moments carry on, and training stops at `config.total_steps` in all.
 pub fn train(
     scenario: Arc<Scenario>,
     model: &ModelConfig,
     config: &PpoConfig,
     resume: Option<&Path>,
     mut on_iteration: impl FnMut(&IterationStats, &Policy),
-) -> Result<Policy, TrainError> {
+) -> Result<Trained, TrainError> {
     let device = Device::flex().autodiff();
     device.seed(config.seed);
     let inference = Device::flex();
     let s_dim = state_dim(&scenario.config);
     let max_plans = scenario.max_plans;
     let row = max_plans * PLAN_FEATURES;
+    let mut optimizer = AdamConfig::new()
+        .with_epsilon(1e-5)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm)))
+        .init();
     let (mut policy, start_step) = match resume {
         Some(dir) => {
             let (policy, sidecar) = checkpoint::load(dir, &device)?;
@@ -119,14 +130,13 @@ pub fn train(
                     config.total_steps
                 )));
             }
+            if let Some(record) = checkpoint::load_optimizer(dir)? {
+                optimizer = optimizer.load_record(record);
+            }
             (policy, sidecar.step)
         }
         None => (Policy::new(model, s_dim, &device), 0),
     };
-    let mut optimizer = AdamConfig::new()
-        .with_epsilon(1e-5)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm)))
-        .init();
     let mut envs = VecEnv::new(scenario, config.num_envs, config.seed)?;
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let (n, t_max) = (config.num_envs, config.num_steps);
@@ -142,7 +152,8 @@ pub fn train(
         let frac = 1.0 - (iteration - 1) as f64 / config.num_iterations().max(iteration) as f64;
         let lr = if config.anneal_lr { frac * config.learning_rate } else { config.learning_rate };
 
-        // 1. Rollout with the current policy (no gradients).
+        // 1. Rollout with the current policy (no gradients). Observations update the running
+        //    statistics, then are stored normalised, exactly as the policy saw them.
         let actor = policy.valid();
         let (mut states, mut plans, mut masks) = (Vec::with_capacity(batch * s_dim), Vec::with_capacity(batch * row), Vec::with_capacity(batch * max_plans));
         let (mut actions, mut logprobs, mut values) = (Vec::with_capacity(batch), Vec::with_capacity(batch), Vec::with_capacity(batch));
@@ -150,12 +161,13 @@ pub fn train(
         let mut finished: Vec<(f64, usize)> = Vec::new();
         for _ in 0..t_max {
             let observations: Vec<_> = envs.envs.iter().map(|e| e.observation()).collect();
+            policy.normalizer.update(&observations);
+            let (s0, p0, m0) = (states.len(), plans.len(), masks.len());
             for obs in &observations {
-                states.extend_from_slice(&obs.state);
-                plans.extend_from_slice(&obs.plans);
-                masks.extend_from_slice(&obs.mask);
+                policy.normalizer.append(obs, &mut states, &mut plans, &mut masks);
             }
-            let (logits, value) = actor.forward(&ObsBatch::new(&observations, &inference));
+            let step_batch = ObsBatch::from_flat(states[s0..].to_vec(), plans[p0..].to_vec(), masks[m0..].to_vec(), n, s_dim, max_plans, &inference);
+            let (logits, value) = actor.forward(&step_batch);
             let probs: Vec<f32> = softmax(logits, 1).into_data().try_to_vec().expect("f32 probabilities");
             let value: Vec<f32> = value.into_data().try_to_vec().expect("f32 values");
             let mut chosen = Vec::with_capacity(n);
@@ -192,7 +204,7 @@ pub fn train(
 
         // 2. Advantages (bootstrapped from the value of the observation after the rollout).
         let next: Vec<_> = envs.envs.iter().map(|e| e.observation()).collect();
-        let (_, next_value) = actor.forward(&ObsBatch::new(&next, &inference));
+        let (_, next_value) = actor.forward(&policy.batch(&next, &inference));
         let next_values: Vec<f64> = next_value.into_data().try_to_vec::<f32>().expect("f32").iter().map(|&v| v as f64).collect();
         let (advantages, returns) = gae(&rewards, &values, &dones, &next_values, n, config.gamma, config.gae_lambda);
 
@@ -271,5 +283,5 @@ pub fn train(
         }
         on_iteration(&stats, &policy);
     }
-    Ok(policy.valid())
+    Ok(Trained { optimizer: optimizer.to_record(), policy: policy.valid() })
 }

@@ -69,7 +69,7 @@ fn short_training_beats_the_untrained_policy() {
     })
     .unwrap();
     assert_eq!(last_step, 40_960);
-    let after = mean_reward(Box::new(PolicyScheduler { policy: trained, device }), validation);
+    let after = mean_reward(Box::new(PolicyScheduler { policy: trained.policy, device }), validation);
     assert!(after > before + 0.05, "trained {after:.3} vs untrained {before:.3}");
 }
 
@@ -82,7 +82,15 @@ fn checkpoint_round_trip_gives_identical_actions() {
     let device = Device::flex();
     device.seed(11);
     let state_dim = rlsched_env::obs::state_dim(&scenario.config);
-    let policy = Policy::new(&ModelConfig::default(), state_dim, &device);
+    let mut policy = Policy::new(&ModelConfig::default(), state_dim, &device);
+    // non-trivial observation statistics, which must survive the round trip
+    let mut env = ReplayEnv::new(scenario.clone());
+    env.reset_on(0, 42).unwrap();
+    for _ in 0..50 {
+        policy.normalizer.update(&[env.observation()]);
+        let valid = env.observation().mask.iter().position(|&m| m).unwrap();
+        env.step_in_place(valid).unwrap();
+    }
     let dir = std::env::temp_dir().join(format!("rlsched-ckpt-{}", std::process::id()));
     let sidecar = Sidecar {
         step: 123,
@@ -91,14 +99,15 @@ fn checkpoint_round_trip_gives_identical_actions() {
         state_dim,
         max_plans: scenario.max_plans,
         model: ModelConfig::default(),
+        normalizer: policy.normalizer.clone(),
         config: serde_json::json!({"note": "test"}),
     };
-    checkpoint::save(&dir, &policy, &sidecar).unwrap();
+    checkpoint::save(&dir, &policy, &sidecar, None).unwrap();
     let (loaded, read) = checkpoint::load(&dir, &device).unwrap();
     assert_eq!(read, sidecar);
+    assert_eq!(loaded.normalizer, policy.normalizer);
     let mut a = PolicyScheduler { policy, device: device.clone() };
     let mut b = PolicyScheduler { policy: loaded, device: device.clone() };
-    let mut env = ReplayEnv::new(scenario);
     let mut compared = 0;
     for seed in 0..3 {
         env.reset_on(seed, seed as u64).unwrap();
@@ -125,7 +134,7 @@ fn resume_continues_the_step_count() {
     let scenario = scenario();
     let model = ModelConfig::default();
     let first = PpoConfig { total_steps: 4096, ..PpoConfig::default() };
-    let policy = train(scenario.clone(), &model, &first, None, |_, _| {}).unwrap();
+    let trained = train(scenario.clone(), &model, &first, None, |_, _| {}).unwrap();
     let dir = std::env::temp_dir().join(format!("rlsched-resume-{}", std::process::id()));
     let sidecar = Sidecar {
         step: 4096,
@@ -134,9 +143,10 @@ fn resume_continues_the_step_count() {
         state_dim: rlsched_env::obs::state_dim(&scenario.config),
         max_plans: scenario.max_plans,
         model: model.clone(),
+        normalizer: trained.policy.normalizer.clone(),
         config: serde_json::Value::Null,
     };
-    checkpoint::save(&dir, &policy, &sidecar).unwrap();
+    checkpoint::save(&dir, &trained.policy, &sidecar, Some(trained.optimizer)).unwrap();
     let more = PpoConfig { total_steps: 8192, ..PpoConfig::default() };
     let mut steps = Vec::new();
     let mut losses = Vec::new();
@@ -152,10 +162,13 @@ fn resume_continues_the_step_count() {
     let (loaded, _) = checkpoint::load(&dir, &device).unwrap();
     let mut env = rlsched_env::ReplayEnv::new(scenario.clone());
     env.reset_on(0, 3).unwrap();
-    let batch = rlsched_agent::policy::ObsBatch::new(&[env.observation()], &device);
-    let a: Vec<f32> = loaded.forward(&batch).0.into_data().try_to_vec().unwrap();
-    let b: Vec<f32> = resumed.forward(&batch).0.into_data().try_to_vec().unwrap();
+    let resumed = resumed.policy;
+    let a: Vec<f32> = loaded.forward(&loaded.batch(&[env.observation()], &device)).0.into_data().try_to_vec().unwrap();
+    let b: Vec<f32> = resumed.forward(&resumed.batch(&[env.observation()], &device)).0.into_data().try_to_vec().unwrap();
     assert_ne!(a, b);
+    // the observation statistics carried on and kept counting
+    assert!(resumed.normalizer.state.count > loaded.normalizer.state.count);
+    assert!(checkpoint::load_optimizer(&dir).unwrap().is_some(), "Adam's state was saved");
     // resuming a finished run is a clear error
     let err = train(scenario, &model, &first, Some(&dir), |_, _| {}).err().unwrap().to_string();
     assert!(err.contains("already at step 4096"), "{err}");

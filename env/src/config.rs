@@ -111,8 +111,11 @@ pub struct EnvConfig {
     pub requests_per_episode: usize,
     /// Mean gap between requests, seconds (Poisson arrivals).
     pub mean_interarrival_s: f64,
-    /// Split plans per variant: the cut points with the smallest transfer.
+    /// Split plans per variant: the earliest cut points on the latency/transfer Pareto front.
     pub split_points: usize,
+    /// Send split intermediates as int8 (JALAD: one min–max range per tensor, 4× fewer bytes
+    /// than f32) rather than f32.
+    pub int8_intermediates: bool,
     /// Observed past throughput samples (Pensieve's k).
     pub history: usize,
     /// Device CPU load (fraction of the CPU other work takes).
@@ -149,6 +152,7 @@ impl Default for EnvConfig {
             requests_per_episode: 200,
             mean_interarrival_s: 0.5,
             split_points: 2,
+            int8_intermediates: true,
             history: 5,
             device_load: LoadConfig::default(),
             worker_queue: LoadConfig { idle: 0.5, busy: 6.0, mean_idle_s: 30.0, mean_busy_s: 10.0, jitter: 0.2 },

@@ -1,5 +1,6 @@
 //! Candidate plans for a workload, derived from its profiles: every local variant, splits at
-//! the cut points that are cheapest to transfer, and offload. Each carries what a scheduler
+//! the cut points worth making (Pareto-optimal in device time and transfer size, and smaller
+//! than the input), and offload. Each carries what a scheduler
 //! may know before running it (sizes, profile means, accuracy) and what it will cost given the
 //! true state of the world (`outcome`).
 
@@ -22,7 +23,8 @@ pub struct Candidate {
     pub compressed: bool,
     pub bytes_up: f64,
     pub bytes_down: f64,
-    /// Device memory the plan needs: the local model's weights and its largest activation.
+    /// Device memory the plan needs: the weights of the stages it runs locally and its largest
+    /// activation.
     pub memory_bytes: f64,
     /// Per-stage (mean, std) latency on the device and on the worker, ms.
     pub device_stages: Vec<(f64, f64)>,
@@ -57,8 +59,32 @@ fn stage_stats(v: &VariantProfile) -> Vec<(f64, f64)> {
     v.stages.iter().map(|s| (s.latency_ms.mean, s.latency_ms.std)).collect()
 }
 
+/// Cuts worth splitting at, earliest first: a cut is kept when no other cut both runs less on
+/// the device and sends fewer bytes (Neurosurgeon's search, pruned to its Pareto front), and
+/// when it sends less than the input (otherwise offload beats it on both counts). The first
+/// `split_points` of those move the most compute off the device.
+fn split_cuts(stage_bytes: &[f64], stage_ms: &[f64], input_bytes: f64, split_points: usize) -> Vec<usize> {
+    let mut cuts = Vec::new();
+    let mut prefix_ms = 0.0;
+    let points: Vec<(usize, f64, f64)> = (1..stage_bytes.len())
+        .map(|cut| {
+            prefix_ms += stage_ms[cut - 1];
+            (cut, prefix_ms, stage_bytes[cut - 1])
+        })
+        .collect();
+    for &(cut, ms, bytes) in &points {
+        let dominated = points.iter().any(|&(c, m, b)| c != cut && m <= ms && b <= bytes && (m < ms || b < bytes));
+        if !dominated && bytes < input_bytes {
+            cuts.push(cut);
+        }
+    }
+    cuts.truncate(split_points);
+    cuts
+}
+
 /// Enumerates the candidates; a variant the worker profile lacks gets no remote plans.
-pub fn candidates(device: &Profile, worker: &Profile, split_points: usize) -> Vec<Candidate> {
+/// `int8`: split intermediates travel as int8 rather than f32.
+pub fn candidates(device: &Profile, worker: &Profile, split_points: usize, int8: bool) -> Vec<Candidate> {
     let mut out = Vec::new();
     let input_bytes = if device.input_bytes > 0 {
         device.input_bytes as f64
@@ -74,6 +100,17 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize) -> Ve
         let max_activation = |cut: usize| {
             variant.stages[..cut].iter().map(|s| s.output_bytes).max().unwrap_or(0) as f64
         };
+        // Profiles from before per-stage weights were recorded: count the whole model.
+        let has_stage_weights = variant.stages.iter().any(|s| s.param_bytes > 0);
+        let weights = |cut: usize| match has_stage_weights {
+            true => variant.stages[..cut].iter().map(|s| s.param_bytes).sum::<u64>() as f64,
+            false => variant.param_bytes as f64,
+        };
+        // f32 intermediates, or one byte per element plus the range in the request header
+        let wire_bytes = |s: &rlsched_executor::profiler::StageProfile| match int8 {
+            true => (s.output_bytes / 4) as f64,
+            false => s.output_bytes as f64,
+        };
         let base = |plan: Plan, cut: usize, bytes_up: f64, bytes_down: f64| Candidate {
             plan,
             cut,
@@ -82,7 +119,7 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize) -> Ve
             compressed: variant.name != "fp32",
             bytes_up,
             bytes_down,
-            memory_bytes: if cut == 0 { 0.0 } else { variant.param_bytes as f64 + max_activation(cut) },
+            memory_bytes: if cut == 0 { 0.0 } else { weights(cut) + max_activation(cut) },
             device_stages: device_stages.clone(),
             worker_stages: worker_stages.clone(),
             local_mean: device_stages[..cut].iter().map(|s| s.0).sum(),
@@ -96,17 +133,12 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize) -> Ve
         if worker_variant.is_none() {
             continue;
         }
-        // Neurosurgeon's observation: only the cuts with small intermediate tensors matter.
-        let mut cuts: Vec<usize> = (1..stages).collect();
-        cuts.sort_by(|&a, &b| {
-            variant.stages[a - 1].output_bytes.cmp(&variant.stages[b - 1].output_bytes).then(a.cmp(&b))
-        });
-        cuts.truncate(split_points);
-        cuts.sort_unstable();
-        for cut in cuts {
-            let bytes = variant.stages[cut - 1].output_bytes as f64 + REQUEST_OVERHEAD_BYTES;
+        let stage_bytes: Vec<f64> = variant.stages.iter().map(wire_bytes).collect();
+        let stage_ms: Vec<f64> = device_stages.iter().map(|s| s.0).collect();
+        for cut in split_cuts(&stage_bytes, &stage_ms, input_bytes, split_points) {
+            let bytes = stage_bytes[cut - 1] + REQUEST_OVERHEAD_BYTES;
             out.push(base(
-                Plan::Split { variant: variant.name.clone(), cut, worker: 0 },
+                Plan::Split { variant: variant.name.clone(), cut, worker: 0, int8 },
                 cut,
                 bytes,
                 final_bytes,

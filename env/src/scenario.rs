@@ -106,7 +106,7 @@ impl Scenario {
             };
             let device = load(&config.device_profile)?;
             let worker = load(&config.worker_profile)?;
-            let candidates = candidates(&device, &worker, config.split_points);
+            let candidates = candidates(&device, &worker, config.split_points, config.int8_intermediates);
             workloads.push(WorkloadModel { mix: mix.clone(), device, worker, candidates });
         }
         let max_plans = workloads.iter().map(|w| w.candidates.len()).max().unwrap_or(0);

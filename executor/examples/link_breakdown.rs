@@ -46,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 other => other,
             };
             let mut plans = vec![Plan::Local { variant: "fp32".into() }, Plan::Offload { variant: "fp32".into(), worker: 0 }];
-            plans.extend(cuts.into_iter().map(|cut| Plan::Split { variant: "fp32".into(), cut, worker: 0 }));
+            plans.extend(cuts.into_iter().map(|cut| Plan::Split { variant: "fp32".into(), cut, worker: 0, int8: false }));
             // warm both sides (weights, allocations) before measuring
             for plan in &plans {
                 executor.execute(workload, plan, input.clone()).await?;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::protocol::{self, InferRequest, HEADER_LENGTH};
+use crate::quantize::Int8Range;
 use crate::{ExecError, WireTensor};
 
 #[derive(Clone, Debug)]
@@ -77,13 +78,15 @@ impl WorkerClient {
         Ok(start.elapsed().as_secs_f64() * 1e3)
     }
 
-    /// Runs stages `start_stage..` of `workload`/`variant` on the worker.
+    /// Runs stages `start_stage..` of `workload`/`variant` on the worker. `int8`: `input` is a
+    /// quantized intermediate with this range.
     pub async fn infer(
         &self,
         workload: &str,
         variant: &str,
         start_stage: usize,
         input: &WireTensor,
+        int8: Option<Int8Range>,
     ) -> Result<RemoteReply, ExecError> {
         let mut parameters = Map::new();
         parameters.insert("start_stage".into(), Value::from(start_stage));
@@ -93,7 +96,7 @@ impl WorkerClient {
             parameters: Some(parameters),
             ..Default::default()
         };
-        let (body, header_length) = protocol::encode_binary_request(request, input).map_err(remote)?;
+        let (body, header_length) = protocol::encode_binary_request(request, input, int8.map(|r| r.parameters()).unwrap_or_default()).map_err(remote)?;
         let bytes_up = body.len();
         let start = Instant::now();
         let response = self

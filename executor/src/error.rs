@@ -53,6 +53,8 @@ pub enum ExecError {
     Weights { path: String, message: String },
     #[error("backend failure: {0}")]
     Backend(String),
+    #[error("int8 transfer: {0}")]
+    Int8(String),
     #[error("remote execution failed: {0}")]
     Remote(String),
     #[error("I/O error on {path}: {source}")]

@@ -17,6 +17,7 @@ pub mod network;
 pub mod plan;
 pub mod profiler;
 pub mod protocol;
+pub mod quantize;
 pub mod trace;
 pub mod variant;
 pub mod workloads;

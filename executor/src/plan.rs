@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{RemoteReply, WorkerClient};
 use crate::monitor::LinkEstimator;
+use crate::quantize;
 use crate::workloads::Workload;
 use crate::{DeviceChoice, ExecError, Network, NetworkCache, WireTensor};
 
@@ -18,7 +19,14 @@ use crate::{DeviceChoice, ExecError, Network, NetworkCache, WireTensor};
 pub enum Plan {
     Local { variant: String },
     /// Stages `0..cut` here, `cut..` on `worker`.
-    Split { variant: String, cut: usize, worker: usize },
+    /// `int8`: the intermediate crosses the link quantized to 8 bits (JALAD), 4× fewer bytes.
+    Split {
+        variant: String,
+        cut: usize,
+        worker: usize,
+        #[serde(default)]
+        int8: bool,
+    },
     Offload { variant: String, worker: usize },
 }
 
@@ -112,12 +120,19 @@ impl PlanExecutor {
             .map_err(|e| ExecError::Backend(e.to_string()))?
     }
 
-    async fn remote(&self, worker: usize, workload: Workload, variant: &str, start: usize, input: &WireTensor) -> Result<RemoteReply, ExecError> {
+    #[allow(clippy::too_many_arguments)]
+    async fn remote(&self, worker: usize, workload: Workload, variant: &str, start: usize, input: &WireTensor, int8: bool) -> Result<RemoteReply, ExecError> {
         let client = self
             .workers
             .get(worker)
             .ok_or_else(|| ExecError::Remote(format!("no worker {worker} (have {})", self.workers.len())))?;
-        let reply = client.infer(workload.name(), variant, start, input).await?;
+        let reply = match int8 {
+            true => {
+                let (quantized, range) = quantize::quantize(input)?;
+                client.infer(workload.name(), variant, start, &quantized, Some(range)).await?
+            }
+            false => client.infer(workload.name(), variant, start, input, None).await?,
+        };
         let mut links = self.links.lock().expect("link lock");
         links[worker].record_transfer(reply.bytes_up, reply.upload_ms);
         Ok(reply)
@@ -131,25 +146,25 @@ impl PlanExecutor {
         let network = self.network(workload, plan.variant())?;
         network.check_input(0, &input.shape, input.datatype())?;
         let mut breakdown = Breakdown::default();
-        let (start_remote, worker, remote_input) = match plan {
+        let (start_remote, worker, remote_input, int8) = match plan {
             Plan::Local { .. } => {
                 let output = self.run_local(network, 0, input).await?;
                 breakdown.local_ms = ms(started);
                 breakdown.total_ms = breakdown.local_ms;
                 return Ok(Execution { output, breakdown });
             }
-            Plan::Split { cut, worker, .. } => {
+            Plan::Split { cut, worker, int8, .. } => {
                 if *cut == 0 || *cut >= network.stage_count() {
                     return Err(ExecError::BadStageRange { start: *cut, end: network.stage_count(), stages: network.stage_count() });
                 }
                 let head_start = Instant::now();
                 let head = self.run_head(network.clone(), *cut, input).await?;
                 breakdown.local_ms = ms(head_start);
-                (*cut, *worker, head)
+                (*cut, *worker, head, *int8)
             }
-            Plan::Offload { worker, .. } => (0, *worker, input),
+            Plan::Offload { worker, .. } => (0, *worker, input, false),
         };
-        match self.remote(worker, workload, plan.variant(), start_remote, &remote_input).await {
+        match self.remote(worker, workload, plan.variant(), start_remote, &remote_input, int8).await {
             Ok(reply) => {
                 breakdown.upload_ms = reply.upload_ms;
                 breakdown.remote_queue_ms = reply.queue_ms;

@@ -43,6 +43,9 @@ pub struct StageProfile {
     pub name: String,
     pub flops: u64,
     pub output_bytes: u64,
+    /// Bytes of this stage's weights (a split's device keeps only its prefix's).
+    #[serde(default)]
+    pub param_bytes: u64,
     pub latency_ms: LatencyStats,
 }
 
@@ -105,6 +108,11 @@ pub fn host_description() -> String {
     )
 }
 
+/// Bytes of a module's weights as burn stores them (quantized weights stay quantized).
+pub fn record_bytes<M: Module>(module: &M) -> Result<u64, ExecError> {
+    Ok(module.clone().into_record().into_bytes().map_err(|e| ExecError::Backend(e.to_string()))?.len() as u64)
+}
+
 fn elapsed_ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
@@ -148,23 +156,19 @@ pub fn profile(
                 stage_samples.push(elapsed_ms(start));
             }
         }
-        let stage_profiles = network
+        let stage_profiles: Vec<StageProfile> = network
             .stages
             .iter()
             .enumerate()
-            .map(|(i, stage)| StageProfile {
+            .map(|(i, stage)| Ok(StageProfile {
                 name: stage.name.clone(),
                 flops: stage.flops(&network.boundary_dims[i]),
                 output_bytes: network.output_bytes(i) as u64,
+                param_bytes: record_bytes(stage)?,
                 latency_ms: LatencyStats::from_samples(&samples[i]),
-            })
-            .collect();
-        let param_bytes = network
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| ExecError::Backend(e.to_string()))?
-            .len() as u64;
+            }))
+            .collect::<Result<_, ExecError>>()?;
+        let param_bytes = record_bytes(&network)?;
         profiles.push(VariantProfile {
             name: name.clone(),
             accuracy: variant.accuracy,

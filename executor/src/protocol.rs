@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::activation::{DataType, WireData};
+use crate::quantize::{self, Int8Range};
 use crate::{ExecError, WireTensor};
 
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -130,8 +131,18 @@ fn json_data(datatype: DataType, value: &Value) -> Result<WireData, ProtocolErro
     })
 }
 
-/// Decodes the request's single input tensor, from JSON data or from the binary tail.
+/// Decodes the request's single input tensor, from JSON data or from the binary tail; an int8
+/// intermediate (a `UINT8` tensor with `int8_scale`/`int8_min`) comes back dequantized to FP32.
 pub fn decode_input(request: &InferRequest, binary: &[u8]) -> Result<WireTensor, ProtocolError> {
+    let tensor = decode_raw_input(request, binary)?;
+    let range = Int8Range::from_parameters(request.inputs[0].parameters.as_ref()).map_err(ProtocolError)?;
+    match range {
+        Some(range) => Ok(quantize::dequantize(&tensor, range)?),
+        None => Ok(tensor),
+    }
+}
+
+fn decode_raw_input(request: &InferRequest, binary: &[u8]) -> Result<WireTensor, ProtocolError> {
     let input = match request.inputs.as_slice() {
         [one] => one,
         [] => return Err(ProtocolError("request has no inputs".into())),
@@ -222,9 +233,14 @@ pub fn json_values(tensor: &WireTensor) -> Value {
 }
 
 /// Encodes a request carrying one tensor in the binary extension: (body, header length).
-pub fn encode_binary_request(mut request: InferRequest, tensor: &WireTensor) -> Result<(Vec<u8>, usize), ProtocolError> {
+/// `input_parameters` are added to the input's own (an int8 range, for one).
+pub fn encode_binary_request(
+    mut request: InferRequest,
+    tensor: &WireTensor,
+    input_parameters: Map<String, Value>,
+) -> Result<(Vec<u8>, usize), ProtocolError> {
     let raw = tensor.to_le_bytes();
-    let mut params = Map::new();
+    let mut params = input_parameters;
     params.insert("binary_data_size".into(), Value::from(raw.len()));
     request.inputs = vec![RequestInput {
         name: "input".into(),

@@ -65,7 +65,7 @@ async fn check_all_plans(workload: Workload) {
     assert!(local.breakdown.local_ms > 0.0);
     let stages = executor.network(workload, "fp32").unwrap().stage_count();
     let mut plans: Vec<Plan> = (1..stages)
-        .map(|cut| Plan::Split { variant: "fp32".into(), cut, worker: 0 })
+        .map(|cut| Plan::Split { variant: "fp32".into(), cut, worker: 0, int8: false })
         .collect();
     plans.push(Plan::Offload { variant: "fp32".into(), worker: 0 });
     for plan in plans {
@@ -107,6 +107,55 @@ async fn bert_mini_split_and_offload_match_local() {
     check_all_plans(Workload::BertMini).await;
 }
 
+/// An int8 split sends about a quarter of the f32 split's bytes and the worker, which
+/// dequantizes it, answers nearly what local execution does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn int8_split_sends_a_quarter_and_answers_the_same() {
+    let server = start_worker(WorkerConfig::default()).await;
+    let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client(server.addr)]).unwrap();
+    let workload = Workload::MobileNetV2;
+    let input = workload.example_input(5);
+    let local = executor.execute(workload, &Plan::Local { variant: "fp32".into() }, input.clone()).await.unwrap();
+    let WireData::F32(reference) = &local.output.data else { panic!("f32 logits") };
+    for cut in [3, 7, 14] {
+        let split = |int8| Plan::Split { variant: "fp32".into(), cut, worker: 0, int8 };
+        let f32_run = executor.execute(workload, &split(false), input.clone()).await.unwrap();
+        let int8_run = executor.execute(workload, &split(true), input.clone()).await.unwrap();
+        assert!(int8_run.breakdown.fallback.is_none(), "{:?}", int8_run.breakdown.fallback);
+        let (full, small) = (f32_run.breakdown.bytes_up as f64, int8_run.breakdown.bytes_up as f64);
+        assert!(small < 0.3 * full, "cut {cut}: int8 sent {small} B, f32 {full} B");
+        let WireData::F32(answer) = &int8_run.output.data else { panic!("f32 logits") };
+        let dot: f32 = reference.iter().zip(answer).map(|(a, b)| a * b).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let cosine = dot / (norm(reference) * norm(answer));
+        assert!(cosine > 0.99, "cut {cut}: cosine {cosine}");
+    }
+}
+
+/// A UINT8 tensor that claims half an int8 range, or a range on an FP32 tensor, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_int8_ranges_are_refused() {
+    let server = start_worker(WorkerConfig::default()).await;
+    let body = |datatype: &str, data: serde_json::Value, params: serde_json::Value| {
+        serde_json::to_vec(&serde_json::json!({
+            "parameters": {"start_stage": 1},
+            "inputs": [{"name": "x", "shape": [1, 8, 8, 8], "datatype": datatype, "data": data, "parameters": params}]
+        }))
+        .unwrap()
+    };
+    let zeros = serde_json::json!(vec![0; 512]);
+    for (datatype, params, expected) in [
+        ("UINT8", serde_json::json!({"int8_scale": 0.1}), "go together"),
+        ("UINT8", serde_json::json!({"int8_scale": "x", "int8_min": 0.0}), "finite number"),
+        ("UINT8", serde_json::json!({"int8_scale": -1.0, "int8_min": 0.0}), "negative"),
+        ("FP32", serde_json::json!({"int8_scale": 0.1, "int8_min": 0.0}), "need a UINT8 tensor"),
+    ] {
+        let (status, reply) = post(server.addr, "digits-cnn", body(datatype, zeros.clone(), params)).await;
+        assert_eq!(status, 400, "{reply}");
+        assert!(reply["error"].as_str().unwrap().contains(expected), "{reply}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_worker_falls_back_to_local() {
     // a port that was just free: nothing listens there
@@ -121,7 +170,7 @@ async fn unreachable_worker_falls_back_to_local() {
         .await
         .unwrap();
     for plan in [
-        Plan::Split { variant: "fp32".into(), cut: 2, worker: 0 },
+        Plan::Split { variant: "fp32".into(), cut: 2, worker: 0, int8: false },
         Plan::Offload { variant: "fp32".into(), worker: 0 },
     ] {
         let run = executor.execute(Workload::DigitsCnn, &plan, input.clone()).await.unwrap();
@@ -178,7 +227,7 @@ async fn bad_requests_get_clear_4xx_and_the_worker_keeps_serving() {
     let mut values = vec![0.5f32; 64];
     values[7] = f32::NAN;
     let tensor = WireTensor { shape: vec![1, 1, 8, 8], data: WireData::F32(values) };
-    let (body, header) = rlsched_executor::protocol::encode_binary_request(Default::default(), &tensor).unwrap();
+    let (body, header) = rlsched_executor::protocol::encode_binary_request(Default::default(), &tensor, Default::default()).unwrap();
     let response = reqwest::Client::new()
         .post(format!("http://{}/v2/models/digits-cnn/infer", server.addr))
         .header("inference-header-content-length", header)

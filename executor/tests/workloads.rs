@@ -106,6 +106,36 @@ fn int8_outputs_stay_close_to_fp32() {
     }
 }
 
+/// JALAD's int8 intermediates, measured where accuracy can be measured: the trained digits CNN
+/// on its held-out split, at every cut. The ImageNet workloads run seeded weights, so for them
+/// the test bounds how far the output moves instead.
+#[test]
+fn int8_intermediates_cost_little_accuracy() {
+    use rlsched_executor::quantize::{dequantize, quantize};
+    use rlsched_executor::workloads::digits::accuracy_int8_cut;
+    let device = Device::flex();
+    let test = DigitsSplit::load("test").unwrap();
+    let network = Workload::DigitsCnn.build("fp32", &device).unwrap();
+    let fp32 = accuracy(&network, &test, &device).unwrap();
+    for cut in 1..network.stage_count() {
+        let int8 = accuracy_int8_cut(&network, &test, cut, &device).unwrap();
+        println!("digits-cnn int8 intermediate after stage {cut}: accuracy {int8:.4} (fp32 {fp32:.4})");
+        assert!(fp32 - int8 <= 0.01, "cut {cut}: int8 intermediates lose {:.4}", fp32 - int8);
+    }
+    for workload in [Workload::MobileNetV2, Workload::BertMini] {
+        let net = workload.build("fp32", &device).unwrap();
+        let input = workload.example_input(3);
+        let reference = values(&net.run_wire(0, net.stage_count(), &input, &device).unwrap());
+        for cut in 1..net.stage_count() {
+            let head = net.run_wire(0, cut, &input, &device).unwrap();
+            let (q, range) = quantize(&head).unwrap();
+            let tail = net.run_wire(cut, net.stage_count(), &dequantize(&q, range).unwrap(), &device).unwrap();
+            let similarity = cosine(&reference, &values(&tail));
+            assert!(similarity > 0.99, "{workload:?} cut {cut}: cosine {similarity}");
+        }
+    }
+}
+
 #[test]
 fn digits_variants_keep_their_measured_accuracy() {
     let device = Device::flex();

@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::{card, VariantSpec, WorkloadSpec};
-use crate::activation::DataType;
+use crate::activation::{DataType, WireData};
 use crate::layers::{Act, ConvBn, Dense, Layer};
 use crate::network::{Network, Stage};
 use crate::variant::{quantize_int8, Variant};
@@ -155,6 +155,25 @@ pub fn accuracy(network: &Network, split: &DigitsSplit, device: &Device) -> Resu
         .int()
         .sum()
         .into_scalar::<i64>();
+    Ok(correct as f64 / split.len() as f64)
+}
+
+/// Top-1 accuracy when the activation after stage `cut` crosses the link as int8, as a split
+/// with int8 intermediates sends it: each image is its own request, so each gets its own range.
+pub fn accuracy_int8_cut(network: &Network, split: &DigitsSplit, cut: usize, device: &Device) -> Result<f64, ExecError> {
+    let mut correct = 0usize;
+    for i in 0..split.len() {
+        let (image, _) = split.batch(&[i], device);
+        let head = network.run(0, cut, Activation::Image(image))?.to_wire()?;
+        let (quantized, range) = crate::quantize::quantize(&head)?;
+        let restored = crate::quantize::dequantize(&quantized, range)?;
+        let tail = network.run_wire(cut, network.stage_count(), &restored, device)?;
+        let WireData::F32(logits) = tail.data else {
+            return Err(ExecError::Backend("digits CNN produced non-float logits".into()));
+        };
+        let predicted = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(k, _)| k);
+        correct += usize::from(predicted as i64 == split.labels[i]);
+    }
     Ok(correct as f64 / split.len() as f64)
 }
 

@@ -1,0 +1,127 @@
+//! Observation normalisation with running statistics, as Gymnasium's `NormalizeObservation`
+//! (which CleanRL wraps around its environments): each feature is shifted by its running mean,
+//! scaled by its running standard deviation and clipped. The state vector and the plan features
+//! keep separate statistics; plan statistics count valid plans only, so padding never dilutes
+//! them. The statistics are updated while training, frozen afterwards, and saved in the
+//! checkpoint's sidecar so a loaded policy sees observations exactly as it was trained on them.
+
+use rlsched_env::obs::{Obs, PLAN_FEATURES};
+use serde::{Deserialize, Serialize};
+
+/// Keeps the variance floor away from zero for features that never change.
+const EPSILON: f64 = 1e-8;
+
+/// Per-feature running mean and variance (Chan et al.'s parallel update, as Gymnasium's
+/// `RunningMeanStd`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunningStats {
+    pub count: f64,
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
+}
+
+impl RunningStats {
+    pub fn new(features: usize) -> Self {
+        // Gymnasium starts from a pseudo-count of 1e-4 around (0, 1), so the first batch dominates.
+        Self { count: 1e-4, mean: vec![0.0; features], var: vec![1.0; features] }
+    }
+
+    /// Merges a batch of rows (each `mean.len()` wide).
+    pub fn update<'a>(&mut self, rows: impl Iterator<Item = &'a [f32]>) {
+        let d = self.mean.len();
+        let (mut sum, mut sq, mut n) = (vec![0.0f64; d], vec![0.0f64; d], 0.0f64);
+        let rows: Vec<&[f32]> = rows.collect();
+        for row in &rows {
+            for (s, &x) in sum.iter_mut().zip(row.iter()) {
+                *s += x as f64;
+            }
+            n += 1.0;
+        }
+        if n == 0.0 {
+            return;
+        }
+        let batch_mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        for row in &rows {
+            for ((q, &x), m) in sq.iter_mut().zip(row.iter()).zip(&batch_mean) {
+                *q += (x as f64 - m).powi(2);
+            }
+        }
+        let total = self.count + n;
+        for i in 0..d {
+            let delta = batch_mean[i] - self.mean[i];
+            let m2 = self.var[i] * self.count + sq[i] + delta * delta * self.count * n / total;
+            self.mean[i] += delta * n / total;
+            self.var[i] = m2 / total;
+        }
+        self.count = total;
+    }
+
+    fn normalize(&self, row: &[f32], clip: f32, out: &mut Vec<f32>) {
+        for ((&x, m), v) in row.iter().zip(&self.mean).zip(&self.var) {
+            let z = ((x as f64 - m) / (v + EPSILON).sqrt()) as f32;
+            out.push(z.clamp(-clip, clip));
+        }
+    }
+}
+
+/// The statistics of both parts of an observation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ObsNormalizer {
+    pub state: RunningStats,
+    pub plan: RunningStats,
+    /// Normalised features are clipped to ±clip.
+    pub clip: f32,
+}
+
+impl ObsNormalizer {
+    pub fn new(state_dim: usize, clip: f32) -> Self {
+        Self { state: RunningStats::new(state_dim), plan: RunningStats::new(PLAN_FEATURES), clip }
+    }
+
+    pub fn update(&mut self, observations: &[&Obs]) {
+        self.state.update(observations.iter().map(|o| o.state.as_slice()));
+        self.plan.update(observations.iter().flat_map(|o| valid_rows(o)));
+    }
+
+    /// Appends `obs`, normalised, to flat buffers; padded plan rows stay zero.
+    pub fn append(&self, obs: &Obs, state: &mut Vec<f32>, plans: &mut Vec<f32>, mask: &mut Vec<bool>) {
+        self.state.normalize(&obs.state, self.clip, state);
+        for (row, &valid) in obs.plans.chunks(PLAN_FEATURES).zip(&obs.mask) {
+            if valid {
+                self.plan.normalize(row, self.clip, plans);
+            } else {
+                plans.extend(std::iter::repeat_n(0.0, PLAN_FEATURES));
+            }
+        }
+        mask.extend_from_slice(&obs.mask);
+    }
+}
+
+fn valid_rows(obs: &Obs) -> impl Iterator<Item = &[f32]> {
+    obs.plans.chunks(PLAN_FEATURES).zip(&obs.mask).filter(|(_, &v)| v).map(|(r, _)| r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batched_updates_match_the_whole_sample() {
+        let rows: Vec<[f32; 2]> = (0..100).map(|i| [i as f32, (i * i % 17) as f32 - 3.0]).collect();
+        let mut stats = RunningStats::new(2);
+        for chunk in rows.chunks(7) {
+            stats.update(chunk.iter().map(|r| r.as_slice()));
+        }
+        for f in 0..2 {
+            let xs: Vec<f64> = rows.iter().map(|r| r[f] as f64).collect();
+            let mean = xs.iter().sum::<f64>() / 100.0;
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 100.0;
+            assert!((stats.mean[f] - mean).abs() < 1e-3, "{} vs {mean}", stats.mean[f]);
+            assert!((stats.var[f] - var).abs() / var < 1e-3, "{} vs {var}", stats.var[f]);
+        }
+        let mut out = Vec::new();
+        stats.normalize(&[1e9, stats.mean[1] as f32], 10.0, &mut out);
+        assert_eq!(out[0], 10.0, "clipped");
+        assert!(out[1].abs() < 1e-4);
+    }
+}
