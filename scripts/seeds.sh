@@ -2,7 +2,7 @@
 # Trains the default config with several seeds and evaluates every policy on the held-out trace
 # sets at bandwidth ×1, ×5 and ×20; prints the regret ratio against the best deployable baseline
 # per seed and its mean with a 95% interval across seeds (Student t).
-# Usage: scripts/seeds.sh [SEEDS...]   (default 1 2 3; seed N trains into checkpoints/seed-N
+# Usage: [NAME=seed] [TRAIN_ARGS=...] [OUT=runs/seeds] scripts/seeds.sh [SEEDS...]   (default 1 2 3; seed N trains into checkpoints/seed-N
 # unless it is there already). REQUESTS (default 4000) sets the requests per evaluation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,12 +10,14 @@ seeds=("$@")
 [ $# -eq 0 ] && seeds=(1 2 3)
 bin=${RLSCHED:-"cargo run --locked --quiet --"}
 out=${OUT:-runs/seeds}
+name=${NAME:-seed}   # checkpoints/<name>-<seed>
+train_args=${TRAIN_ARGS:-}   # e.g. "--total-steps 65536"
 mkdir -p "$out"
 for seed in "${seeds[@]}"; do
-  [ -f "checkpoints/seed-$seed/checkpoint.json" ] || $bin train --config train.toml --seed "$seed" --run-name "seed-$seed" > "$out/train-$seed.log"
+  [ -f "checkpoints/$name-$seed/checkpoint.json" ] || $bin train --config train.toml --seed "$seed" --run-name "$name-$seed" $train_args > "$out/train-$seed.log"
   for set in fcc/test norway-hsdpa; do
     for scale in 1 5 20; do
-      $bin eval --config train.toml --checkpoint "checkpoints/seed-$seed" --traces "../shared/data/traces/$set" \
+      $bin eval --config train.toml --checkpoint "checkpoints/$name-$seed" --traces "../shared/data/traces/$set" \
         --requests "${REQUESTS:-4000}" --set env.bandwidth_scale=$scale --json "$out/${set//\//-}-x$scale-seed$seed.json" > /dev/null
     done
   done

@@ -115,23 +115,25 @@ impl Obs {
         self.n_plans = model.candidates.len();
         let mbps = seen.harmonic_mbps();
         let memory = config.device_memory_mb * 1e6;
+        let in_slos = |ms: f64| (ms / slo).min(10.0) as f32;
         for (i, c) in model.candidates.iter().enumerate() {
             let p = predict(c, request.observed_load, mbps, seen.reported_queue, config);
             let total = p.total_ms();
+            let [local, split, offload, compressed, up, down] = c.static_features;
             let row = [
-                (c.kind() == "local") as u8 as f32,
-                (c.kind() == "split") as u8 as f32,
-                (c.kind() == "offload") as u8 as f32,
-                c.compressed as u8 as f32,
+                local,
+                split,
+                offload,
+                compressed,
                 c.accuracy as f32,
                 (c.accuracy - model.mix.min_accuracy) as f32,
-                (p.local_ms / slo).min(10.0) as f32,
-                (p.remote_ms / slo).min(10.0) as f32,
-                c.bytes_features[0],
-                c.bytes_features[1],
-                (p.transfer_ms / slo).min(10.0) as f32,
-                (p.queue_ms / slo).min(10.0) as f32,
-                (total / slo).min(10.0) as f32,
+                in_slos(p.local_ms),
+                in_slos(p.remote_ms),
+                up,
+                down,
+                in_slos(p.transfer_ms),
+                in_slos(p.queue_ms),
+                in_slos(total),
                 (total > slo) as u8 as f32,
             ];
             self.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES].copy_from_slice(&row);

@@ -33,8 +33,10 @@ pub struct Candidate {
     /// observation predicts every plan at every step).
     local_mean: f64,
     remote_mean: f64,
-    /// log-scaled transfer sizes, as the observation shows them
-    pub(crate) bytes_features: [f32; 2],
+    /// The observation's features that never change for this plan: kind one-hot (local,
+    /// split, offload), compressed, log-scaled bytes up and down. Cached, because the
+    /// observation shows every plan at every step.
+    pub(crate) static_features: [f32; 6],
 }
 
 impl Candidate {
@@ -112,6 +114,15 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize, int8:
             false => s.output_bytes as f64,
         };
         let base = |plan: Plan, cut: usize, bytes_up: f64, bytes_down: f64| Candidate {
+            // first: it reads `plan` before the field below moves it
+            static_features: [
+                matches!(plan, Plan::Local { .. }) as u8 as f32,
+                matches!(plan, Plan::Split { .. }) as u8 as f32,
+                matches!(plan, Plan::Offload { .. }) as u8 as f32,
+                (variant.name != "fp32") as u8 as f32,
+                ((bytes_up / 1e3).ln_1p() / 10.0) as f32,
+                ((bytes_down / 1e3).ln_1p() / 10.0) as f32,
+            ],
             plan,
             cut,
             stages,
@@ -124,10 +135,6 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize, int8:
             worker_stages: worker_stages.clone(),
             local_mean: device_stages[..cut].iter().map(|s| s.0).sum(),
             remote_mean: worker_stages[cut..].iter().map(|s| s.0).sum(),
-            bytes_features: [
-                ((bytes_up / 1e3).ln_1p() / 10.0) as f32,
-                ((bytes_down / 1e3).ln_1p() / 10.0) as f32,
-            ],
         };
         out.push(base(Plan::Local { variant: variant.name.clone() }, stages, 0.0, 0.0));
         if worker_variant.is_none() {
