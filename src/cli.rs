@@ -258,6 +258,9 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
+    if args.eval_requests == 0 {
+        bail!("--eval-requests must be at least 1");
+    }
     use rlsched_env::schedulers;
     let mut config = args.config.load()?;
     if let Some(seed) = args.seed {
@@ -371,6 +374,9 @@ fn config_dir(config: &std::path::Path) -> PathBuf {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
+    if args.requests == 0 {
+        bail!("--requests must be at least 1");
+    }
     use rlsched_env::schedulers;
     let config = args.config.load()?;
     let default_checkpoint = args.config.dir().join("checkpoints/default");
@@ -451,6 +457,9 @@ pub fn print_report(report: &rlsched_env::eval::EvalReport) {
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
+    if !(args.seconds > 0.0 && args.seconds.is_finite()) {
+        bail!("--seconds must be a positive number of seconds, got {}", args.seconds);
+    }
     if args.target != "env" {
         bail!("unknown benchmark `{}` (available: env)", args.target);
     }

@@ -100,3 +100,34 @@ fn train_writes_tensorboard_files_and_a_checkpoint() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Values the simulator or PPO cannot work with are refused up front, naming the key, and
+/// never reach a panic (a zero-width network or zero environments used to).
+#[test]
+fn out_of_range_values_are_refused_by_name() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for (set, key) in [
+        ("agent.ppo.num_envs=0", "agent.ppo.num_envs"),
+        ("agent.model.hidden=0", "agent.model.hidden"),
+        ("agent.model.obs_clip=-1", "agent.model.obs_clip"),
+        ("agent.ppo.gamma=2", "agent.ppo.gamma"),
+        ("env.requests_per_episode=0", "env.requests_per_episode"),
+        ("env.device_load.busy=2", "env.device_load.busy"),
+        ("env.rtt_ms=-3", "env.rtt_ms"),
+        ("env.workloads=[{name=\"vgg16\",weight=1.0,slo_ms=-5.0,min_accuracy=0.0}]", "env.workloads[0].slo_ms"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rlsched"))
+            .args(["train", "--config", &format!("{root}/train.toml"), "--run-name", "never-written", "--set", set])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{set} was accepted");
+        assert!(err.contains(key) && !err.contains("panicked"), "{set}: {err}");
+    }
+    assert!(!std::path::Path::new(root).join("checkpoints/never-written").exists());
+    for args in [&["eval", "--requests", "0"][..], &["bench", "env", "--seconds", "0"], &["eval", "--trace-format", "weird"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rlsched")).args(args).current_dir(root).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(args[args.len() - 2]) && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}

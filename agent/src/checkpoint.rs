@@ -23,12 +23,9 @@ pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 pub enum CheckpointError {
     #[error("checkpoint {path}: {message}")]
     Invalid { path: String, message: String },
-    #[error("checkpoint {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // the I/O error is in the message, not a `source`, so chained reports print it once
+    #[error("checkpoint {path}: {error}")]
+    Io { path: String, error: std::io::Error },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -56,7 +53,7 @@ fn invalid(path: &Path, message: impl Into<String>) -> CheckpointError {
 fn io(path: &Path, source: std::io::Error) -> CheckpointError {
     CheckpointError::Io {
         path: path.display().to_string(),
-        source,
+        error: source,
     }
 }
 

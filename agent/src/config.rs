@@ -87,6 +87,35 @@ impl PpoConfig {
     }
 }
 
+impl AgentConfig {
+    /// Every value PPO cannot train with, named by its `agent.` key.
+    pub fn validate(&self) -> Result<(), String> {
+        use rlsched_env::config::{check_positive, check_range};
+        let (m, p) = (&self.model, &self.ppo);
+        let at_least_one = [
+            ("agent.model.hidden", m.hidden),
+            ("agent.ppo.total_steps", p.total_steps),
+            ("agent.ppo.num_envs", p.num_envs),
+            ("agent.ppo.num_steps", p.num_steps),
+            ("agent.ppo.num_minibatches", p.num_minibatches),
+            ("agent.ppo.update_epochs", p.update_epochs),
+        ];
+        for (name, value) in at_least_one {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        check_positive("agent.model.obs_clip", m.obs_clip as f64)?;
+        check_positive("agent.ppo.learning_rate", p.learning_rate)?;
+        check_range("agent.ppo.gamma", p.gamma, 0.0, 1.0)?;
+        check_range("agent.ppo.gae_lambda", p.gae_lambda, 0.0, 1.0)?;
+        check_positive("agent.ppo.clip_coef", p.clip_coef)?;
+        check_range("agent.ppo.vf_coef", p.vf_coef, 0.0, f64::INFINITY)?;
+        check_range("agent.ppo.ent_coef", p.ent_coef, 0.0, f64::INFINITY)?;
+        check_positive("agent.ppo.max_grad_norm", p.max_grad_norm as f64)
+    }
+}
+
 /// `[agent]`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]

@@ -30,6 +30,8 @@ pub enum TrainError {
     Checkpoint(#[from] CheckpointError),
     #[error("--resume: {0}")]
     Resume(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Generalised advantage estimation over one rollout stored step-major (`[t][env]`).
@@ -102,6 +104,7 @@ pub fn train(
     resume: Option<&Path>,
     mut on_iteration: impl FnMut(&IterationStats, &Policy),
 ) -> Result<Trained, TrainError> {
+    crate::AgentConfig { model: model.clone(), ppo: config.clone() }.validate().map_err(TrainError::Config)?;
     let device = Device::flex().autodiff();
     device.seed(config.seed);
     let inference = Device::flex();

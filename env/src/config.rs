@@ -163,3 +163,70 @@ impl Default for EnvConfig {
         }
     }
 }
+
+/// Checks that `value` (the field `name`) is finite and inside `low..=high`.
+pub fn check_range(name: &str, value: f64, low: f64, high: f64) -> Result<(), String> {
+    if value.is_finite() && value >= low && value <= high {
+        Ok(())
+    } else if high == f64::INFINITY {
+        Err(format!("{name} must be a number ≥ {low}, got {value}"))
+    } else {
+        Err(format!("{name} must be a number in {low}..={high}, got {value}"))
+    }
+}
+
+/// Checks that `value` (the field `name`) is finite and above zero.
+pub fn check_positive(name: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{name} must be a positive number, got {value}"))
+    }
+}
+
+impl LoadConfig {
+    /// `max_level`: the highest meaningful level (a CPU share stays below 1).
+    fn validate(&self, name: &str, max_level: f64) -> Result<(), String> {
+        check_range(&format!("{name}.idle"), self.idle, 0.0, max_level)?;
+        check_range(&format!("{name}.busy"), self.busy, 0.0, max_level)?;
+        check_positive(&format!("{name}.mean_idle_s"), self.mean_idle_s)?;
+        check_positive(&format!("{name}.mean_busy_s"), self.mean_busy_s)?;
+        check_range(&format!("{name}.jitter"), self.jitter, 0.0, f64::INFINITY)
+    }
+}
+
+impl EnvConfig {
+    /// Every value the simulator cannot work with, named by its `env.` key.
+    pub fn validate(&self) -> Result<(), String> {
+        check_positive("env.bandwidth_scale", self.bandwidth_scale)?;
+        for &scale in &self.training_bandwidth_scales {
+            check_positive("env.training_bandwidth_scales[]", scale)?;
+        }
+        check_range("env.rtt_ms", self.rtt_ms, 0.0, f64::INFINITY)?;
+        check_positive("env.device_memory_mb", self.device_memory_mb)?;
+        if self.workloads.is_empty() {
+            return Err("env.workloads is empty".into());
+        }
+        for (i, w) in self.workloads.iter().enumerate() {
+            check_range(&format!("env.workloads[{i}].weight"), w.weight, 0.0, f64::INFINITY)?;
+            check_positive(&format!("env.workloads[{i}].slo_ms"), w.slo_ms)?;
+            check_range(&format!("env.workloads[{i}].min_accuracy"), w.min_accuracy, 0.0, 1.0)?;
+        }
+        if self.workloads.iter().map(|w| w.weight).sum::<f64>() <= 0.0 {
+            return Err("env.workloads: the weights sum to zero".into());
+        }
+        if self.requests_per_episode == 0 {
+            return Err("env.requests_per_episode must be at least 1".into());
+        }
+        check_positive("env.mean_interarrival_s", self.mean_interarrival_s)?;
+        self.device_load.validate("env.device_load", 0.95)?;
+        self.worker_queue.validate("env.worker_queue", f64::INFINITY)?;
+        check_range("env.worker_service_ms", self.worker_service_ms, 0.0, f64::INFINITY)?;
+        check_range("env.worker_down_probability", self.worker_down_probability, 0.0, 1.0)?;
+        check_positive("env.probe.interval_s", self.probe.interval_s)?;
+        for (name, w) in [("w_acc", self.reward.w_acc), ("w_lat", self.reward.w_lat), ("w_miss", self.reward.w_miss)] {
+            check_range(&format!("env.reward.{name}"), w, 0.0, f64::INFINITY)?;
+        }
+        Ok(())
+    }
+}

@@ -77,9 +77,6 @@ impl Scenario {
         if !config.training_bandwidth_scales.is_empty() {
             let mut traces = Vec::new();
             for &scale in &config.training_bandwidth_scales {
-                if !(scale > 0.0) {
-                    return Err(EnvError::Config(format!("env.training_bandwidth_scales holds {scale}; scales must be positive")));
-                }
                 traces.extend(load_traces(&config.traces, None, scale)?);
             }
             scenario.traces = traces;
@@ -93,12 +90,7 @@ impl Scenario {
     }
 
     pub fn load_with(config: &EnvConfig, traces: &[PathBuf], format: Option<TraceFormat>) -> Result<Self, EnvError> {
-        if config.workloads.is_empty() {
-            return Err(EnvError::Config("env.workloads is empty".into()));
-        }
-        if !(config.bandwidth_scale > 0.0) {
-            return Err(EnvError::Config(format!("env.bandwidth_scale must be positive, got {}", config.bandwidth_scale)));
-        }
+        config.validate().map_err(EnvError::Config)?;
         let mut workloads = Vec::new();
         for mix in &config.workloads {
             let load = |suffix: &str| {

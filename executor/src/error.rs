@@ -57,19 +57,17 @@ pub enum ExecError {
     Int8(String),
     #[error("remote execution failed: {0}")]
     Remote(String),
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The I/O error is part of the message, not a `source`: chained reports (`{:#}`) would
+    // print it twice.
+    #[error("I/O error on {path}: {error}")]
+    Io { path: String, error: std::io::Error },
 }
 
 impl ExecError {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         ExecError::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            error: source,
         }
     }
 }

@@ -27,7 +27,7 @@ impl std::str::FromStr for TraceFormat {
             "pensieve" => Ok(TraceFormat::Pensieve),
             "mahimahi" => Ok(TraceFormat::Mahimahi),
             other => Err(ExecError::Data {
-                path: "--format".into(),
+                path: "--trace-format".into(),
                 message: format!("unknown trace format `{other}` (expected pensieve or mahimahi)"),
             }),
         }
