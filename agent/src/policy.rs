@@ -7,7 +7,7 @@
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::tanh;
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 use rlsched_env::obs::{Obs, PLAN_FEATURES};
 use rlsched_env::schedulers::{best_valid, Scheduler};
 use rlsched_env::ReplayEnv;
@@ -55,6 +55,12 @@ pub struct ObsBatch {
     pub state: Tensor<2>,
     pub plans: Tensor<3>,
     pub mask: Tensor<2, Bool>,
+    /// The valid plans, as flat indices into `[batch × max_plans]`, and the observation each
+    /// belongs to: the scorer runs on these rows only, not on the padding (about half of the
+    /// rows with the default mix).
+    valid_rows: Tensor<1, Int>,
+    valid_owner: Tensor<1, Int>,
+    valid_count: usize,
 }
 
 impl ObsBatch {
@@ -81,10 +87,16 @@ impl ObsBatch {
         max_plans: usize,
         device: &Device,
     ) -> Self {
+        let rows: Vec<i64> = mask.iter().enumerate().filter(|(_, &v)| v).map(|(i, _)| i as i64).collect();
+        let owners: Vec<i64> = rows.iter().map(|&i| i / max_plans.max(1) as i64).collect();
+        let valid_count = rows.len();
         Self {
             state: Tensor::from_data(TensorData::new(state, [n, state_dim]), device),
             plans: Tensor::from_data(TensorData::new(plans, [n, max_plans, PLAN_FEATURES]), device),
             mask: Tensor::from_data(TensorData::new(mask, [n, max_plans]), device),
+            valid_rows: Tensor::from_data(TensorData::new(rows, [valid_count]), device),
+            valid_owner: Tensor::from_data(TensorData::new(owners, [valid_count]), device),
+            valid_count,
         }
     }
 }
@@ -108,13 +120,20 @@ impl Policy {
     pub fn forward(&self, batch: &ObsBatch) -> (Tensor<2>, Tensor<1>) {
         let [n, plans, _] = batch.plans.dims();
         let state = batch.state.clone();
-        let expanded = state.clone().reshape([n, 1, self.state_dim]).expand([n, plans, self.state_dim]);
-        let joint = Tensor::cat(vec![expanded, batch.plans.clone()], 2);
-        let logits = self
-            .scorer
-            .forward(joint)
-            .reshape([n, plans])
-            .mask_fill(batch.mask.clone().bool_not(), MASKED_LOGIT);
+        let device = state.device();
+        let mut flat = Tensor::<1>::zeros([n * plans], &device);
+        if batch.valid_count > 0 {
+            let joint = Tensor::cat(
+                vec![
+                    state.clone().select(0, batch.valid_owner.clone()),
+                    batch.plans.clone().reshape([n * plans, PLAN_FEATURES]).select(0, batch.valid_rows.clone()),
+                ],
+                1,
+            );
+            let scores = self.scorer.forward(joint).reshape([batch.valid_count]);
+            flat = flat.select_assign(0, batch.valid_rows.clone(), scores, IndexingUpdateOp::Add);
+        }
+        let logits = flat.reshape([n, plans]).mask_fill(batch.mask.clone().bool_not(), MASKED_LOGIT);
         let valid = batch.mask.clone().float().reshape([n, plans, 1]);
         let count = valid.clone().sum_dim(1).clamp_min(1.0).reshape([n, 1]);
         let pooled = (batch.plans.clone() * valid).sum_dim(1).reshape([n, PLAN_FEATURES]) / count;
