@@ -22,10 +22,10 @@ gpu=${gpu:-gpu}
 # One process per variant, so that a variant the backend cannot run costs only itself.
 declare -A variants=(
   [digits-cnn]="fp32 int8 pruned-50" [bert-mini]="fp32 int8" [mobilenetv2]="fp32 int8 pruned-0.75 pruned-0.5"
-  [resnet18]="fp32 int8" [vgg16]="fp32 int8"
+  [resnet18]="fp32 int8" [vgg16]="fp32 int8" [ofa-note10]="fp32 int8"
 )
 parts=$(mktemp -d)
-for w in digits-cnn bert-mini mobilenetv2 resnet18 vgg16; do
+for w in digits-cnn bert-mini mobilenetv2 resnet18 vgg16 ofa-note10; do
   for v in ${variants[$w]}; do
     timeout 300 "$bin" profile --workload "$w" --variant "$v" --device wgpu --runs "$runs" --out "$parts/$w-$v.json" 2>&1 | tail -n 5
   done

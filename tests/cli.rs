@@ -83,7 +83,7 @@ fn profile_list_names_every_workload() {
     let out = rlsched().args(["profile", "--list"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for w in ["mobilenetv2", "resnet18", "vgg16", "bert-mini", "digits-cnn", "pruned-0.5", "measured"] {
+    for w in ["mobilenetv2", "resnet18", "vgg16", "bert-mini", "digits-cnn", "ofa-note10", "pruned-0.5", "measured"] {
         assert!(text.contains(w), "{text}");
     }
 }

@@ -132,3 +132,27 @@ fn invalid_actions_are_errors() {
         assert!(env.step(masked).is_err());
     }
 }
+
+/// The Samsung Note10 (OFA's measured latency table) as the device: its profile drives the
+/// simulator like any measured one, and the oracle still bounds every scheduler.
+#[test]
+fn the_note10_works_as_a_second_device() {
+    let mut config = config();
+    config.device_profile = "note10".into();
+    config.worker_profile = "cpu2".into();
+    config.workloads = vec![rlsched_env::config::WorkloadMix { name: "ofa-note10".into(), weight: 1.0, slo_ms: 100.0, min_accuracy: 0.0 }];
+    let scenario = Arc::new(Scenario::load(&config, &config.validation_traces).unwrap());
+    let model = &scenario.workloads[0];
+    assert_eq!(model.device.device, "note10");
+    let local = model.candidates.iter().find(|c| !c.uses_worker()).unwrap();
+    assert!((local.local_mean_ms() - 24.73).abs() < 0.01, "{}", local.local_mean_ms());
+    assert!(model.candidates.iter().any(|c| c.kind() == "split") && model.candidates.iter().any(|c| c.kind() == "offload"));
+    let mut train = ReplayEnv::new(scenario.clone());
+    let mut env = ReplayEnv::new(scenario);
+    for name in schedulers::BASELINES {
+        let mut scheduler = schedulers::by_name(name, &mut train, 3).unwrap();
+        for (i, (reward, oracle, _)) in run_episode(&mut env, scheduler.as_mut(), 1).iter().enumerate() {
+            assert!(oracle + 1e-9 >= *reward, "{name}, request {i}: {reward} > oracle {oracle}");
+        }
+    }
+}

@@ -5,7 +5,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ExecError {
-    #[error("unknown workload `{0}` (known: mobilenetv2, resnet18, vgg16, bert-mini, digits-cnn)")]
+    #[error("unknown workload `{0}` (known: mobilenetv2, resnet18, vgg16, bert-mini, digits-cnn, ofa-note10)")]
     UnknownWorkload(String),
     #[error("workload `{workload}` has no variant `{variant}` (it has: {known})")]
     UnknownVariant {

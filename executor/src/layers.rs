@@ -24,6 +24,10 @@ pub enum Act {
     Relu,
     Relu6,
     Tanh,
+    /// MobileNetV3's x·relu6(x+3)/6.
+    HSwish,
+    /// relu6(x+3)/6, the gate of MobileNetV3's squeeze-and-excite.
+    HSigmoid,
 }
 
 impl Act {
@@ -33,6 +37,8 @@ impl Act {
             Act::Relu => relu(x),
             Act::Relu6 => x.clamp(0.0, 6.0),
             Act::Tanh => tanh(x),
+            Act::HSwish => x.clone() * ((x + 3.0).clamp(0.0, 6.0) / 6.0),
+            Act::HSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
         }
     }
 }
@@ -115,26 +121,94 @@ impl ConvBn {
     }
 }
 
-/// MobileNetV2's inverted residual: expand (1×1), depthwise (3×3), project (1×1), with a skip
-/// when the shape is kept.
+/// Squeeze-and-excite as MobileNetV3 uses it: global average, 1×1 reduce (ReLU), 1×1 expand,
+/// hard-sigmoid gate on every channel.
+#[derive(Module, Debug)]
+pub struct SqueezeExcite {
+    pub reduce: Conv2d,
+    pub expand: Conv2d,
+    #[module(skip)]
+    pub channels: usize,
+    #[module(skip)]
+    pub squeezed: usize,
+}
+
+impl SqueezeExcite {
+    pub fn new(channels: usize, squeezed: usize, device: &Device) -> Self {
+        Self {
+            reduce: Conv2dConfig::new([channels, squeezed], [1, 1]).init(device),
+            expand: Conv2dConfig::new([squeezed, channels], [1, 1]).init(device),
+            channels,
+            squeezed,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let pooled = x.clone().mean_dim(2).mean_dim(3);
+        let gate = Act::HSigmoid.apply(self.expand.forward(relu(self.reduce.forward(pooled))));
+        x * gate
+    }
+
+    fn flops(&self, input: &[usize]) -> u64 {
+        (input.iter().product::<usize>() * 2 + 4 * input[0] * self.channels * self.squeezed) as u64
+    }
+}
+
+/// The inverted residual of MobileNetV2 and V3: expand (1×1), depthwise (k×k), optional
+/// squeeze-and-excite, project (1×1), with a skip when the shape is kept.
 #[derive(Module, Debug)]
 pub struct InvertedResidual {
     pub expand: Option<ConvBn>,
     pub depthwise: ConvBn,
+    pub se: Option<SqueezeExcite>,
     pub project: ConvBn,
     #[module(skip)]
     pub residual: bool,
 }
 
+/// The shape of a MobileNetV3 block: `mid` channels after expansion (equal to `c_in`: no
+/// expansion), depthwise `kernel`, whether it has squeeze-and-excite and which activation.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockShape {
+    pub c_in: usize,
+    pub mid: usize,
+    pub c_out: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub se: bool,
+    pub act: Act,
+}
+
 impl InvertedResidual {
+    /// MobileNetV2's block: 3×3, ReLU6, no squeeze-and-excite.
     pub fn new(c_in: usize, c_out: usize, stride: usize, expansion: usize, device: &Device) -> Self {
-        let hidden = c_in * expansion;
+        let shape = BlockShape { c_in, mid: c_in * expansion, c_out, kernel: 3, stride, se: false, act: Act::Relu6 };
+        Self::with_shape(shape, None, device)
+    }
+
+    /// A block of any shape; `se_channels`: the squeeze width when `shape.se`.
+    pub fn with_shape(shape: BlockShape, se_channels: Option<usize>, device: &Device) -> Self {
+        let BlockShape { c_in, mid, c_out, kernel, stride, se, act } = shape;
         Self {
-            expand: (expansion != 1)
-                .then(|| ConvBn::new(c_in, hidden, 1, 1, 1, true, Act::Relu6, device)),
-            depthwise: ConvBn::new(hidden, hidden, 3, stride, hidden, true, Act::Relu6, device),
-            project: ConvBn::new(hidden, c_out, 1, 1, 1, true, Act::None, device),
+            expand: (mid != c_in).then(|| ConvBn::new(c_in, mid, 1, 1, 1, true, act, device)),
+            depthwise: ConvBn::new(mid, mid, kernel, stride, mid, true, act, device),
+            se: se.then(|| SqueezeExcite::new(mid, se_channels.unwrap_or((mid / 4).max(8)), device)),
+            project: ConvBn::new(mid, c_out, 1, 1, 1, true, Act::None, device),
             residual: stride == 1 && c_in == c_out,
+        }
+    }
+
+    /// This block's shape, as latency tables key it.
+    pub fn shape(&self) -> BlockShape {
+        let d = self.depthwise.geometry;
+        BlockShape {
+            c_in: self.expand.as_ref().map_or(d.c_in, |e| e.geometry.c_in),
+            mid: d.c_in,
+            c_out: self.project.geometry.c_out,
+            kernel: d.kernel,
+            stride: d.stride,
+            se: self.se.is_some(),
+            act: self.depthwise.act,
         }
     }
 
@@ -143,7 +217,12 @@ impl InvertedResidual {
             Some(expand) => expand.forward(x.clone()),
             None => x.clone(),
         };
-        let h = self.project.forward(self.depthwise.forward(h));
+        let h = self.depthwise.forward(h);
+        let h = match &self.se {
+            Some(se) => se.forward(h),
+            None => h,
+        };
+        let h = self.project.forward(h);
         if self.residual {
             h + x
         } else {
@@ -166,6 +245,7 @@ impl InvertedResidual {
         let hidden_out = self.depthwise.geometry.output_dims(&hidden_in);
         expand
             + self.depthwise.geometry.flops(&hidden_out)
+            + self.se.as_ref().map_or(0, |se| se.flops(&hidden_out))
             + self.project.geometry.flops(&self.project.geometry.output_dims(&hidden_out))
     }
 }

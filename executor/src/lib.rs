@@ -10,6 +10,7 @@ pub mod activation;
 pub mod client;
 pub mod device;
 pub mod error;
+pub mod latency_table;
 pub mod layers;
 pub mod link;
 pub mod monitor;

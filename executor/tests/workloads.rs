@@ -71,6 +71,11 @@ fn digits_cnn_every_cut_matches_whole() {
 }
 
 #[test]
+fn ofa_note10_every_cut_matches_whole() {
+    check_every_cut(Workload::OfaNote10);
+}
+
+#[test]
 fn narrower_mobilenets_run_and_are_smaller() {
     let device = Device::flex();
     let input = Workload::MobileNetV2.example_input(5);

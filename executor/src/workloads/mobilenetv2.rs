@@ -6,16 +6,7 @@ use burn::tensor::Device;
 use crate::layers::{Act, ConvBn, Dense, InvertedResidual, Layer};
 use crate::network::{Network, Stage};
 
-/// Rounds a channel count to a multiple of 8, never losing more than 10%, as the reference
-/// implementation does.
-fn make_divisible(value: f32) -> usize {
-    let rounded = ((value + 4.0) as usize / 8 * 8).max(8);
-    if (rounded as f32) < 0.9 * value {
-        rounded + 8
-    } else {
-        rounded
-    }
-}
+use super::make_divisible;
 
 pub fn build(width: f32, device: &Device) -> Network {
     // (expansion, channels, repeats, first stride), from the paper's Table 2.

@@ -6,6 +6,7 @@
 mod bert_mini;
 pub mod digits;
 mod mobilenetv2;
+pub mod ofa_note10;
 mod resnet18;
 mod vgg16;
 
@@ -22,6 +23,17 @@ use crate::{ExecError, Network};
 /// build identical networks.
 pub const WEIGHT_SEED: u64 = 20_261_127;
 
+/// Rounds a channel count to a multiple of 8, never losing more than 10%, as the MobileNet
+/// reference implementations do.
+pub(crate) fn make_divisible(value: f32) -> usize {
+    let rounded = ((value + 4.0) as usize / 8 * 8).max(8);
+    if (rounded as f32) < 0.9 * value {
+        rounded + 8
+    } else {
+        rounded
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Workload {
     MobileNetV2,
@@ -29,6 +41,7 @@ pub enum Workload {
     Vgg16,
     BertMini,
     DigitsCnn,
+    OfaNote10,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -81,12 +94,13 @@ fn card(name: &str, variant: Variant, accuracy: f64, source: &str, citation: &st
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::MobileNetV2,
         Workload::ResNet18,
         Workload::Vgg16,
         Workload::BertMini,
         Workload::DigitsCnn,
+        Workload::OfaNote10,
     ];
 
     pub fn name(self) -> &'static str {
@@ -96,6 +110,7 @@ impl Workload {
             Workload::Vgg16 => "vgg16",
             Workload::BertMini => "bert-mini",
             Workload::DigitsCnn => "digits-cnn",
+            Workload::OfaNote10 => "ofa-note10",
         }
     }
 
@@ -157,6 +172,19 @@ impl Workload {
             Workload::DigitsCnn => {
                 return digits::spec();
             }
+            Workload::OfaNote10 => {
+                let cite = "mit-han-lab/once-for-all tutorial/ofa.ipynb: the Note10 <= 25 ms search result, evaluated on the ImageNet validation set (top1=76.9); Cai et al., ICLR 2020";
+                let side = ofa_note10::RESOLUTION;
+                (
+                    IMAGENET,
+                    vec![1, 3, side, side],
+                    DataType::Fp32,
+                    vec![
+                        card("fp32", Variant::Fp32, 0.769, "published-evaluation", cite),
+                        card("int8", Variant::Int8, 0.769, "published-evaluation-fp32", cite),
+                    ],
+                )
+            }
         };
         Ok(WorkloadSpec {
             name: self.name().to_string(),
@@ -183,6 +211,7 @@ impl Workload {
             Workload::ResNet18 => resnet18::build(device),
             Workload::Vgg16 => vgg16::build(device),
             Workload::BertMini => bert_mini::build(device),
+            Workload::OfaNote10 => ofa_note10::build(device),
             Workload::DigitsCnn => unreachable!("handled above"),
         }
         .with_seeded_weights(WEIGHT_SEED);
@@ -193,6 +222,14 @@ impl Workload {
     }
 
     /// A deterministic example input for this workload (batch of one).
+    /// Side of the square RGB input of an image workload.
+    fn image_side(self) -> usize {
+        match self {
+            Workload::OfaNote10 => ofa_note10::RESOLUTION,
+            _ => 224,
+        }
+    }
+
     pub fn example_input(self, seed: u64) -> crate::WireTensor {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
@@ -206,13 +243,13 @@ impl Workload {
                 (0..64).map(|_| rng.random_range(0.0..1.0)).collect(),
             ),
             _ => crate::activation::WireData::F32(
-                (0..3 * 224 * 224).map(|_| rng.random_range(0.0..1.0)).collect(),
+                (0..self.image_side().pow(2) * 3).map(|_| rng.random_range(0.0..1.0)).collect(),
             ),
         };
         let shape = match self {
             Workload::BertMini => vec![1, bert_mini::SEQUENCE],
             Workload::DigitsCnn => vec![1, 1, 8, 8],
-            _ => vec![1, 3, 224, 224],
+            _ => vec![1, 3, self.image_side(), self.image_side()],
         };
         crate::WireTensor::new(shape, data).expect("example input fills its shape")
     }
