@@ -43,8 +43,6 @@ impl Mlp {
 pub struct Policy {
     pub scorer: Mlp,
     pub value: Mlp,
-    #[module(skip)]
-    pub state_dim: usize,
     /// Running observation statistics: learned while training, saved in the checkpoint sidecar.
     #[module(skip)]
     pub normalizer: ObsNormalizer,
@@ -106,7 +104,6 @@ impl Policy {
         Self {
             scorer: Mlp::new(state_dim + PLAN_FEATURES, config.hidden, 1, device),
             value: Mlp::new(state_dim + PLAN_FEATURES, config.hidden, 1, device),
-            state_dim,
             normalizer: ObsNormalizer::new(state_dim, config.obs_clip),
         }
     }

@@ -113,13 +113,14 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize, int8:
             true => (s.output_bytes / 4) as f64,
             false => s.output_bytes as f64,
         };
+        let compressed = variant.name != "fp32";
         let base = |plan: Plan, cut: usize, bytes_up: f64, bytes_down: f64| Candidate {
             // first: it reads `plan` before the field below moves it
             static_features: [
                 matches!(plan, Plan::Local { .. }) as u8 as f32,
                 matches!(plan, Plan::Split { .. }) as u8 as f32,
                 matches!(plan, Plan::Offload { .. }) as u8 as f32,
-                (variant.name != "fp32") as u8 as f32,
+                compressed as u8 as f32,
                 ((bytes_up / 1e3).ln_1p() / 10.0) as f32,
                 ((bytes_down / 1e3).ln_1p() / 10.0) as f32,
             ],
@@ -127,7 +128,7 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize, int8:
             cut,
             stages,
             accuracy: variant.accuracy,
-            compressed: variant.name != "fp32",
+            compressed,
             bytes_up,
             bytes_down,
             memory_bytes: if cut == 0 { 0.0 } else { weights(cut) + max_activation(cut) },
