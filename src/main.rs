@@ -1,14 +1,9 @@
-//! `rlsched`: the command line. It parses arguments, loads configuration and calls the library
-//! crates; everything else lives in `executor/`, `env/` and `agent/`.
-
-mod cli;
-mod config;
+//! `rlsched`: parse the command line and run it; everything else lives in the library crates.
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let args = cli::Cli::parse();
-    match cli::run(args) {
+    match rlsched::cli::run(rlsched::cli::Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

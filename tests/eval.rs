@@ -1,4 +1,4 @@
-//! `rlsched eval` end to end on the real FCC test traces: every scheduler appears with the
+//! `rlsched eval` end to end on the bundled FCC test traces: every scheduler appears with the
 //! documented schema, the oracle has zero regret, nobody beats it, plan fractions sum to one.
 
 use std::process::Command;
@@ -6,11 +6,10 @@ use std::process::Command;
 #[test]
 fn eval_on_fcc_test_writes_the_schema() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let shared = std::env::var("RLSCHED_SHARED_DATA").unwrap_or_else(|_| format!("{root}/../shared/data"));
     let json = std::env::temp_dir().join(format!("rlsched-eval-{}.json", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_rlsched"))
         .args(["eval", "--config", &format!("{root}/train.toml"), "--requests", "1000", "--traces"])
-        .arg(format!("{shared}/traces/fcc/test"))
+        .arg(format!("{root}/data/traces/fcc-test"))
         .arg("--json")
         .arg(&json)
         .output()
@@ -18,7 +17,7 @@ fn eval_on_fcc_test_writes_the_schema() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(report["requests"].as_u64().unwrap() >= 1000);
-    assert!(report["traces"].as_str().unwrap().contains("fcc/test"));
+    assert!(report["traces"].as_str().unwrap().contains("fcc-test"));
     let schedulers = report["schedulers"].as_array().unwrap();
     let names: Vec<&str> = schedulers.iter().map(|s| s["name"].as_str().unwrap()).collect();
     for expected in ["local", "offload", "best-static", "neurosurgeon", "mpc", "threshold", "random", "oracle-now", "oracle"] {

@@ -6,9 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rlsched_executor::client::WorkerClient;
+use rlsched_executor::kserve::client::WorkerClient;
 use rlsched_executor::plan::{Plan, PlanExecutor};
-use rlsched_executor::workloads::Workload;
+use rlsched_executor::model::workloads::Workload;
 use rlsched_executor::DeviceChoice;
 
 /// Starts `rlsched worker` on port 0 and returns it with the address it printed.

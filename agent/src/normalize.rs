@@ -56,6 +56,21 @@ impl RunningStats {
         self.count = total;
     }
 
+    /// Why these statistics cannot normalise anything, if they cannot: a count that is not
+    /// positive, a non-finite mean, a negative or non-finite variance.
+    pub fn problem(&self) -> Option<String> {
+        if !(self.count.is_finite() && self.count > 0.0) {
+            return Some(format!("count must be positive and finite, got {}", self.count));
+        }
+        if let Some(i) = self.mean.iter().position(|m| !m.is_finite()) {
+            return Some(format!("mean[{i}] is {}", self.mean[i]));
+        }
+        if let Some(i) = self.var.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+            return Some(format!("var[{i}] must be finite and ≥ 0, got {}", self.var[i]));
+        }
+        None
+    }
+
     fn normalize(&self, row: &[f32], clip: f32, out: &mut Vec<f32>) {
         for ((&x, m), v) in row.iter().zip(&self.mean).zip(&self.var) {
             let z = ((x as f64 - m) / (v + EPSILON).sqrt()) as f32;
@@ -76,6 +91,16 @@ pub struct ObsNormalizer {
 impl ObsNormalizer {
     pub fn new(state_dim: usize, clip: f32) -> Self {
         Self { state: RunningStats::new(state_dim), plan: RunningStats::new(PLAN_FEATURES), clip }
+    }
+
+    /// Why a loaded normaliser is unusable, naming the field: `clip` must be positive and
+    /// finite, and both statistics must be sound.
+    pub fn problem(&self) -> Option<String> {
+        if !(self.clip.is_finite() && self.clip > 0.0) {
+            return Some(format!("normalizer.clip must be positive and finite, got {}", self.clip));
+        }
+        let named = |part: &str, stats: &RunningStats| stats.problem().map(|p| format!("normalizer.{part}: {p}"));
+        named("state", &self.state).or_else(|| named("plan", &self.plan))
     }
 
     pub fn update(&mut self, observations: &[&Obs]) {

@@ -108,6 +108,24 @@ impl Policy {
         }
     }
 
+    /// The name of the first weight or bias that holds a NaN or an infinity, if any: such a
+    /// policy (a diverged run, a corrupted file) would score every plan as NaN.
+    pub fn first_non_finite_parameter(&self) -> Option<String> {
+        let finite = |t: Tensor<2>| t.into_data().iter::<f32>().all(f32::is_finite);
+        let finite1 = |t: Tensor<1>| t.into_data().iter::<f32>().all(f32::is_finite);
+        for (net, mlp) in [("scorer", &self.scorer), ("value", &self.value)] {
+            for (layer, linear) in [("hidden1", &mlp.hidden1), ("hidden2", &mlp.hidden2), ("out", &mlp.out)] {
+                if !finite(linear.weight.val()) {
+                    return Some(format!("{net}.{layer}.weight"));
+                }
+                if linear.bias.as_ref().is_some_and(|b| !finite1(b.val())) {
+                    return Some(format!("{net}.{layer}.bias"));
+                }
+            }
+        }
+        None
+    }
+
     /// `observations` normalised with this policy's statistics, as a batch.
     pub fn batch(&self, observations: &[&Obs], device: &Device) -> ObsBatch {
         ObsBatch::new(observations, &self.normalizer, device)

@@ -32,6 +32,9 @@ pub enum TrainError {
     Resume(String),
     #[error("{0}")]
     Config(String),
+    /// A loss, logit or value became NaN or infinite: the run diverged.
+    #[error("training diverged at step {step}: {what} became non-finite (try a lower agent.ppo.learning_rate or agent.ppo.max_grad_norm)")]
+    Diverged { step: usize, what: &'static str },
 }
 
 /// Generalised advantage estimation over one rollout stored step-major (`[t][env]`).
@@ -94,7 +97,8 @@ pub struct Trained {
     pub optimizer: OptimizerRecord,
 }
 
-/// Trains a policy on `scenario`; `on_iteration` sees every iteration's statistics.
+/// Trains a policy on `scenario`; `on_iteration` sees every iteration's statistics, the policy,
+/// and a way to snapshot the optimizer's state (for periodic checkpoints).
 /// `resume`: a checkpoint to continue from; its step count, observation statistics and Adam
 /// moments carry on, and training stops at `config.total_steps` in all.
 pub fn train(
@@ -102,7 +106,7 @@ pub fn train(
     model: &ModelConfig,
     config: &PpoConfig,
     resume: Option<&Path>,
-    mut on_iteration: impl FnMut(&IterationStats, &Policy),
+    mut on_iteration: impl FnMut(&IterationStats, &Policy, &dyn Fn() -> OptimizerRecord),
 ) -> Result<Trained, TrainError> {
     crate::AgentConfig { model: model.clone(), ppo: config.clone() }.validate().map_err(TrainError::Config)?;
     let device = Device::flex().autodiff();
@@ -173,6 +177,9 @@ pub fn train(
             let (logits, value) = actor.forward(&step_batch);
             let probs: Vec<f32> = softmax(logits, 1).into_data().try_to_vec().expect("f32 probabilities");
             let value: Vec<f32> = value.into_data().try_to_vec().expect("f32 values");
+            if !probs.iter().chain(&value).all(|x| x.is_finite()) {
+                return Err(TrainError::Diverged { step: global_step, what: "the policy's logits or values" });
+            }
             let mut chosen = Vec::with_capacity(n);
             for e in 0..n {
                 let p = &probs[e * max_plans..(e + 1) * max_plans];
@@ -269,6 +276,9 @@ pub fn train(
                 let old_approx_kl = scalar((-log_ratio.clone()).mean().detach());
                 let approx_kl = scalar(((ratio.clone() - 1.0) - log_ratio).mean().detach());
                 let clipped = scalar((ratio - 1.0).abs().greater_elem(c).float().mean().detach());
+                if !scalar(loss.clone().detach()).is_finite() {
+                    return Err(TrainError::Diverged { step: global_step, what: "the PPO loss" });
+                }
                 stats.policy_loss += scalar(policy_loss.detach());
                 stats.value_loss += scalar(value_loss.detach());
                 stats.entropy += scalar(entropy.detach());
@@ -284,7 +294,7 @@ pub fn train(
         for v in [&mut stats.policy_loss, &mut stats.value_loss, &mut stats.entropy, &mut stats.approx_kl, &mut stats.old_approx_kl, &mut stats.clipfrac] {
             *v /= updates;
         }
-        on_iteration(&stats, &policy);
+        on_iteration(&stats, &policy, &|| optimizer.to_record());
     }
     Ok(Trained { optimizer: optimizer.to_record(), policy: policy.valid() })
 }

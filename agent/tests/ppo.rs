@@ -62,7 +62,7 @@ fn short_training_beats_the_untrained_policy() {
     let untrained = Policy::new(&model, rlsched_env::obs::state_dim(&train_scenario.config), &device);
     let before = mean_reward(Box::new(PolicyScheduler { policy: untrained, device: device.clone() }), validation.clone());
     let mut last_step = 0;
-    let trained = train(train_scenario, &model, &config, None, |stats, _| {
+    let trained = train(train_scenario, &model, &config, None, |stats, _, _| {
         assert!(stats.global_step > last_step);
         last_step = stats.global_step;
         assert!(stats.policy_loss.is_finite() && stats.value_loss.is_finite() && stats.entropy >= 0.0);
@@ -134,7 +134,7 @@ fn resume_continues_the_step_count() {
     let scenario = scenario();
     let model = ModelConfig::default();
     let first = PpoConfig { total_steps: 4096, ..PpoConfig::default() };
-    let trained = train(scenario.clone(), &model, &first, None, |_, _| {}).unwrap();
+    let trained = train(scenario.clone(), &model, &first, None, |_, _, _| {}).unwrap();
     let dir = std::env::temp_dir().join(format!("rlsched-resume-{}", std::process::id()));
     let sidecar = Sidecar {
         step: 4096,
@@ -150,7 +150,7 @@ fn resume_continues_the_step_count() {
     let more = PpoConfig { total_steps: 8192, ..PpoConfig::default() };
     let mut steps = Vec::new();
     let mut losses = Vec::new();
-    let resumed = train(scenario.clone(), &model, &more, Some(&dir), |s, _| {
+    let resumed = train(scenario.clone(), &model, &more, Some(&dir), |s, _, _| {
         steps.push(s.global_step);
         losses.push(s.policy_loss);
     })
@@ -170,7 +170,7 @@ fn resume_continues_the_step_count() {
     assert!(resumed.normalizer.state.count > loaded.normalizer.state.count);
     assert!(checkpoint::load_optimizer(&dir).unwrap().is_some(), "Adam's state was saved");
     // resuming a finished run is a clear error
-    let err = train(scenario, &model, &first, Some(&dir), |_, _| {}).err().unwrap().to_string();
+    let err = train(scenario, &model, &first, Some(&dir), |_, _, _| {}).err().unwrap().to_string();
     assert!(err.contains("already at step 4096"), "{err}");
     std::fs::remove_dir_all(dir).ok();
 }

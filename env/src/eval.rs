@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rlsched_executor::profile::profiler::percentile;
 use serde::Serialize;
 
 use crate::replay::ReplayEnv;
@@ -47,13 +48,6 @@ pub struct EvalReport {
     pub schedulers: Vec<SchedulerResult>,
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
 /// Mean and 95% half-width of a sample.
 pub fn mean_ci95(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
@@ -87,8 +81,8 @@ pub fn evaluate(
                     oracle_rewards.push(info.oracle_reward.expect("evaluation computes the oracle"));
                 }
                 rewards.push(step.reward);
-                latencies.push(info.outcome.latency_ms);
-                misses += (info.outcome.latency_ms > info.slo_ms) as usize;
+                latencies.push(info.outcome.total_ms);
+                misses += (info.outcome.total_ms > info.slo_ms) as usize;
                 accuracy += info.accuracy;
                 compressed += info.compressed as usize;
                 match info.plan.as_ref().map(|p| p.kind()) {
@@ -139,4 +133,41 @@ pub fn evaluate(
         oracle_mean_reward: oracle_mean,
         schedulers: results,
     })
+}
+
+impl std::fmt::Display for EvalReport {
+    /// The comparison table, one row per scheduler.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} requests on {} (best deployable baseline: {}; oracle mean reward {:.3})",
+            self.requests, self.traces, self.best_baseline, self.oracle_mean_reward
+        )?;
+        writeln!(
+            f,
+            "{:<13} {:>15} {:>7} {:>6} {:>8} {:>8} {:>8} {:>6} {:>6} {:>17} {:>6}",
+            "scheduler", "reward (±95%)", "regret", "ratio", "lat ms", "p95", "p99", "miss", "acc", "local/split/offl", "compr"
+        )?;
+        for r in &self.schedulers {
+            writeln!(
+                f,
+                "{:<13} {:>8.3} ±{:<5.3} {:>7.3} {:>6.2} {:>8.1} {:>8.1} {:>8.1} {:>6.3} {:>6.3} {:>5.2}/{:>5.2}/{:>5.2} {:>6.2}",
+                r.name,
+                r.mean_reward,
+                r.mean_reward_ci95,
+                r.regret,
+                r.regret_ratio,
+                r.latency_ms_mean,
+                r.latency_ms_p95,
+                r.latency_ms_p99,
+                r.slo_miss_rate,
+                r.accuracy,
+                r.plan_frac.local,
+                r.plan_frac.split,
+                r.plan_frac.offload,
+                r.compressed_frac
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -3,13 +3,15 @@
 //! the baseline schedulers with the hindsight oracle, and evaluation. It reuses the executor's
 //! trace formats and stage profiles; it never runs a model itself except through `LiveEnv`.
 
+pub mod candidates;
 pub mod config;
 pub mod error;
 pub mod eval;
 pub mod live;
+pub mod measurements;
 pub mod obs;
-pub mod plans;
 pub mod replay;
+pub mod request;
 pub mod scenario;
 pub mod schedulers;
 
@@ -18,7 +20,7 @@ use serde::Serialize;
 pub use config::EnvConfig;
 pub use error::EnvError;
 pub use obs::Obs;
-pub use plans::Outcome;
+pub use rlsched_executor::plan::Breakdown;
 pub use live::LiveEnv;
 pub use replay::{ReplayEnv, VecEnv};
 pub use scenario::Scenario;
@@ -30,7 +32,7 @@ pub struct Info {
     pub plan: Option<rlsched_executor::plan::Plan>,
     pub candidate: usize,
     #[serde(skip)]
-    pub outcome: Outcome,
+    pub outcome: Breakdown,
     pub accuracy: f64,
     pub compressed: bool,
     pub slo_ms: f64,

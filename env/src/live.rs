@@ -11,12 +11,12 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rlsched_executor::monitor::ResourceMonitor;
 use rlsched_executor::plan::PlanExecutor;
-use rlsched_executor::workloads::Workload;
+use rlsched_executor::model::workloads::Workload;
 use rlsched_executor::WireTensor;
 
 use crate::obs::Obs;
-use crate::plans::{Outcome, RequestWorld};
-use crate::replay::{Measurements, Request};
+use crate::measurements::Measurements;
+use crate::request::{Request, RequestWorld};
 use crate::scenario::Scenario;
 use crate::{Env, EnvError, Info, Step};
 
@@ -127,14 +127,7 @@ impl Env for LiveEnv {
         if let Some(queue) = b.worker_queue_length {
             self.reported_queue = (queue as f64, Some(self.now()));
         }
-        let outcome = Outcome {
-            local_ms: b.local_ms,
-            upload_ms: b.upload_ms,
-            remote_queue_ms: b.remote_queue_ms,
-            remote_compute_ms: b.remote_compute_ms,
-            download_ms: b.download_ms,
-            latency_ms: b.total_ms,
-        };
+        let outcome = b.clone();
         let reward = scenario.config.reward.reward(candidate.accuracy, b.total_ms, model.mix.slo_ms);
         self.remaining = self.remaining.saturating_sub(1);
         let terminated = self.remaining == 0;

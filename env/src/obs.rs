@@ -6,7 +6,9 @@
 use serde::Serialize;
 
 use crate::config::EnvConfig;
-use crate::replay::{Measurements, Request};
+use crate::candidates::Candidate;
+use crate::measurements::Measurements;
+use crate::request::Request;
 use crate::scenario::WorkloadModel;
 
 /// Features of the state that do not depend on `history`.
@@ -44,7 +46,7 @@ impl Prediction {
 
 /// Predicts a plan's latency from the profile means, a device load, a bandwidth and a queue.
 pub fn predict(
-    candidate: &crate::plans::Candidate,
+    candidate: &Candidate,
     load: f64,
     mbps: Option<f64>,
     queue: f64,
@@ -74,10 +76,6 @@ impl Obs {
             n_plans: 0,
             max_plans,
         }
-    }
-
-    pub fn plan_row(&self, i: usize) -> &[f32] {
-        &self.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES]
     }
 
     pub(crate) fn fill(

@@ -4,7 +4,6 @@
 //! requests, and the hindsight oracle is the best plan for that world. The observation holds
 //! only what the device has measured before the decision.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use rand::rngs::SmallRng;
@@ -13,91 +12,12 @@ use rand_distr::{Distribution, Exp, StandardNormal};
 
 use crate::config::LoadConfig;
 use crate::obs::Obs;
-use crate::plans::{outcome, Outcome, RequestWorld};
+use crate::candidates::outcome;
+use crate::measurements::Measurements;
+use crate::request::{Request, RequestWorld};
+use rlsched_executor::plan::Breakdown;
 use crate::scenario::Scenario;
 use crate::{Env, EnvError, Info, Step};
-
-/// One request of an episode.
-#[derive(Clone, Debug)]
-pub struct Request {
-    pub workload: usize,
-    pub world: RequestWorld,
-    /// The device load as the monitor reads it (the true load plus measurement noise).
-    pub observed_load: f64,
-}
-
-/// What the device has measured so far: the link estimator's history and the worker's reports.
-#[derive(Clone, Debug, Default)]
-pub struct Measurements {
-    /// Recent throughputs, Mbit/s, newest last.
-    pub throughput_mbps: VecDeque<f64>,
-    pub last_transfer_s: Option<f64>,
-    pub rtt_ms: Option<f64>,
-    pub reported_queue: f64,
-    pub last_report_s: Option<f64>,
-    /// Measurements still in flight: (completion time, Mbit/s, queue report). They become
-    /// visible only once the decision time passes their completion, so nothing from the
-    /// trace's future reaches the observation.
-    pending: Vec<(f64, Option<f64>, Option<f64>)>,
-}
-
-impl Measurements {
-    /// Measurements taken outside the simulator (LiveEnv), already complete.
-    pub fn observed(
-        throughput_mbps: impl IntoIterator<Item = f64>,
-        last_transfer_s: Option<f64>,
-        rtt_ms: Option<f64>,
-        reported_queue: f64,
-        last_report_s: Option<f64>,
-    ) -> Self {
-        Self {
-            throughput_mbps: throughput_mbps.into_iter().collect(),
-            last_transfer_s,
-            rtt_ms,
-            reported_queue,
-            last_report_s,
-            pending: Vec::new(),
-        }
-    }
-
-    pub fn last_mbps(&self) -> Option<f64> {
-        self.throughput_mbps.back().copied()
-    }
-
-    pub fn harmonic_mbps(&self) -> Option<f64> {
-        if self.throughput_mbps.is_empty() {
-            return None;
-        }
-        let inverse: f64 = self.throughput_mbps.iter().map(|m| 1.0 / m.max(1e-6)).sum();
-        Some(self.throughput_mbps.len() as f64 / inverse)
-    }
-
-    fn record(&mut self, at_s: f64, mbps: Option<f64>, queue: Option<f64>) {
-        self.pending.push((at_s, mbps, queue));
-    }
-
-    /// Makes the measurements completed by `now` visible, oldest first.
-    fn catch_up(&mut self, now: f64, k: usize) {
-        if self.pending.iter().all(|p| p.0 > now) {
-            return;
-        }
-        self.pending.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let ready = self.pending.partition_point(|p| p.0 <= now);
-        for (at, mbps, queue) in self.pending.drain(..ready) {
-            if let Some(mbps) = mbps {
-                if self.throughput_mbps.len() == k {
-                    self.throughput_mbps.pop_front();
-                }
-                self.throughput_mbps.push_back(mbps);
-                self.last_transfer_s = Some(at);
-            }
-            if let Some(q) = queue {
-                self.reported_queue = q;
-                self.last_report_s = Some(at);
-            }
-        }
-    }
-}
 
 /// Samples a two-state load process at the given times.
 fn load_process(config: &LoadConfig, times: &[f64], rng: &mut SmallRng) -> Vec<f64> {
@@ -206,7 +126,7 @@ impl ReplayEnv {
         &self.obs
     }
 
-    pub fn trace(&self) -> &rlsched_executor::trace::Trace {
+    pub fn trace(&self) -> &rlsched_executor::net::trace::Trace {
         &self.scenario.traces[self.trace_index]
     }
 
@@ -233,13 +153,13 @@ impl ReplayEnv {
     }
 
     /// The true outcome of candidate `index` for the current request.
-    pub fn evaluate(&self, index: usize) -> Option<(Outcome, f64)> {
+    pub fn evaluate(&self, index: usize) -> Option<(Breakdown, f64)> {
         let request = self.current()?;
         let model = &self.scenario.workloads[request.workload];
         let candidate = model.candidates.get(index)?;
         let config = &self.scenario.config;
         let out = outcome(candidate, &request.world, self.trace(), config.rtt_ms, config.worker_service_ms);
-        let reward = config.reward.reward(candidate.accuracy, out.latency_ms, model.mix.slo_ms);
+        let reward = config.reward.reward(candidate.accuracy, out.total_ms, model.mix.slo_ms);
         Some((out, reward))
     }
 
@@ -293,7 +213,7 @@ impl Env for ReplayEnv {
 impl ReplayEnv {
     /// Runs candidate `action` for the current request: validates it, computes its true outcome,
     /// records what the device measured, and moves to the next request.
-    fn apply(&mut self, action: usize) -> Result<(Outcome, f64, usize), EnvError> {
+    fn apply(&mut self, action: usize) -> Result<(Breakdown, f64, usize), EnvError> {
         let request = self.current().ok_or(EnvError::NotRunning)?;
         if action >= self.obs.n_plans || !self.obs.mask[action] {
             return Err(EnvError::InvalidAction {
@@ -310,7 +230,7 @@ impl ReplayEnv {
             let queue = request.world.worker_queue;
             let mbps = candidate.bytes_up * 8.0 / (out.upload_ms / 1e3).max(1e-9) / 1e6;
             // the worker's report arrives with the reply
-            let replied = request.world.time_s + out.latency_ms / 1e3;
+            let replied = request.world.time_s + out.total_ms / 1e3;
             self.measurements.record(at, Some(mbps), None);
             self.measurements.record(replied, None, Some(queue));
             self.measurements.rtt_ms = Some(self.scenario.config.rtt_ms);

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rlsched_executor::profiler::Profile;
-use rlsched_executor::trace::{Trace, TraceFormat};
+use rlsched_executor::profile::profiler::Profile;
+use rlsched_executor::net::trace::{Trace, TraceFormat};
 
 use crate::config::{EnvConfig, WorkloadMix};
-use crate::plans::{candidates, Candidate};
+use crate::candidates::{candidates, Candidate};
 use crate::EnvError;
 
 pub struct WorkloadModel {

@@ -7,7 +7,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::obs::predict;
-use crate::plans::Candidate;
+use crate::candidates::Candidate;
 use crate::replay::ReplayEnv;
 use crate::{Env, EnvError};
 

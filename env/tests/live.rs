@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use rlsched_env::config::WorkloadMix;
 use rlsched_env::{Env, EnvConfig, LiveEnv, Scenario};
-use rlsched_executor::client::WorkerClient;
+use rlsched_executor::kserve::client::WorkerClient;
 use rlsched_executor::plan::PlanExecutor;
-use rlsched_executor::worker::{self, WorkerConfig};
+use rlsched_executor::kserve::worker::{self, WorkerConfig};
 use rlsched_executor::DeviceChoice;
 
 #[test]
@@ -39,7 +39,7 @@ fn live_env_steps_against_a_real_worker() {
         let step = env.step(action).unwrap();
         let out = step.info.outcome;
         assert!(step.reward.is_finite());
-        assert!(out.latency_ms > 0.0, "{out:?}");
+        assert!(out.total_ms > 0.0, "{out:?}");
         let plan = step.info.plan.as_ref().unwrap();
         if let rlsched_executor::plan::Plan::Split { int8, .. } = plan {
             assert!(int8, "the default sends int8 intermediates");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rlsched_env::scenario::{load_traces, Scenario};
 use rlsched_env::schedulers::{self, Scheduler};
 use rlsched_env::{Env, EnvConfig, ReplayEnv};
-use rlsched_executor::trace::Trace;
+use rlsched_executor::net::trace::Trace;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -37,8 +37,8 @@ fn scenario() -> Arc<Scenario> {
 
 #[test]
 fn real_trace_sets_parse() {
-    let fcc = load_traces(&[shared_data().join("traces/fcc/test")], None, 1.0).unwrap();
-    let norway = load_traces(&[shared_data().join("traces/norway-hsdpa")], None, 1.0).unwrap();
+    let fcc = load_traces(&[repo().join("data/traces/fcc-test")], None, 1.0).unwrap();
+    let norway = load_traces(&[repo().join("data/traces/norway-hsdpa")], None, 1.0).unwrap();
     assert_eq!(fcc.len(), 88);
     assert_eq!(norway.len(), 80);
     let mean = |ts: &[Arc<Trace>]| ts.iter().map(|t| t.mean_mbps()).sum::<f64>() / ts.len() as f64;

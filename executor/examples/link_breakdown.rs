@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rlsched_executor::client::WorkerClient;
-use rlsched_executor::link::{self, LinkConfig};
+use rlsched_executor::kserve::client::WorkerClient;
+use rlsched_executor::net::link::{self, LinkConfig};
 use rlsched_executor::plan::{Plan, PlanExecutor};
-use rlsched_executor::trace::Trace;
-use rlsched_executor::worker::{self, WorkerConfig};
-use rlsched_executor::workloads::Workload;
-use rlsched_executor::activation::WireData;
+use rlsched_executor::net::trace::Trace;
+use rlsched_executor::kserve::worker::{self, WorkerConfig};
+use rlsched_executor::model::workloads::Workload;
+use rlsched_executor::model::activation::WireData;
 use rlsched_executor::{DeviceChoice, WireTensor};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [table, out] = args.as_slice() else {
         return Err("usage: note10_profile TABLE.yaml OUT.json".into());
     };
-    let profile = rlsched_executor::latency_table::profile(std::path::Path::new(table), "note10")?;
+    let profile = rlsched_executor::profile::latency_table::profile(std::path::Path::new(table), "note10")?;
     println!("{}: {} stages, {:.2} ms", out, profile.variants[0].stages.len(), profile.variants[0].total_latency_ms());
     std::fs::write(out, serde_json::to_string_pretty(&profile)? + "\n")?;
     Ok(())

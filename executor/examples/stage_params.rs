@@ -3,7 +3,7 @@
 //! depend on the device. Usage: `cargo run -p rlsched-executor --example stage_params -- data/profiles/*.json`
 
 use burn::tensor::Device;
-use rlsched_executor::profiler::{record_bytes, Profile};
+use rlsched_executor::profile::profiler::{record_bytes, Profile};
 use rlsched_executor::Workload;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

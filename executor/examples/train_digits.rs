@@ -3,7 +3,7 @@
 
 use burn::module::Module;
 use burn::tensor::Device;
-use rlsched_executor::workloads::digits::{accuracy, train, weights_path, DigitsSplit};
+use rlsched_executor::model::workloads::digits::{accuracy, train, weights_path, DigitsSplit};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();

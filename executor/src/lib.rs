@@ -1,32 +1,26 @@
-//! rlsched-executor owns everything that actually runs a model: workloads as burn networks cut
-//! into stages, their compressed variants, the backends they run on, the profiler that measures
-//! them, and (for split and offload) the worker server, its client, the link emulator, the
-//! resource monitor and plan execution with fallback.
+//! rlsched-executor owns everything that actually runs a model, in four parts:
+//! - `model`: workloads as burn networks cut into stages, their compressed variants, int8
+//!   intermediates;
+//! - `profile`: the backend a stage runs on and the profiler that measures every stage;
+//! - `kserve`: the worker server and its client (Open Inference Protocol, KServe V2 REST);
+//! - `net`: bandwidth traces, the link emulator and the link estimator;
+//!
+//! plus `plan` (running a plan with fallback) and `monitor` (the device's own resources).
 //!
 //! Nothing here decides *which* plan to run; that is the scheduler's job (`rlsched-env`,
 //! `rlsched-agent`). This crate only makes a plan happen and reports what it cost.
 
-pub mod activation;
-pub mod client;
-pub mod device;
 pub mod error;
-pub mod latency_table;
-pub mod layers;
-pub mod link;
+pub mod kserve;
+pub mod model;
 pub mod monitor;
-pub mod network;
+pub mod net;
 pub mod plan;
-pub mod profiler;
-pub mod protocol;
-pub mod quantize;
-pub mod trace;
-pub mod variant;
-pub mod workloads;
-pub mod worker;
+pub mod profile;
 
-pub use activation::{Activation, DataType, WireTensor};
-pub use device::DeviceChoice;
 pub use error::ExecError;
-pub use network::{Network, NetworkCache, Stage};
-pub use variant::Variant;
-pub use workloads::{Workload, WorkloadSpec};
+pub use model::activation::{Activation, DataType, WireTensor};
+pub use model::network::{Network, NetworkCache, Stage};
+pub use model::variant::Variant;
+pub use model::workloads::{Workload, WorkloadSpec};
+pub use profile::device::DeviceChoice;

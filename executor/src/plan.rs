@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{RemoteReply, WorkerClient};
-use crate::monitor::LinkEstimator;
-use crate::quantize;
-use crate::workloads::Workload;
+use crate::kserve::client::{RemoteReply, WorkerClient};
+use crate::net::estimator::LinkEstimator;
+use crate::model::quantize;
+use crate::model::workloads::Workload;
 use crate::{DeviceChoice, ExecError, Network, NetworkCache, WireTensor};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

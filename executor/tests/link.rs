@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rlsched_executor::link::{self, LinkConfig};
-use rlsched_executor::trace::{Trace, TraceFormat};
+use rlsched_executor::net::link::{self, LinkConfig};
+use rlsched_executor::net::trace::{Trace, TraceFormat};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;

@@ -1,13 +1,13 @@
 //! The Samsung Note10 as a second device: OFA's measured latency table, read for the
-//! `ofa-note10` sub-network. The table lives in ../shared/data (Apache-2.0).
+//! `ofa-note10` sub-network. The 192² table is bundled under data/profiles/ofa-note10 (Apache-2.0).
 
 use std::path::PathBuf;
 
-use rlsched_executor::latency_table::{parse, profile, stage_keys};
+use rlsched_executor::profile::latency_table::{parse, profile, stage_keys};
 use rlsched_executor::Workload;
 
 fn table(resolution: usize) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../shared/data/profiles/ofa-note10/{resolution}_lookup_table.yaml"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../data/profiles/ofa-note10/{resolution}_lookup_table.yaml"))
 }
 
 /// Every stage maps onto measured entries, and their sum is the 24.73 ms that OFA's tutorial
@@ -22,7 +22,7 @@ fn note10_profile_matches_the_published_latency() {
     assert!(variant.stages.iter().all(|s| s.latency_ms.mean > 0.0 && s.latency_ms.std >= 0.0 && s.output_bytes > 0));
     assert_eq!(profile.input_bytes, 3 * 192 * 192);
     // the committed profile is this one
-    let committed = rlsched_executor::profiler::Profile::load(
+    let committed = rlsched_executor::profile::profiler::Profile::load(
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/profiles/ofa-note10-note10.json"),
     )
     .unwrap();

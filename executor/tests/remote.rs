@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rlsched_executor::activation::WireData;
-use rlsched_executor::client::WorkerClient;
+use rlsched_executor::model::activation::WireData;
+use rlsched_executor::kserve::client::WorkerClient;
 use rlsched_executor::plan::{Plan, PlanExecutor};
-use rlsched_executor::worker::{self, WorkerConfig};
-use rlsched_executor::workloads::Workload;
+use rlsched_executor::kserve::worker::{self, WorkerConfig};
+use rlsched_executor::model::workloads::Workload;
 use rlsched_executor::{DeviceChoice, WireTensor};
 use tokio::sync::oneshot;
 
@@ -227,7 +227,7 @@ async fn bad_requests_get_clear_4xx_and_the_worker_keeps_serving() {
     let mut values = vec![0.5f32; 64];
     values[7] = f32::NAN;
     let tensor = WireTensor { shape: vec![1, 1, 8, 8], data: WireData::F32(values) };
-    let (body, header) = rlsched_executor::protocol::encode_binary_request(Default::default(), &tensor, Default::default()).unwrap();
+    let (body, header) = rlsched_executor::kserve::protocol::encode_binary_request(Default::default(), &tensor, Default::default()).unwrap();
     let response = reqwest::Client::new()
         .post(format!("http://{}/v2/models/digits-cnn/infer", server.addr))
         .header("inference-header-content-length", header)

@@ -3,9 +3,9 @@
 //! refused with a clear error.
 
 use burn::tensor::Device;
-use rlsched_executor::activation::WireData;
-use rlsched_executor::workloads::digits::{accuracy, DigitsSplit};
-use rlsched_executor::workloads::Workload;
+use rlsched_executor::model::activation::WireData;
+use rlsched_executor::model::workloads::digits::{accuracy, DigitsSplit};
+use rlsched_executor::model::workloads::Workload;
 use rlsched_executor::{ExecError, WireTensor};
 
 fn values(t: &WireTensor) -> Vec<f32> {
@@ -116,8 +116,8 @@ fn int8_outputs_stay_close_to_fp32() {
 /// the test bounds how far the output moves instead.
 #[test]
 fn int8_intermediates_cost_little_accuracy() {
-    use rlsched_executor::quantize::{dequantize, quantize};
-    use rlsched_executor::workloads::digits::accuracy_int8_cut;
+    use rlsched_executor::model::quantize::{dequantize, quantize};
+    use rlsched_executor::model::workloads::digits::accuracy_int8_cut;
     let device = Device::flex();
     let test = DigitsSplit::load("test").unwrap();
     let network = Workload::DigitsCnn.build("fp32", &device).unwrap();

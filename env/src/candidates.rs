@@ -1,0 +1,206 @@
+//! Candidate plans for a workload, derived from its profiles: every local variant, splits at
+//! the cut points worth making (Pareto-optimal in device time and transfer size, and smaller
+//! than the input), and offload. Each carries what a scheduler
+//! may know before running it (sizes, profile means, accuracy) and what it will cost given the
+//! true state of the world (`outcome`).
+
+use rlsched_executor::plan::{Breakdown, Plan};
+use rlsched_executor::profile::profiler::{Profile, VariantProfile};
+use rlsched_executor::net::trace::Trace;
+
+use crate::request::RequestWorld;
+
+/// Bytes of a response that carries a final output (JSON header and logits).
+const RESPONSE_OVERHEAD_BYTES: f64 = 512.0;
+/// Bytes of a request's header on the wire.
+const REQUEST_OVERHEAD_BYTES: f64 = 512.0;
+
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub plan: Plan,
+    /// Stages run on the device: `0` is offload, all stages is local.
+    pub cut: usize,
+    pub stages: usize,
+    pub accuracy: f64,
+    pub compressed: bool,
+    pub bytes_up: f64,
+    pub bytes_down: f64,
+    /// Device memory the plan needs: the weights of the stages it runs locally and its largest
+    /// activation.
+    pub memory_bytes: f64,
+    /// Per-stage (mean, std) latency on the device and on the worker, ms.
+    pub device_stages: Vec<(f64, f64)>,
+    pub worker_stages: Vec<(f64, f64)>,
+    /// Profile-mean milliseconds of the local part and of the remote part (cached: the
+    /// observation predicts every plan at every step).
+    local_mean: f64,
+    remote_mean: f64,
+    /// The observation's features that never change for this plan: kind one-hot (local,
+    /// split, offload), compressed, log-scaled bytes up and down. Cached, because the
+    /// observation shows every plan at every step.
+    pub(crate) static_features: [f32; 6],
+}
+
+impl Candidate {
+    pub fn kind(&self) -> &'static str {
+        self.plan.kind()
+    }
+
+    pub fn uses_worker(&self) -> bool {
+        self.cut < self.stages
+    }
+
+    pub fn local_mean_ms(&self) -> f64 {
+        self.local_mean
+    }
+
+    pub fn remote_mean_ms(&self) -> f64 {
+        self.remote_mean
+    }
+}
+
+fn stage_stats(v: &VariantProfile) -> Vec<(f64, f64)> {
+    v.stages.iter().map(|s| (s.latency_ms.mean, s.latency_ms.std)).collect()
+}
+
+/// Cuts worth splitting at, earliest first: a cut is kept when no other cut both runs less on
+/// the device and sends fewer bytes (Neurosurgeon's search, pruned to its Pareto front), and
+/// when it sends less than the input (otherwise offload beats it on both counts). The first
+/// `split_points` of those move the most compute off the device.
+fn split_cuts(stage_bytes: &[f64], stage_ms: &[f64], input_bytes: f64, split_points: usize) -> Vec<usize> {
+    let mut cuts = Vec::new();
+    let mut prefix_ms = 0.0;
+    let points: Vec<(usize, f64, f64)> = (1..stage_bytes.len())
+        .map(|cut| {
+            prefix_ms += stage_ms[cut - 1];
+            (cut, prefix_ms, stage_bytes[cut - 1])
+        })
+        .collect();
+    for &(cut, ms, bytes) in &points {
+        let dominated = points.iter().any(|&(c, m, b)| c != cut && m <= ms && b <= bytes && (m < ms || b < bytes));
+        if !dominated && bytes < input_bytes {
+            cuts.push(cut);
+        }
+    }
+    cuts.truncate(split_points);
+    cuts
+}
+
+/// Enumerates the candidates; a variant the worker profile lacks gets no remote plans.
+/// `int8`: split intermediates travel as int8 rather than f32.
+pub fn candidates(device: &Profile, worker: &Profile, split_points: usize, int8: bool) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    let input_bytes = if device.input_bytes > 0 {
+        device.input_bytes as f64
+    } else {
+        device.input_shape.iter().product::<usize>() as f64
+    };
+    for variant in &device.variants {
+        let stages = variant.stages.len();
+        let device_stages = stage_stats(variant);
+        let worker_variant = worker.variant(&variant.name).filter(|w| w.stages.len() == stages);
+        let worker_stages = worker_variant.map(stage_stats).unwrap_or_else(|| device_stages.clone());
+        let final_bytes = variant.stages.last().map_or(0, |s| s.output_bytes) as f64 + RESPONSE_OVERHEAD_BYTES;
+        let max_activation = |cut: usize| {
+            variant.stages[..cut].iter().map(|s| s.output_bytes).max().unwrap_or(0) as f64
+        };
+        // Profiles from before per-stage weights were recorded: count the whole model.
+        let has_stage_weights = variant.stages.iter().any(|s| s.param_bytes > 0);
+        let weights = |cut: usize| match has_stage_weights {
+            true => variant.stages[..cut].iter().map(|s| s.param_bytes).sum::<u64>() as f64,
+            false => variant.param_bytes as f64,
+        };
+        // f32 intermediates, or one byte per element plus the range in the request header
+        let wire_bytes = |s: &rlsched_executor::profile::profiler::StageProfile| match int8 {
+            true => (s.output_bytes / 4) as f64,
+            false => s.output_bytes as f64,
+        };
+        let compressed = variant.name != "fp32";
+        let base = |plan: Plan, cut: usize, bytes_up: f64, bytes_down: f64| Candidate {
+            // first: it reads `plan` before the field below moves it
+            static_features: [
+                matches!(plan, Plan::Local { .. }) as u8 as f32,
+                matches!(plan, Plan::Split { .. }) as u8 as f32,
+                matches!(plan, Plan::Offload { .. }) as u8 as f32,
+                compressed as u8 as f32,
+                ((bytes_up / 1e3).ln_1p() / 10.0) as f32,
+                ((bytes_down / 1e3).ln_1p() / 10.0) as f32,
+            ],
+            plan,
+            cut,
+            stages,
+            accuracy: variant.accuracy,
+            compressed,
+            bytes_up,
+            bytes_down,
+            memory_bytes: if cut == 0 { 0.0 } else { weights(cut) + max_activation(cut) },
+            device_stages: device_stages.clone(),
+            worker_stages: worker_stages.clone(),
+            local_mean: device_stages[..cut].iter().map(|s| s.0).sum(),
+            remote_mean: worker_stages[cut..].iter().map(|s| s.0).sum(),
+        };
+        out.push(base(Plan::Local { variant: variant.name.clone() }, stages, 0.0, 0.0));
+        if worker_variant.is_none() {
+            continue;
+        }
+        let stage_bytes: Vec<f64> = variant.stages.iter().map(wire_bytes).collect();
+        let stage_ms: Vec<f64> = device_stages.iter().map(|s| s.0).collect();
+        for cut in split_cuts(&stage_bytes, &stage_ms, input_bytes, split_points) {
+            let bytes = stage_bytes[cut - 1] + REQUEST_OVERHEAD_BYTES;
+            out.push(base(
+                Plan::Split { variant: variant.name.clone(), cut, worker: 0, int8 },
+                cut,
+                bytes,
+                final_bytes,
+            ));
+        }
+        out.push(base(
+            Plan::Offload { variant: variant.name.clone(), worker: 0 },
+            0,
+            input_bytes + REQUEST_OVERHEAD_BYTES,
+            final_bytes,
+        ));
+    }
+    out
+}
+
+fn sampled(stats: &(f64, f64), z: f64) -> f64 {
+    (stats.0 + stats.1 * z).max(0.25 * stats.0)
+}
+
+/// The plan's latency under the true trace, load, queue and compute draws: the same record the
+/// executor measures for a real run.
+pub fn outcome(candidate: &Candidate, world: &RequestWorld, trace: &Trace, rtt_ms: f64, service_ms: f64) -> Breakdown {
+    let slowdown = 1.0 / (1.0 - world.device_load.clamp(0.0, 0.95));
+    let local_ms: f64 = candidate.device_stages[..candidate.cut]
+        .iter()
+        .zip(&world.device_noise)
+        .map(|(s, &z)| sampled(s, z) * slowdown)
+        .sum();
+    if !candidate.uses_worker() {
+        return Breakdown { local_ms, total_ms: local_ms, ..Default::default() };
+    }
+    let half_rtt = rtt_ms / 2.0;
+    let sent_at = world.time_s + local_ms / 1e3;
+    let upload_ms = half_rtt + trace.transfer_time(sent_at, candidate.bytes_up) * 1e3;
+    let remote_queue_ms = world.worker_queue * service_ms;
+    let remote_compute_ms: f64 = candidate.worker_stages[candidate.cut..]
+        .iter()
+        .zip(&world.worker_noise[candidate.cut..])
+        .map(|(s, &z)| sampled(s, z))
+        .sum();
+    let reply_at = sent_at + (upload_ms + remote_queue_ms + remote_compute_ms) / 1e3;
+    let download_ms = half_rtt + trace.transfer_time(reply_at, candidate.bytes_down) * 1e3;
+    Breakdown {
+        local_ms,
+        upload_ms,
+        remote_queue_ms,
+        remote_compute_ms,
+        download_ms,
+        total_ms: local_ms + upload_ms + remote_queue_ms + remote_compute_ms + download_ms,
+        bytes_up: candidate.bytes_up as usize,
+        bytes_down: candidate.bytes_down as usize,
+        worker_queue_length: Some(world.worker_queue as usize),
+        fallback: None,
+    }
+}

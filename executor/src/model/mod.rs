@@ -1,0 +1,9 @@
+//! Models: workloads as burn networks cut into stages, the layers they are built from, the
+//! activations that pass between stages, compressed variants and int8 intermediates.
+
+pub mod activation;
+pub mod layers;
+pub mod network;
+pub mod quantize;
+pub mod variant;
+pub mod workloads;

@@ -1,0 +1,200 @@
+//! The profiler: runs every stage of every requested variant for real on one backend and
+//! records per-stage latency statistics, FLOPs and output sizes. Its JSON is the simulator's
+//! ground truth for compute time and transfer size.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::model::workloads::Workload;
+use crate::{Activation, DeviceChoice, ExecError};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LatencyStats {
+    pub mean: f64,
+    pub std: f64,
+    pub p50: f64,
+    pub p95: f64,
+}
+
+impl LatencyStats {
+    /// Summarises samples in milliseconds. Percentiles use the nearest rank.
+    pub fn from_samples(samples: &[f64]) -> Self {
+        assert!(!samples.is_empty(), "at least one run is required");
+        let n = samples.len() as f64;
+        let mean = samples.iter().sum::<f64>() / n;
+        let var = samples.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n;
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        Self {
+            mean,
+            std: var.sqrt(),
+            p50: percentile(&sorted, 0.5),
+            p95: percentile(&sorted, 0.95),
+        }
+    }
+}
+
+/// The nearest-rank percentile `q` (0..1) of sorted samples; NaN when there are none.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StageProfile {
+    pub name: String,
+    pub flops: u64,
+    pub output_bytes: u64,
+    /// Bytes of this stage's weights (a split's device keeps only its prefix's).
+    #[serde(default)]
+    pub param_bytes: u64,
+    pub latency_ms: LatencyStats,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VariantProfile {
+    pub name: String,
+    pub accuracy: f64,
+    pub accuracy_source: String,
+    pub param_bytes: u64,
+    pub stages: Vec<StageProfile>,
+}
+
+impl VariantProfile {
+    pub fn total_latency_ms(&self) -> f64 {
+        self.stages.iter().map(|s| s.latency_ms.mean).sum()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Profile {
+    pub workload: String,
+    pub device: String,
+    pub host: String,
+    pub input_shape: Vec<usize>,
+    /// Bytes of the workload's input in its natural encoding (uint8 images, int64 tokens).
+    #[serde(default)]
+    pub input_bytes: u64,
+    pub variants: Vec<VariantProfile>,
+}
+
+impl Profile {
+    /// Reads a profile file, naming the file and the place of any error.
+    pub fn load(path: &std::path::Path) -> Result<Self, ExecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ExecError::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| ExecError::Data {
+            path: format!("{}:{}", path.display(), e.line()),
+            message: format!("column {}: {e}", e.column()),
+        })
+    }
+
+    pub fn variant(&self, name: &str) -> Option<&VariantProfile> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+}
+
+/// A short description of the machine: host name, CPU model and core count.
+pub fn host_description() -> String {
+    let mut system = sysinfo::System::new();
+    system.refresh_cpu_all();
+    let brand = system
+        .cpus()
+        .first()
+        .map(|c| c.brand().trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{} ({}, {} logical cores)",
+        sysinfo::System::host_name().unwrap_or_else(|| "unknown".into()),
+        if brand.is_empty() { "unknown CPU" } else { &brand },
+        system.cpus().len()
+    )
+}
+
+/// Bytes of a module's weights as burn stores them (quantized weights stay quantized).
+pub fn record_bytes<M: Module>(module: &M) -> Result<u64, ExecError> {
+    Ok(module.clone().into_record().into_bytes().map_err(|e| ExecError::Backend(e.to_string()))?.len() as u64)
+}
+
+fn elapsed_ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// Profiles the given variants (all of them when empty) of a workload.
+pub fn profile(
+    workload: Workload,
+    variants: &[String],
+    device_choice: DeviceChoice,
+    runs: usize,
+    mut progress: impl FnMut(&str),
+) -> Result<Profile, ExecError> {
+    let runs = runs.max(1);
+    let device: Device = device_choice.device()?;
+    let spec = workload.spec()?;
+    let names: Vec<String> = if variants.is_empty() {
+        spec.variants.iter().map(|v| v.name.clone()).collect()
+    } else {
+        variants.to_vec()
+    };
+    let input = workload.example_input(1);
+    let mut profiles = Vec::new();
+    for name in &names {
+        let variant = spec.variant(name)?;
+        progress(&format!("{}/{}: building", workload.name(), name));
+        let network = workload.build(name, &device)?;
+        let first = Activation::from_wire(&input, &device)?;
+        let sync = || device.sync().map_err(|e| ExecError::Backend(format!("{e:?}")));
+        // Warm-up: the first pass pays for weight materialisation, allocation and (on GPUs)
+        // kernel compilation.
+        network.forward(first.clone())?.to_wire()?;
+        let stages = network.stage_count();
+        let mut samples = vec![Vec::with_capacity(runs); stages];
+        for run in 0..runs {
+            progress(&format!("{}/{}: run {}/{}", workload.name(), name, run + 1, runs));
+            let mut x = first.clone();
+            for (stage, stage_samples) in samples.iter_mut().enumerate() {
+                let start = Instant::now();
+                x = network.run(stage, stage + 1, x)?;
+                sync()?;
+                stage_samples.push(elapsed_ms(start));
+            }
+        }
+        let stage_profiles: Vec<StageProfile> = network
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, stage)| Ok(StageProfile {
+                name: stage.name.clone(),
+                flops: stage.flops(&network.boundary_dims[i]),
+                output_bytes: network.output_bytes(i) as u64,
+                param_bytes: record_bytes(stage)?,
+                latency_ms: LatencyStats::from_samples(&samples[i]),
+            }))
+            .collect::<Result<_, ExecError>>()?;
+        let param_bytes = record_bytes(&network)?;
+        profiles.push(VariantProfile {
+            name: name.clone(),
+            accuracy: variant.accuracy,
+            accuracy_source: variant.accuracy_source.clone(),
+            param_bytes,
+            stages: stage_profiles,
+        });
+    }
+    let natural_bytes = match input.datatype() {
+        crate::DataType::Int64 => input.byte_len(),
+        // images travel as uint8 pixels
+        _ => input.shape.iter().product::<usize>(),
+    } as u64;
+    Ok(Profile {
+        workload: workload.name().to_string(),
+        device: device_choice.name().to_string(),
+        host: host_description(),
+        input_shape: spec.input_shape,
+        input_bytes: natural_bytes,
+        variants: profiles,
+    })
+}

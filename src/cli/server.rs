@@ -1,0 +1,107 @@
+//! The long-running commands: `rlsched worker` and `rlsched link`, each on its own runtime until
+//! ctrl-c.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use rlsched_executor::DeviceChoice;
+
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// Address to listen on. Port 0 picks a free port; the address is printed on start.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: String,
+    /// Backend: flex (CPU, default) or wgpu (when compiled in).
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+    /// Require `Authorization: Bearer TOKEN` on every request.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_body_bytes: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LinkArgs {
+    /// Bandwidth trace to replay (Pensieve `time_s Mbit/s` or Mahimahi packet lines).
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// Trace format; detected from the file when omitted.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Round-trip time added to the link, in milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub rtt_ms: f64,
+    /// Multiply every rate of the trace by this factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Address to listen on (port 0 picks a free port; printed on start).
+    #[arg(long)]
+    pub listen: String,
+    /// Address to forward connections to.
+    #[arg(long)]
+    pub upstream: String,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Binds `listen` on a fresh runtime and runs `server` on the listener until it returns.
+fn serve<F, Fut>(listen: &str, server: F) -> Result<()>
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        server(listener).await
+    })
+}
+
+async fn ctrl_c() {
+    tokio::signal::ctrl_c().await.ok();
+}
+
+pub fn worker(args: WorkerArgs) -> Result<()> {
+    let device: DeviceChoice = args.device.parse()?;
+    let config = rlsched_executor::kserve::worker::WorkerConfig {
+        device,
+        token: args.token,
+        max_body_bytes: args.max_body_bytes,
+    };
+    serve(&args.listen, |listener| async move {
+        println!("rlsched worker listening on http://{} (device {device})", listener.local_addr()?);
+        Ok(rlsched_executor::kserve::worker::run(listener, config, ctrl_c()).await?)
+    })
+}
+
+pub fn link(args: LinkArgs) -> Result<()> {
+    let format = args.format.as_deref().map(str::parse).transpose()?;
+    let trace = rlsched_executor::net::trace::Trace::load(&args.trace, format)?.scaled(args.scale);
+    if !(args.rtt_ms >= 0.0 && args.rtt_ms.is_finite()) {
+        bail!("--rtt-ms must be a non-negative number, got {}", args.rtt_ms);
+    }
+    let config = rlsched_executor::net::link::LinkConfig {
+        trace: std::sync::Arc::new(trace),
+        rtt_ms: args.rtt_ms,
+        upstream: args.upstream,
+    };
+    serve(&args.listen, |listener| async move {
+        println!(
+            "rlsched link listening on {} -> {} (trace {}, mean {:.2} Mbit/s, rtt {} ms)",
+            listener.local_addr()?,
+            config.upstream,
+            config.trace.name,
+            config.trace.mean_mbps(),
+            config.rtt_ms
+        );
+        Ok(rlsched_executor::net::link::run(listener, config, ctrl_c()).await?)
+    })
+}
