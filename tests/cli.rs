@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+mod common;
+
 fn rlsched() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rlsched"))
 }
@@ -86,4 +88,37 @@ fn profile_list_names_every_workload() {
     for w in ["mobilenetv2", "resnet18", "vgg16", "bert-mini", "digits-cnn", "ofa-note10", "pruned-0.5", "measured"] {
         assert!(text.contains(w), "{text}");
     }
+}
+
+/// An interrupted training run keeps its progress: `train` checkpoints every few iterations, and
+/// what is on disk when SIGINT arrives is a whole, loadable checkpoint.
+#[test]
+fn interrupted_training_leaves_a_loadable_checkpoint() {
+    let dir = common::private_config("interrupt");
+    let total = 100_000_000usize;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rlsched"))
+        .args(["train", "--run-name", "i", "--checkpoint-every", "1", "--eval-every", "1000"])
+        .arg("--total-steps")
+        .arg(total.to_string())
+        .arg("--config")
+        .arg(dir.join("train.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // wait for the first periodic checkpoint, then interrupt
+    let sidecar = dir.join("checkpoints/i/checkpoint.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !sidecar.is_file() {
+        assert!(child.try_wait().unwrap().is_none(), "training exited before its first checkpoint");
+        assert!(std::time::Instant::now() < deadline, "no checkpoint written");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+    let (policy, read) = rlsched_agent::checkpoint::load(&dir.join("checkpoints/i"), &burn::tensor::Device::flex()).unwrap();
+    assert!(read.step > 0 && read.step < total, "step {}", read.step);
+    assert!(policy.first_non_finite_parameter().is_none());
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+mod common;
+
 #[test]
 fn eval_on_fcc_test_writes_the_schema() {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -72,11 +74,7 @@ fn broken_config_names_file_line_and_field() {
 #[test]
 fn train_writes_tensorboard_files_and_a_checkpoint() {
     let root = env!("CARGO_MANIFEST_DIR");
-    // a private copy of the config so the run and checkpoint land in a temporary folder
-    let dir = std::env::temp_dir().join(format!("rlsched-train-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = std::fs::read_to_string(format!("{root}/train.toml")).unwrap().replace("\"data/", &format!("\"{root}/data/"));
-    std::fs::write(dir.join("train.toml"), text).unwrap();
+    let dir = common::private_config("train");
     let out = Command::new(env!("CARGO_BIN_EXE_rlsched"))
         .args(["train", "--run-name", "t", "--total-steps", "8192", "--eval-every", "2", "--eval-requests", "400", "--config"])
         .arg(dir.join("train.toml"))

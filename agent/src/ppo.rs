@@ -180,6 +180,12 @@ pub fn train(
             if !probs.iter().chain(&value).all(|x| x.is_finite()) {
                 return Err(TrainError::Diverged { step: global_step, what: "the policy's logits or values" });
             }
+            // Masked plans get a large negative but finite logit; scores that fall below it have
+            // run away, and the probability leaks onto plans that may not be chosen.
+            let valid_mass = |e: usize| (0..max_plans).filter(|&i| masks[m0 + e * max_plans + i]).map(|i| probs[e * max_plans + i]).sum::<f32>();
+            if (0..n).any(|e| valid_mass(e) < 0.999) {
+                return Err(TrainError::Diverged { step: global_step, what: "the plan scores (they fell below the mask's logit)" });
+            }
             let mut chosen = Vec::with_capacity(n);
             for e in 0..n {
                 let p = &probs[e * max_plans..(e + 1) * max_plans];

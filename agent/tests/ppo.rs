@@ -81,8 +81,7 @@ fn checkpoint_round_trip_gives_identical_actions() {
     let scenario = scenario();
     let device = Device::flex();
     device.seed(11);
-    let state_dim = rlsched_env::obs::state_dim(&scenario.config);
-    let mut policy = Policy::new(&ModelConfig::default(), state_dim, &device);
+    let mut policy = Policy::new(&ModelConfig::default(), rlsched_env::obs::state_dim(&scenario.config), &device);
     // non-trivial observation statistics, which must survive the round trip
     let mut env = ReplayEnv::new(scenario.clone());
     env.reset_on(0, 42).unwrap();
@@ -92,16 +91,7 @@ fn checkpoint_round_trip_gives_identical_actions() {
         env.step_in_place(valid).unwrap();
     }
     let dir = std::env::temp_dir().join(format!("rlsched-ckpt-{}", std::process::id()));
-    let sidecar = Sidecar {
-        step: 123,
-        seed: 11,
-        crate_version: env!("CARGO_PKG_VERSION").into(),
-        state_dim,
-        max_plans: scenario.max_plans,
-        model: ModelConfig::default(),
-        normalizer: policy.normalizer.clone(),
-        config: serde_json::json!({"note": "test"}),
-    };
+    let sidecar = Sidecar::new(&policy, 123, 11, &scenario.config, scenario.max_plans, &ModelConfig::default(), serde_json::json!({"note": "test"}));
     checkpoint::save(&dir, &policy, &sidecar, None).unwrap();
     let (loaded, read) = checkpoint::load(&dir, &device).unwrap();
     assert_eq!(read, sidecar);
@@ -136,16 +126,7 @@ fn resume_continues_the_step_count() {
     let first = PpoConfig { total_steps: 4096, ..PpoConfig::default() };
     let trained = train(scenario.clone(), &model, &first, None, |_, _, _| {}).unwrap();
     let dir = std::env::temp_dir().join(format!("rlsched-resume-{}", std::process::id()));
-    let sidecar = Sidecar {
-        step: 4096,
-        seed: 1,
-        crate_version: env!("CARGO_PKG_VERSION").into(),
-        state_dim: rlsched_env::obs::state_dim(&scenario.config),
-        max_plans: scenario.max_plans,
-        model: model.clone(),
-        normalizer: trained.policy.normalizer.clone(),
-        config: serde_json::Value::Null,
-    };
+    let sidecar = Sidecar::new(&trained.policy, 4096, 1, &scenario.config, scenario.max_plans, &model, serde_json::Value::Null);
     checkpoint::save(&dir, &trained.policy, &sidecar, Some(trained.optimizer)).unwrap();
     let more = PpoConfig { total_steps: 8192, ..PpoConfig::default() };
     let mut steps = Vec::new();
