@@ -3,6 +3,7 @@
 //! executor, and writes checkpoints and TensorBoard files. (The online learner is still to come.)
 
 pub mod checkpoint;
+pub mod clip;
 pub mod config;
 pub mod metrics;
 pub mod normalize;

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, OptimizerRecord};
 use burn::tensor::activation::{log_softmax, softmax};
@@ -117,7 +116,6 @@ pub fn train(
     let row = max_plans * PLAN_FEATURES;
     let mut optimizer = AdamConfig::new()
         .with_epsilon(1e-5)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm)))
         .init();
     let (mut policy, start_step) = match resume {
         Some(dir) => {
@@ -293,7 +291,8 @@ pub fn train(
                 stats.clipfrac += clipped;
                 updates += 1.0;
 
-                let grads = GradientsParams::from_grads(loss.backward(), &policy);
+                let mut grads = GradientsParams::from_grads(loss.backward(), &policy);
+                crate::clip::clip_global_norm(&policy, &mut grads, config.max_grad_norm as f64);
                 policy = optimizer.step(lr, policy, grads);
             }
         }
