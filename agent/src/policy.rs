@@ -9,8 +9,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::tanh;
 use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 use rlsched_env::obs::{Obs, PLAN_FEATURES};
-use rlsched_env::schedulers::{best_valid, Scheduler};
-use rlsched_env::ReplayEnv;
+use rlsched_env::schedulers::Scheduler;
+use rlsched_env::Decision;
 
 use crate::normalize::ObsNormalizer;
 use crate::ModelConfig;
@@ -168,10 +168,10 @@ impl Scheduler for PolicyScheduler {
         "policy".into()
     }
 
-    fn choose(&mut self, env: &ReplayEnv) -> usize {
-        let batch = self.policy.batch(&[env.observation()], &self.device);
+    fn choose(&mut self, decision: &Decision) -> usize {
+        let batch = self.policy.batch(&[decision.obs], &self.device);
         let (logits, _) = self.policy.forward(&batch);
-        let scores: Vec<f32> = logits.into_data().try_to_vec().expect("f32 logits");
-        best_valid(env, |i, _| scores[i] as f64)
+        let scores: Vec<f32> = logits.into_data().try_to_vec().unwrap_or_default();
+        decision.best_valid(|i, _| scores.get(i).map_or(f64::MIN, |&s| s as f64))
     }
 }

@@ -15,7 +15,7 @@ fn config() -> EnvConfig {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     EnvConfig {
         traces: vec![root.join("data/traces/fcc-train")],
-        validation_traces: vec![root.join("data/traces/fcc-test")],
+        validation_traces: vec![root.join("data/traces/fcc-val")],
         profiles_dir: root.join("data/profiles"),
         ..EnvConfig::default()
     }

@@ -38,7 +38,7 @@ fn scenario() -> Arc<Scenario> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = EnvConfig {
         traces: vec![root.join("data/traces/fcc-train")],
-        validation_traces: vec![root.join("data/traces/fcc-test")],
+        validation_traces: vec![root.join("data/traces/fcc-val")],
         profiles_dir: root.join("data/profiles"),
         ..EnvConfig::default()
     };
@@ -47,14 +47,14 @@ fn scenario() -> Arc<Scenario> {
 
 fn mean_reward(scheduler: Box<dyn Scheduler>, validation: Arc<Scenario>) -> f64 {
     let mut list = vec![scheduler];
-    evaluate(validation, &mut list, 10, 99, "fcc-test").unwrap().schedulers[0].mean_reward
+    evaluate(validation, &mut list, 10, 99, "fcc-val").unwrap().schedulers[0].mean_reward
 }
 
 #[test]
 fn short_training_beats_the_untrained_policy() {
     let train_scenario = scenario();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let validation = Arc::new(Scenario::load(&train_scenario.config, &[root.join("data/traces/fcc-test")]).unwrap());
+    let validation = Arc::new(Scenario::load(&train_scenario.config, &[root.join("data/traces/fcc-val")]).unwrap());
     let model = ModelConfig::default();
     let config = PpoConfig { total_steps: 40_960, ..PpoConfig::default() };
     let device = Device::flex();
@@ -102,7 +102,8 @@ fn checkpoint_round_trip_gives_identical_actions() {
     for seed in 0..3 {
         env.reset_on(seed, seed as u64).unwrap();
         while env.current().is_some() {
-            let (x, y) = (a.choose(&env), b.choose(&env));
+            let d = env.decision().unwrap();
+            let (x, y) = (a.choose(&d), b.choose(&d));
             assert_eq!(x, y);
             env.step_in_place(x).unwrap();
             compared += 1;

@@ -8,6 +8,7 @@ use rlsched_executor::plan::{Breakdown, Plan};
 use rlsched_executor::profile::profiler::{Profile, VariantProfile};
 use rlsched_executor::net::trace::Trace;
 
+use crate::queues::Queues;
 use crate::request::RequestWorld;
 
 /// Bytes of a response that carries a final output (JSON header and logits).
@@ -168,39 +169,70 @@ fn sampled(stats: &(f64, f64), z: f64) -> f64 {
     (stats.0 + stats.1 * z).max(0.25 * stats.0)
 }
 
-/// The plan's latency under the true trace, load, queue and compute draws: the same record the
-/// executor measures for a real run.
-pub fn outcome(candidate: &Candidate, world: &RequestWorld, trace: &Trace, rtt_ms: f64, service_ms: f64) -> Breakdown {
+/// When a plan keeps each of the device's queues busy, to update them once it is chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timeline {
+    /// When the local stages finish (the arrival time for offload).
+    pub local_done_s: f64,
+    /// The upload's start and end on the uplink, for plans that use the worker.
+    pub upload_s: Option<(f64, f64)>,
+    /// When the worker finishes this request.
+    pub worker_done_s: f64,
+    /// When the reply is back: the device then has the transfer's sample and the worker's report.
+    pub reply_s: f64,
+}
+
+/// The plan's latency under the true trace, load, queue and compute draws, behind the device's
+/// own queues (`queues`): the same record the executor measures for a real run, and when each
+/// queue is busy.
+pub fn outcome(
+    candidate: &Candidate,
+    world: &RequestWorld,
+    trace: &Trace,
+    queues: &Queues,
+    rtt_ms: f64,
+    service_ms: f64,
+) -> (Breakdown, Timeline) {
+    let arrival = world.time_s;
     let slowdown = 1.0 / (1.0 - world.device_load.clamp(0.0, 0.95));
-    let local_ms: f64 = candidate.device_stages[..candidate.cut]
+    let compute_ms: f64 = candidate.device_stages[..candidate.cut]
         .iter()
         .zip(&world.device_noise)
         .map(|(s, &z)| sampled(s, z) * slowdown)
         .sum();
+    let local_start = if candidate.cut > 0 { arrival.max(queues.device_free_at) } else { arrival };
+    let local_done = local_start + compute_ms / 1e3;
+    let device_wait_ms = (local_start - arrival) * 1e3;
+    let local_ms = device_wait_ms + compute_ms;
     if !candidate.uses_worker() {
-        return Breakdown { local_ms, total_ms: local_ms, ..Default::default() };
+        let breakdown = Breakdown { local_ms, device_wait_ms, total_ms: local_ms, ..Default::default() };
+        return (breakdown, Timeline { local_done_s: local_done, upload_s: None, worker_done_s: 0.0, reply_s: local_done });
     }
-    let half_rtt = rtt_ms / 2.0;
-    let sent_at = world.time_s + local_ms / 1e3;
-    let upload_ms = half_rtt + trace.transfer_time(sent_at, candidate.bytes_up) * 1e3;
-    let remote_queue_ms = world.worker_queue * service_ms;
+    let half_rtt_s = rtt_ms / 2e3;
+    let upload_start = local_done.max(queues.uplink_free_at);
+    let upload_end = upload_start + trace.transfer_time(upload_start, candidate.bytes_up);
+    let at_worker = upload_end + half_rtt_s;
+    let remote_start = (at_worker + world.worker_queue * service_ms / 1e3).max(queues.worker_free_at);
     let remote_compute_ms: f64 = candidate.worker_stages[candidate.cut..]
         .iter()
         .zip(&world.worker_noise[candidate.cut..])
         .map(|(s, &z)| sampled(s, z))
         .sum();
-    let reply_at = sent_at + (upload_ms + remote_queue_ms + remote_compute_ms) / 1e3;
-    let download_ms = half_rtt + trace.transfer_time(reply_at, candidate.bytes_down) * 1e3;
-    Breakdown {
+    let worker_done = remote_start + remote_compute_ms / 1e3;
+    let reply = worker_done + half_rtt_s + trace.transfer_time(worker_done + half_rtt_s, candidate.bytes_down);
+    let breakdown = Breakdown {
         local_ms,
-        upload_ms,
-        remote_queue_ms,
+        device_wait_ms,
+        upload_ms: (at_worker - local_done) * 1e3,
+        remote_queue_ms: (remote_start - at_worker) * 1e3,
         remote_compute_ms,
-        download_ms,
-        total_ms: local_ms + upload_ms + remote_queue_ms + remote_compute_ms + download_ms,
+        download_ms: (reply - worker_done) * 1e3,
+        total_ms: (reply - arrival) * 1e3,
         bytes_up: candidate.bytes_up as usize,
         bytes_down: candidate.bytes_down as usize,
         worker_queue_length: Some(world.worker_queue as usize),
         fallback: None,
-    }
+    };
+    let timeline = Timeline { local_done_s: local_done, upload_s: Some((upload_start, upload_end)), worker_done_s: worker_done, reply_s: reply };
+    (breakdown, timeline)
 }

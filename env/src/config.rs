@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// `[env.reward]`: r = w_acc·accuracy − w_lat·latency/slo − w_miss·[latency > slo].
+/// `[env.reward]`: r = w_acc·accuracy − w_lat·latency/slo − w_miss·[latency > slo]
+/// − w_bytes·MB sent.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RewardConfig {
@@ -15,18 +16,20 @@ pub struct RewardConfig {
     pub w_lat: f64,
     /// Penalty for missing the SLO.
     pub w_miss: f64,
+    /// Cost of each megabyte a request sends (for metered links; 0 by default).
+    pub w_bytes: f64,
 }
 
 impl Default for RewardConfig {
     fn default() -> Self {
-        Self { w_acc: 4.0, w_lat: 0.5, w_miss: 1.0 }
+        Self { w_acc: 4.0, w_lat: 0.5, w_miss: 1.0, w_bytes: 0.0 }
     }
 }
 
 impl RewardConfig {
-    pub fn reward(&self, accuracy: f64, latency_ms: f64, slo_ms: f64) -> f64 {
+    pub fn reward(&self, accuracy: f64, latency_ms: f64, slo_ms: f64, bytes_up: f64) -> f64 {
         let miss = if latency_ms > slo_ms { 1.0 } else { 0.0 };
-        self.w_acc * accuracy - self.w_lat * latency_ms / slo_ms - self.w_miss * miss
+        self.w_acc * accuracy - self.w_lat * latency_ms / slo_ms - self.w_miss * miss - self.w_bytes * bytes_up / 1e6
     }
 }
 
@@ -78,7 +81,7 @@ pub struct ProbeConfig {
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        Self { bytes: 16 * 1024, interval_s: 5.0 }
+        Self { bytes: 64 * 1024, interval_s: 5.0 }
     }
 }
 
@@ -118,6 +121,10 @@ pub struct EnvConfig {
     pub int8_intermediates: bool,
     /// Observed past throughput samples (Pensieve's k).
     pub history: usize,
+    /// Transfers smaller than this, or shorter on the wire than `min_sample_ms`, make no
+    /// goodput sample (their wire time is lost in the RTT's jitter).
+    pub min_sample_bytes: usize,
+    pub min_sample_ms: f64,
     /// Device CPU load (fraction of the CPU other work takes).
     pub device_load: LoadConfig,
     /// Other clients' requests queued at the worker.
@@ -135,7 +142,7 @@ impl Default for EnvConfig {
         let data = PathBuf::from("data");
         Self {
             traces: vec![data.join("traces/fcc-train")],
-            validation_traces: vec![data.join("traces/fcc-test")],
+            validation_traces: vec![data.join("traces/fcc-val")],
             bandwidth_scale: 5.0,
             training_bandwidth_scales: Vec::new(),
             rtt_ms: 40.0,
@@ -154,6 +161,8 @@ impl Default for EnvConfig {
             split_points: 2,
             int8_intermediates: true,
             history: 5,
+            min_sample_bytes: 4096,
+            min_sample_ms: 20.0,
             device_load: LoadConfig::default(),
             worker_queue: LoadConfig { idle: 0.5, busy: 6.0, mean_idle_s: 30.0, mean_busy_s: 10.0, jitter: 0.2 },
             worker_service_ms: 15.0,
@@ -196,6 +205,15 @@ impl LoadConfig {
 }
 
 impl EnvConfig {
+    /// The link estimator this configuration's device keeps.
+    pub fn estimator(&self) -> rlsched_executor::net::estimator::EstimatorConfig {
+        rlsched_executor::net::estimator::EstimatorConfig {
+            history: self.history,
+            min_sample_bytes: self.min_sample_bytes,
+            min_sample_ms: self.min_sample_ms,
+        }
+    }
+
     /// Every value the simulator cannot work with, named by its `env.` key.
     pub fn validate(&self) -> Result<(), String> {
         check_positive("env.bandwidth_scale", self.bandwidth_scale)?;
@@ -224,7 +242,9 @@ impl EnvConfig {
         check_range("env.worker_service_ms", self.worker_service_ms, 0.0, f64::INFINITY)?;
         check_range("env.worker_down_probability", self.worker_down_probability, 0.0, 1.0)?;
         check_positive("env.probe.interval_s", self.probe.interval_s)?;
-        for (name, w) in [("w_acc", self.reward.w_acc), ("w_lat", self.reward.w_lat), ("w_miss", self.reward.w_miss)] {
+        check_range("env.min_sample_ms", self.min_sample_ms, 0.0, 10_000.0)?;
+        let r = &self.reward;
+        for (name, w) in [("w_acc", r.w_acc), ("w_lat", r.w_lat), ("w_miss", r.w_miss), ("w_bytes", r.w_bytes)] {
             check_range(&format!("env.reward.{name}"), w, 0.0, f64::INFINITY)?;
         }
         Ok(())

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use rlsched_executor::profile::profiler::percentile;
 use serde::Serialize;
 
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
 use crate::replay::ReplayEnv;
 use crate::scenario::Scenario;
-use crate::schedulers::Scheduler;
+use crate::schedulers::{Oracle, Scheduler};
 use crate::{Env, EnvError};
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -27,6 +30,10 @@ pub struct SchedulerResult {
     pub mean_reward_ci95: f64,
     pub regret: f64,
     pub regret_ratio: f64,
+    /// This scheduler's reward minus the best deployable baseline's, paired request by request,
+    /// with a 95% interval from a bootstrap over episodes (requests of one episode share a
+    /// trace, a load and queues, so they are not independent).
+    pub vs_best_baseline: PairedDifference,
     pub latency_ms_mean: f64,
     pub latency_ms_p95: f64,
     pub latency_ms_p99: f64,
@@ -34,9 +41,24 @@ pub struct SchedulerResult {
     pub accuracy: f64,
     pub plan_frac: PlanFrac,
     pub compressed_frac: f64,
+    /// Bytes sent per request: the plans' uploads and the probe's.
+    pub bytes_up_per_request: f64,
+    /// Share of the episode's time the device spent computing local stages.
+    pub device_utilization: f64,
     /// Per-request rewards, for paired comparisons (not serialised).
     #[serde(skip)]
     pub rewards: Vec<f64>,
+    /// Requests per episode, in order (not serialised).
+    #[serde(skip)]
+    pub episode_sizes: Vec<usize>,
+}
+
+/// A paired difference in mean reward with its bootstrap interval.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct PairedDifference {
+    pub mean: f64,
+    pub ci95_low: f64,
+    pub ci95_high: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -56,7 +78,42 @@ pub fn mean_ci95(values: &[f64]) -> (f64, f64) {
     (mean, 1.96 * (var / n).sqrt())
 }
 
-/// Runs each scheduler over `episodes` episodes (episode i on trace i mod traces, seed + i).
+/// Bootstrap resamples of the episodes.
+const BOOTSTRAP: usize = 2000;
+
+/// The mean of `a − b` over paired requests, and its 95% interval from resampling whole
+/// episodes (`sizes` gives each episode's request count, in order).
+pub fn paired_difference(a: &[f64], b: &[f64], sizes: &[usize], seed: u64) -> PairedDifference {
+    let mut sums = Vec::with_capacity(sizes.len());
+    let mut start = 0;
+    for &n in sizes {
+        let end = (start + n).min(a.len()).min(b.len());
+        sums.push(((start..end).map(|i| a[i] - b[i]).sum::<f64>(), end - start));
+        start = end;
+    }
+    let total: usize = sums.iter().map(|s| s.1).sum();
+    if total == 0 {
+        return PairedDifference { mean: f64::NAN, ci95_low: f64::NAN, ci95_high: f64::NAN };
+    }
+    let mean = sums.iter().map(|s| s.0).sum::<f64>() / total as f64;
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut means: Vec<f64> = (0..BOOTSTRAP)
+        .map(|_| {
+            let (mut sum, mut n) = (0.0, 0usize);
+            for _ in 0..sums.len() {
+                let (s, k) = sums[rng.random_range(0..sums.len())];
+                sum += s;
+                n += k;
+            }
+            sum / n.max(1) as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    PairedDifference { mean, ci95_low: percentile(&means, 0.025), ci95_high: percentile(&means, 0.975) }
+}
+
+/// Runs each scheduler over `episodes` episodes: episode i replays trace i mod traces (so every
+/// file of the set is used in turn) from a random offset drawn from seed + i.
 pub fn evaluate(
     scenario: Arc<Scenario>,
     schedulers: &mut [Box<dyn Scheduler>],
@@ -65,32 +122,40 @@ pub fn evaluate(
     traces_label: &str,
 ) -> Result<EvalReport, EnvError> {
     let mut env = ReplayEnv::new(scenario.clone());
-    let mut oracle_rewards = Vec::new();
+    env.compute_oracle = false;
     let mut results = Vec::new();
-    for (s, scheduler) in schedulers.iter_mut().enumerate() {
-        let (mut rewards, mut latencies) = (Vec::new(), Vec::new());
-        let (mut misses, mut accuracy, mut compressed) = (0usize, 0.0, 0usize);
+    for scheduler in schedulers.iter_mut() {
+        let (mut rewards, mut latencies, mut episode_sizes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut misses, mut accuracy, mut compressed, mut bytes_up) = (0usize, 0.0, 0usize, 0.0);
+        let (mut busy_s, mut span_s) = (0.0, 0.0);
         let mut frac = PlanFrac::default();
         for episode in 0..episodes {
-            env.reset_on(episode, seed.wrapping_add(episode as u64))?;
-            while env.current().is_some() {
-                let action = scheduler.choose(&env);
+            let (_, reset) = env.reset_on(episode, seed.wrapping_add(episode as u64))?;
+            let (mut first, mut last, before) = (f64::INFINITY, 0.0f64, rewards.len());
+            bytes_up += reset.probe_bytes as f64;
+            while let Some(decision) = env.decision() {
+                let action = scheduler.choose(&decision);
+                let arrival = env.current().map_or(0.0, |r| r.world.time_s);
                 let step = env.step(action)?;
                 let info = &step.info;
-                if s == 0 {
-                    oracle_rewards.push(info.oracle_reward.expect("evaluation computes the oracle"));
-                }
+                let out = &info.outcome;
                 rewards.push(step.reward);
-                latencies.push(info.outcome.total_ms);
-                misses += (info.outcome.total_ms > info.slo_ms) as usize;
+                latencies.push(out.total_ms);
+                misses += (out.total_ms > info.slo_ms) as usize;
                 accuracy += info.accuracy;
                 compressed += info.compressed as usize;
+                bytes_up += (out.bytes_up + info.probe_bytes) as f64;
+                busy_s += (out.local_ms - out.device_wait_ms) / 1e3;
+                first = first.min(arrival);
+                last = last.max(arrival + out.total_ms / 1e3);
                 match info.plan.as_ref().map(|p| p.kind()) {
                     Some("local") => frac.local += 1.0,
                     Some("split") => frac.split += 1.0,
                     _ => frac.offload += 1.0,
                 }
             }
+            span_s += (last - first).max(0.0);
+            episode_sizes.push(rewards.len() - before);
         }
         let n = rewards.len() as f64;
         latencies.sort_by(f64::total_cmp);
@@ -102,6 +167,7 @@ pub fn evaluate(
             mean_reward_ci95: ci,
             regret: 0.0,
             regret_ratio: f64::NAN,
+            vs_best_baseline: PairedDifference::default(),
             latency_ms_mean: latencies.iter().sum::<f64>() / n,
             latency_ms_p95: percentile(&latencies, 0.95),
             latency_ms_p99: percentile(&latencies, 0.99),
@@ -109,10 +175,19 @@ pub fn evaluate(
             accuracy: accuracy / n,
             plan_frac: PlanFrac { local: frac.local / n, split: frac.split / n, offload: frac.offload / n },
             compressed_frac: compressed as f64 / n,
+            bytes_up_per_request: bytes_up / n,
+            device_utilization: if span_s > 0.0 { busy_s / span_s } else { 0.0 },
             rewards,
+            episode_sizes,
         });
     }
-    let oracle_mean = oracle_rewards.iter().sum::<f64>() / oracle_rewards.len().max(1) as f64;
+    // The reference is the clairvoyant greedy oracle on its own trajectory (with contention,
+    // each scheduler's choices leave different queues).
+    let oracle_mean = match results.iter().find(|r| r.name == "oracle") {
+        Some(r) => r.mean_reward,
+        None => evaluate(scenario, &mut [Box::new(Oracle) as Box<dyn Scheduler>], episodes, seed, traces_label)?.schedulers[0].mean_reward,
+    };
+    let requests = results.first().map_or(0, |r| r.rewards.len());
     for r in &mut results {
         r.regret = oracle_mean - r.mean_reward;
     }
@@ -120,15 +195,16 @@ pub fn evaluate(
         .iter()
         .filter(|r| r.deployable && r.name != "policy")
         .max_by(|a, b| a.mean_reward.total_cmp(&b.mean_reward))
-        .map(|r| (r.name.clone(), r.regret));
-    if let Some((_, best_regret)) = &best {
+        .map(|r| (r.name.clone(), r.regret, r.rewards.clone()));
+    if let Some((_, best_regret, best_rewards)) = &best {
         for r in &mut results {
             r.regret_ratio = if *best_regret > 1e-12 { r.regret / best_regret } else { f64::NAN };
+            r.vs_best_baseline = paired_difference(&r.rewards, best_rewards, &r.episode_sizes, seed);
         }
     }
     Ok(EvalReport {
         traces: traces_label.to_string(),
-        requests: oracle_rewards.len(),
+        requests,
         best_baseline: best.map(|b| b.0).unwrap_or_default(),
         oracle_mean_reward: oracle_mean,
         schedulers: results,
@@ -145,18 +221,21 @@ impl std::fmt::Display for EvalReport {
         )?;
         writeln!(
             f,
-            "{:<13} {:>15} {:>7} {:>6} {:>8} {:>8} {:>8} {:>6} {:>6} {:>17} {:>6}",
-            "scheduler", "reward (±95%)", "regret", "ratio", "lat ms", "p95", "p99", "miss", "acc", "local/split/offl", "compr"
+            "{:<13} {:>15} {:>7} {:>6} {:>21} {:>8} {:>8} {:>8} {:>6} {:>6} {:>17} {:>6} {:>7} {:>5}",
+            "scheduler", "reward (±95%)", "regret", "ratio", "vs best (95%)", "lat ms", "p95", "p99", "miss", "acc", "local/split/offl", "compr", "KB up", "util"
         )?;
         for r in &self.schedulers {
             writeln!(
                 f,
-                "{:<13} {:>8.3} ±{:<5.3} {:>7.3} {:>6.2} {:>8.1} {:>8.1} {:>8.1} {:>6.3} {:>6.3} {:>5.2}/{:>5.2}/{:>5.2} {:>6.2}",
+                "{:<13} {:>8.3} ±{:<5.3} {:>7.3} {:>6.2} {:>+7.3} [{:>+6.3},{:>+6.3}] {:>8.1} {:>8.1} {:>8.1} {:>6.3} {:>6.3} {:>5.2}/{:>5.2}/{:>5.2} {:>6.2} {:>7.1} {:>5.2}",
                 r.name,
                 r.mean_reward,
                 r.mean_reward_ci95,
                 r.regret,
                 r.regret_ratio,
+                r.vs_best_baseline.mean,
+                r.vs_best_baseline.ci95_low,
+                r.vs_best_baseline.ci95_high,
                 r.latency_ms_mean,
                 r.latency_ms_p95,
                 r.latency_ms_p99,
@@ -165,7 +244,9 @@ impl std::fmt::Display for EvalReport {
                 r.plan_frac.local,
                 r.plan_frac.split,
                 r.plan_frac.offload,
-                r.compressed_frac
+                r.compressed_frac,
+                r.bytes_up_per_request / 1e3,
+                r.device_utilization
             )?;
         }
         Ok(())

@@ -5,11 +5,13 @@
 
 pub mod candidates;
 pub mod config;
+pub mod decision;
 pub mod error;
 pub mod eval;
 pub mod live;
 pub mod measurements;
 pub mod obs;
+pub mod queues;
 pub mod replay;
 pub mod request;
 pub mod scenario;
@@ -18,6 +20,7 @@ pub mod schedulers;
 use serde::Serialize;
 
 pub use config::EnvConfig;
+pub use decision::Decision;
 pub use error::EnvError;
 pub use obs::Obs;
 pub use rlsched_executor::plan::Breakdown;

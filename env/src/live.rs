@@ -5,7 +5,6 @@
 //! hindsight oracle here.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -14,7 +13,9 @@ use rlsched_executor::plan::PlanExecutor;
 use rlsched_executor::model::workloads::Workload;
 use rlsched_executor::WireTensor;
 
+use crate::decision::Decision;
 use crate::obs::Obs;
+use crate::queues::DeviceQueues;
 use crate::measurements::Measurements;
 use crate::request::{Request, RequestWorld};
 use crate::scenario::Scenario;
@@ -26,7 +27,7 @@ pub struct LiveEnv {
     runtime: tokio::runtime::Runtime,
     monitor: ResourceMonitor,
     rng: SmallRng,
-    started: Instant,
+    measurements: Measurements,
     request: Option<(Request, WireTensor)>,
     remaining: usize,
     reported_queue: (f64, Option<f64>),
@@ -35,7 +36,8 @@ pub struct LiveEnv {
 
 impl LiveEnv {
     /// `scenario` gives the request mix, the plans (from the profiles) and the reward; the
-    /// executor runs them, with its worker 0 as the plans' worker.
+    /// executor runs them, with its worker 0 as the plans' worker. Build the executor
+    /// `with_estimator(scenario.config.estimator())` so its link features match the simulator's.
     pub fn new(scenario: Arc<Scenario>, executor: Arc<PlanExecutor>) -> Result<Self, EnvError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -49,7 +51,7 @@ impl LiveEnv {
             runtime,
             monitor: ResourceMonitor::new(),
             rng: SmallRng::seed_from_u64(0),
-            started: Instant::now(),
+            measurements: Measurements::default(),
             request: None,
             remaining: 0,
             reported_queue: (0.0, None),
@@ -61,8 +63,9 @@ impl LiveEnv {
         &self.obs
     }
 
+    /// The executor's clock, so link samples and reports share one time axis.
     fn now(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+        self.executor.now_s()
     }
 
     /// Draws the next request and observes the real system for it.
@@ -71,10 +74,8 @@ impl LiveEnv {
         let workload = scenario.pick_workload(&mut self.rng);
         let model = &scenario.workloads[workload];
         let input = model.mix.name.parse::<Workload>()?.example_input(self.rng.random());
-        let worker_up = match self.executor.workers().first() {
-            Some(worker) => self.runtime.block_on(worker.probe()).is_ok(),
-            None => false,
-        };
+        // the readiness probe's round trip is also the RTT sample
+        let worker_up = !self.executor.workers().is_empty() && self.runtime.block_on(self.executor.probe(0)).is_ok();
         let sample = self.monitor.sample();
         let now = self.now();
         let request = Request {
@@ -89,17 +90,26 @@ impl LiveEnv {
                 worker_noise: Vec::new(),
             },
         };
-        let link = self.executor.link_estimates().into_iter().next();
-        let measurements = Measurements::observed(
-            link.iter().flat_map(|l| l.recent.iter().map(|s| s.mbps)),
-            link.as_ref().filter(|l| l.transfers > 0).map(|_| now),
-            link.as_ref().and_then(|l| l.rtt_ms),
-            self.reported_queue.0,
-            self.reported_queue.1,
-        );
-        self.obs.fill(&scenario.config, model, &request, &measurements, now);
+        let link = self.executor.link_estimates().into_iter().next().unwrap_or_default();
+        self.measurements = Measurements::observed(link, self.reported_queue.0, self.reported_queue.1);
+        // one request runs at a time here, so nothing is queued ahead of it
+        self.obs.fill(&scenario.config, model, &request, &self.measurements, DeviceQueues::default(), now);
         self.request = Some((request, input));
         Ok(())
+    }
+
+    /// What a scheduler may read for the current request (no hindsight: this is real).
+    pub fn decision(&self) -> Option<Decision<'_>> {
+        let (request, _) = self.request.as_ref()?;
+        Some(Decision {
+            model: &self.scenario.workloads[request.workload],
+            obs: &self.obs,
+            observed_load: request.observed_load,
+            measurements: &self.measurements,
+            queues: DeviceQueues::default(),
+            config: &self.scenario.config,
+            hindsight: None,
+        })
     }
 }
 
@@ -128,7 +138,7 @@ impl Env for LiveEnv {
             self.reported_queue = (queue as f64, Some(self.now()));
         }
         let outcome = b.clone();
-        let reward = scenario.config.reward.reward(candidate.accuracy, b.total_ms, model.mix.slo_ms);
+        let reward = scenario.config.reward.reward(candidate.accuracy, b.total_ms, model.mix.slo_ms, b.bytes_up as f64);
         self.remaining = self.remaining.saturating_sub(1);
         let terminated = self.remaining == 0;
         if !terminated {

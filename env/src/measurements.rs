@@ -1,78 +1,65 @@
-//! What the device has measured so far: its throughput history, the RTT, the worker's reports.
-//! The simulator delays each measurement until it completes, so no future leaks in.
+//! What the device has measured so far: the shared link estimator (goodput samples, RTT) and
+//! the worker's last report. The simulator delays each measurement until the moment a real
+//! device would have it (a transfer's sample when its reply arrives), so no future leaks in.
 
-use std::collections::VecDeque;
+use rlsched_executor::net::estimator::{EstimatorConfig, LinkEstimator};
 
-/// What the device has measured so far: the link estimator's history and the worker's reports.
+/// One measurement on its way to the device.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Reading {
+    /// A transfer of `bytes` that spent `wire_ms` on the wire.
+    Transfer { bytes: usize, wire_ms: f64 },
+    Rtt(f64),
+    /// The worker's queue length, as it reports it with a reply.
+    Queue(f64),
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Measurements {
-    /// Recent throughputs, Mbit/s, newest last.
-    pub throughput_mbps: VecDeque<f64>,
-    pub last_transfer_s: Option<f64>,
-    pub rtt_ms: Option<f64>,
+    pub link: LinkEstimator,
     pub reported_queue: f64,
     pub last_report_s: Option<f64>,
-    /// Measurements still in flight: (completion time, Mbit/s, queue report). They become
-    /// visible only once the decision time passes their completion, so nothing from the
-    /// trace's future reaches the observation.
-    pub(crate) pending: Vec<(f64, Option<f64>, Option<f64>)>,
+    /// Readings still in flight, with the time they complete.
+    pending: Vec<(f64, Reading)>,
 }
 
 impl Measurements {
-    /// Measurements taken outside the simulator (LiveEnv), already complete.
-    pub fn observed(
-        throughput_mbps: impl IntoIterator<Item = f64>,
-        last_transfer_s: Option<f64>,
-        rtt_ms: Option<f64>,
-        reported_queue: f64,
-        last_report_s: Option<f64>,
-    ) -> Self {
-        Self {
-            throughput_mbps: throughput_mbps.into_iter().collect(),
-            last_transfer_s,
-            rtt_ms,
-            reported_queue,
-            last_report_s,
-            pending: Vec::new(),
-        }
+    pub fn new(config: EstimatorConfig) -> Self {
+        Self { link: LinkEstimator::new(config), ..Self::default() }
     }
 
-    pub fn last_mbps(&self) -> Option<f64> {
-        self.throughput_mbps.back().copied()
+    /// Measurements taken outside the simulator (live), already complete.
+    pub fn observed(link: LinkEstimator, reported_queue: f64, last_report_s: Option<f64>) -> Self {
+        Self { link, reported_queue, last_report_s, pending: Vec::new() }
     }
 
-    pub fn harmonic_mbps(&self) -> Option<f64> {
-        if self.throughput_mbps.is_empty() {
-            return None;
-        }
-        let inverse: f64 = self.throughput_mbps.iter().map(|m| 1.0 / m.max(1e-6)).sum();
-        Some(self.throughput_mbps.len() as f64 / inverse)
+    pub(crate) fn record(&mut self, at_s: f64, reading: Reading) {
+        self.pending.push((at_s, reading));
     }
 
-    pub(crate) fn record(&mut self, at_s: f64, mbps: Option<f64>, queue: Option<f64>) {
-        self.pending.push((at_s, mbps, queue));
+    /// Whether a measurement (a probe, a reply) is still on its way.
+    pub(crate) fn in_flight(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Makes the measurements completed by `now` visible, oldest first.
-    pub(crate) fn catch_up(&mut self, now: f64, k: usize) {
+    pub(crate) fn catch_up(&mut self, now: f64) {
         if self.pending.iter().all(|p| p.0 > now) {
             return;
         }
         self.pending.sort_by(|a, b| a.0.total_cmp(&b.0));
         let ready = self.pending.partition_point(|p| p.0 <= now);
-        for (at, mbps, queue) in self.pending.drain(..ready) {
-            if let Some(mbps) = mbps {
-                if self.throughput_mbps.len() == k {
-                    self.throughput_mbps.pop_front();
+        for (at, reading) in self.pending.drain(..ready) {
+            match reading {
+                Reading::Transfer { bytes, wire_ms } => {
+                    self.link.record_transfer(at, bytes, wire_ms);
                 }
-                self.throughput_mbps.push_back(mbps);
-                self.last_transfer_s = Some(at);
-            }
-            if let Some(q) = queue {
-                self.reported_queue = q;
-                self.last_report_s = Some(at);
+                Reading::Rtt(ms) => self.link.record_rtt(ms),
+                Reading::Queue(q) => {
+                    self.reported_queue = q;
+                    self.last_report_s = Some(at);
+                }
             }
         }
     }
 }
-

@@ -1,18 +1,20 @@
 //! The observation: a state vector and a padded `[max_plans × PLAN_FEATURES]` matrix with a
 //! mask. Everything in it is something a real device knows at decision time: its own measured
 //! throughputs (never the trace ahead), the monitor's load reading, the worker's last report,
-//! the request's SLO and accuracy floor, and each plan's profile-based predictions.
+//! its own queues (local work ahead, uplink backlog), the request's SLO and accuracy floor, and
+//! each plan's profile-based predictions.
 
 use serde::Serialize;
 
 use crate::config::EnvConfig;
 use crate::candidates::Candidate;
 use crate::measurements::Measurements;
+use crate::queues::DeviceQueues;
 use crate::request::Request;
 use crate::scenario::WorkloadModel;
 
 /// Features of the state that do not depend on `history`.
-pub const STATE_EXTRA: usize = 10;
+pub const STATE_EXTRA: usize = 12;
 pub const PLAN_FEATURES: usize = 14;
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -44,21 +46,26 @@ impl Prediction {
     }
 }
 
-/// Predicts a plan's latency from the profile means, a device load, a bandwidth and a queue.
+/// Predicts a plan's latency from the profile means, a device load, a bandwidth, the worker's
+/// queue and the device's own queues: local work waits for the work queued ahead of it, and an
+/// upload for the uplink's backlog (which drains while the local stages run).
 pub fn predict(
     candidate: &Candidate,
     load: f64,
     mbps: Option<f64>,
     queue: f64,
+    device: DeviceQueues,
     config: &EnvConfig,
 ) -> Prediction {
-    let local_ms = candidate.local_mean_ms() / (1.0 - load.clamp(0.0, 0.95));
+    let device_wait = if candidate.cut > 0 { device.local_ahead_ms } else { 0.0 };
+    let local_ms = device_wait + candidate.local_mean_ms() / (1.0 - load.clamp(0.0, 0.95));
     if !candidate.uses_worker() {
         return Prediction { local_ms, ..Default::default() };
     }
     // Without any measurement yet, assume the trace family's typical rate is unknown: 1 Mbit/s.
-    let mbps = mbps.unwrap_or(1.0).max(1e-3);
-    let transfer_ms = config.rtt_ms + (candidate.bytes_up + candidate.bytes_down) * 8.0 / (mbps * 1e3);
+    let ms_per_byte = 8.0 / (mbps.unwrap_or(1.0).max(1e-3) * 1e3);
+    let uplink_wait = (device.uplink_backlog_bytes * ms_per_byte - local_ms).max(0.0);
+    let transfer_ms = config.rtt_ms + uplink_wait + (candidate.bytes_up + candidate.bytes_down) * ms_per_byte;
     Prediction {
         local_ms,
         transfer_ms,
@@ -84,6 +91,7 @@ impl Obs {
         model: &WorkloadModel,
         request: &Request,
         seen: &Measurements,
+        queues: DeviceQueues,
         now: f64,
     ) {
         let k = config.history;
@@ -91,13 +99,14 @@ impl Obs {
         let since = |t: Option<f64>| t.map_or(10.0, |t| (now - t).clamp(0.0, 10.0)) as f32;
         let state = &mut self.state;
         state.fill(0.0);
-        for (i, mbps) in seen.throughput_mbps.iter().rev().take(k).enumerate() {
-            state[i] = (mbps / 10.0) as f32;
+        let link = &seen.link;
+        for (i, sample) in link.samples().rev().take(k).enumerate() {
+            state[i] = (sample.mbps / 10.0) as f32;
         }
         let extra = [
-            seen.throughput_mbps.len() as f32 / k.max(1) as f32,
-            since(seen.last_transfer_s) / 10.0,
-            seen.rtt_ms.unwrap_or(0.0) as f32 / 100.0,
+            link.samples().len() as f32 / k.max(1) as f32,
+            since(link.last_transfer_s()) / 10.0,
+            link.rtt_ms().unwrap_or(0.0) as f32 / 100.0,
             request.observed_load as f32,
             (config.device_memory_mb / 1000.0) as f32,
             seen.reported_queue as f32 / 10.0,
@@ -105,17 +114,19 @@ impl Obs {
             if request.world.worker_up { 1.0 } else { 0.0 },
             (slo / 1000.0) as f32,
             model.mix.min_accuracy as f32,
+            (queues.local_ahead_ms / slo).min(10.0) as f32,
+            ((queues.uplink_backlog_bytes / 1e3).ln_1p() / 10.0) as f32,
         ];
         state[k..k + STATE_EXTRA].copy_from_slice(&extra);
 
         self.plans.fill(0.0);
         self.mask.fill(false);
         self.n_plans = model.candidates.len();
-        let mbps = seen.harmonic_mbps();
+        let mbps = link.harmonic_mbps();
         let memory = config.device_memory_mb * 1e6;
         let in_slos = |ms: f64| (ms / slo).min(10.0) as f32;
         for (i, c) in model.candidates.iter().enumerate() {
-            let p = predict(c, request.observed_load, mbps, seen.reported_queue, config);
+            let p = predict(c, request.observed_load, mbps, seen.reported_queue, queues, config);
             let total = p.total_ms();
             let [local, split, offload, compressed, up, down] = c.static_features;
             let row = [

@@ -1,8 +1,9 @@
 //! `ReplayEnv`: the trace-driven simulator. An episode is a stream of requests over one real
 //! bandwidth trace (random start offset); each request's world (arrival time, device load,
 //! worker queue, compute draws) is fixed at `reset`, so every scheduler faces the same
-//! requests, and the hindsight oracle is the best plan for that world. The observation holds
-//! only what the device has measured before the decision.
+//! requests. The device runs one request's local stages at a time and its uplink one transfer
+//! at a time (`queues`), so a choice delays later requests. The observation holds only what the
+//! device has measured before the decision.
 
 use std::sync::Arc;
 
@@ -10,12 +11,15 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp, StandardNormal};
 
-use crate::config::LoadConfig;
-use crate::obs::Obs;
-use crate::candidates::outcome;
-use crate::measurements::Measurements;
-use crate::request::{Request, RequestWorld};
 use rlsched_executor::plan::Breakdown;
+
+use crate::candidates::{outcome, Timeline};
+use crate::config::LoadConfig;
+use crate::decision::{Decision, Hindsight};
+use crate::measurements::{Measurements, Reading};
+use crate::obs::Obs;
+use crate::queues::{DeviceQueues, Queues};
+use crate::request::{Request, RequestWorld};
 use crate::scenario::Scenario;
 use crate::{Env, EnvError, Info, Step};
 
@@ -47,6 +51,9 @@ pub struct ReplayEnv {
     pub requests: Vec<Request>,
     pub cursor: usize,
     pub measurements: Measurements,
+    /// The device's queues as they truly are, and as the device knows them at this decision.
+    pub queues: Queues,
+    known: DeviceQueues,
     /// Whether `info.oracle_reward` is computed (costs one evaluation per plan).
     pub compute_oracle: bool,
     obs: Obs,
@@ -61,6 +68,8 @@ impl ReplayEnv {
             requests: Vec::new(),
             cursor: 0,
             measurements: Measurements::default(),
+            queues: Queues::default(),
+            known: DeviceQueues::default(),
             compute_oracle: true,
             obs,
         }
@@ -88,7 +97,7 @@ impl ReplayEnv {
         let loads = load_process(&config.device_load, &times, &mut rng);
         let queues = load_process(&config.worker_queue, &times, &mut rng);
         let max_stages = scenario.workloads.iter().flat_map(|w| w.candidates.iter().map(|c| c.stages)).max().unwrap_or(0);
-        self.requests = times
+        let requests = times
             .iter()
             .enumerate()
             .map(|(i, &time_s)| {
@@ -112,10 +121,19 @@ impl ReplayEnv {
                 }
             })
             .collect();
+        Ok(self.restart(requests))
+    }
+
+    /// Starts the episode over with these requests (sorted by arrival) on the current trace:
+    /// idle queues, nothing measured yet. Tests use it to stage exact situations.
+    pub fn restart(&mut self, mut requests: Vec<Request>) -> (Obs, Info) {
+        requests.sort_by(|a, b| a.world.time_s.total_cmp(&b.world.time_s));
+        self.requests = requests;
         self.cursor = 0;
-        self.measurements = Measurements::default();
+        self.measurements = Measurements::new(self.scenario.config.estimator());
+        self.queues = Queues::default();
         let probe_bytes = self.prepare_observation();
-        Ok((self.obs.clone(), Info { probe_bytes, ..Info::default() }))
+        (self.obs.clone(), Info { probe_bytes, ..Info::default() })
     }
 
     pub fn current(&self) -> Option<&Request> {
@@ -130,45 +148,82 @@ impl ReplayEnv {
         &self.scenario.traces[self.trace_index]
     }
 
-    /// Runs the active probe if the link has not been measured for a while, then fills the
-    /// observation for the current request. The probe runs alongside the request, so its
-    /// result serves the next decision; its cost is the bytes it sends.
+    /// Catches the measurements up to the current request's arrival, runs the active probe if
+    /// the link has not been measured for a while, then fills the observation. The probe takes
+    /// its turn on the uplink like any transfer, and its result serves later decisions; its cost
+    /// is the bytes it sends and the time it holds the uplink.
     fn prepare_observation(&mut self) -> usize {
         let Some(request) = self.requests.get(self.cursor) else { return 0 };
         let config = &self.scenario.config;
         let now = request.world.time_s;
-        self.measurements.catch_up(now, config.history);
-        let in_flight = !self.measurements.pending.is_empty();
-        let stale = self.measurements.last_transfer_s.is_none_or(|t| now - t >= config.probe.interval_s);
-        let model = &self.scenario.workloads[request.workload];
-        self.obs.fill(config, model, request, &self.measurements, now);
-        if stale && !in_flight && config.probe.bytes > 0 {
-            let seconds = config.rtt_ms / 1e3 + self.trace().transfer_time(now, config.probe.bytes as f64);
-            let mbps = config.probe.bytes as f64 * 8.0 / seconds / 1e6;
-            self.measurements.record(now + seconds, Some(mbps), None);
-            self.measurements.rtt_ms = Some(config.rtt_ms);
-            return config.probe.bytes;
+        self.measurements.catch_up(now);
+        let stale = self.measurements.link.last_transfer_s().is_none_or(|t| now - t >= config.probe.interval_s);
+        let mut probe_bytes = 0;
+        if stale && !self.measurements.in_flight() && config.probe.bytes > 0 {
+            let start = now.max(self.queues.uplink_free_at);
+            let trace = &self.scenario.traces[self.trace_index];
+            let end = start + trace.transfer_time(start, config.probe.bytes as f64);
+            self.queues.upload(start, end, config.probe.bytes as f64);
+            // the probe's echo comes back half a round trip after it arrived
+            let done = end + config.rtt_ms / 1e3;
+            self.measurements.record(done, Reading::Transfer { bytes: config.probe.bytes, wire_ms: (end - start) * 1e3 });
+            self.measurements.record(done, Reading::Rtt(config.rtt_ms));
+            probe_bytes = config.probe.bytes;
         }
-        0
+        self.known = self.queues.known(now);
+        let model = &self.scenario.workloads[request.workload];
+        self.obs.fill(config, model, request, &self.measurements, self.known, now);
+        probe_bytes
     }
 
-    /// The true outcome of candidate `index` for the current request.
-    pub fn evaluate(&self, index: usize) -> Option<(Breakdown, f64)> {
+    /// What a scheduler may read for the current request (and, for the bounds, the truth).
+    pub fn decision(&self) -> Option<Decision<'_>> {
+        let request = self.current()?;
+        Some(Decision {
+            model: &self.scenario.workloads[request.workload],
+            obs: &self.obs,
+            observed_load: request.observed_load,
+            measurements: &self.measurements,
+            queues: self.known,
+            config: &self.scenario.config,
+            hindsight: Some(self),
+        })
+    }
+
+    /// The true outcome of candidate `index` for the current request, behind the queues the
+    /// earlier choices left, with its reward.
+    pub fn evaluate(&self, index: usize) -> Option<(Breakdown, Timeline, f64)> {
         let request = self.current()?;
         let model = &self.scenario.workloads[request.workload];
         let candidate = model.candidates.get(index)?;
         let config = &self.scenario.config;
-        let out = outcome(candidate, &request.world, self.trace(), config.rtt_ms, config.worker_service_ms);
-        let reward = config.reward.reward(candidate.accuracy, out.total_ms, model.mix.slo_ms);
-        Some((out, reward))
+        let (out, timeline) = outcome(candidate, &request.world, self.trace(), &self.queues, config.rtt_ms, config.worker_service_ms);
+        let reward = config.reward.reward(candidate.accuracy, out.total_ms, model.mix.slo_ms, candidate.bytes_up);
+        Some((out, timeline, reward))
     }
 
-    /// The hindsight-best reward among the valid plans of the current request.
+    /// The clairvoyant greedy choice: the valid plan with the best true reward for the current
+    /// request, given the queues left by the choices made so far. With contention it is a strong
+    /// reference, not a bound: a choice that is best now can delay later requests.
     pub fn oracle(&self) -> Option<(usize, f64)> {
         (0..self.obs.n_plans)
             .filter(|&i| self.obs.mask[i])
-            .filter_map(|i| self.evaluate(i).map(|(_, r)| (i, r)))
+            .filter_map(|i| self.evaluate(i).map(|(_, _, r)| (i, r)))
             .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+impl Hindsight for ReplayEnv {
+    fn now_mbps(&self) -> f64 {
+        self.current().map_or(0.0, |r| self.trace().rate_bps_at(r.world.time_s) / 1e6)
+    }
+
+    fn world(&self) -> Option<&RequestWorld> {
+        self.current().map(|r| &r.world)
+    }
+
+    fn best(&self) -> Option<usize> {
+        self.oracle().map(|o| o.0)
     }
 }
 
@@ -212,7 +267,7 @@ impl Env for ReplayEnv {
 
 impl ReplayEnv {
     /// Runs candidate `action` for the current request: validates it, computes its true outcome,
-    /// records what the device measured, and moves to the next request.
+    /// occupies the queues it uses, records what the device will measure, and moves on.
     fn apply(&mut self, action: usize) -> Result<(Breakdown, f64, usize), EnvError> {
         let request = self.current().ok_or(EnvError::NotRunning)?;
         if action >= self.obs.n_plans || !self.obs.mask[action] {
@@ -222,18 +277,22 @@ impl ReplayEnv {
                 total: self.obs.n_plans,
             });
         }
-        let (out, reward) = self.evaluate(action).expect("a valid action has an outcome");
-        let workload = request.workload;
+        let (out, timeline, reward) = self.evaluate(action).ok_or(EnvError::NotRunning)?;
+        let (now, observed_load, workload) = (request.world.time_s, request.observed_load, request.workload);
+        let worker_queue = request.world.worker_queue;
         let candidate = &self.scenario.workloads[workload].candidates[action];
-        if candidate.uses_worker() {
-            let at = request.world.time_s + (out.local_ms + out.upload_ms) / 1e3;
-            let queue = request.world.worker_queue;
-            let mbps = candidate.bytes_up * 8.0 / (out.upload_ms / 1e3).max(1e-9) / 1e6;
-            // the worker's report arrives with the reply
-            let replied = request.world.time_s + out.total_ms / 1e3;
-            self.measurements.record(at, Some(mbps), None);
-            self.measurements.record(replied, None, Some(queue));
-            self.measurements.rtt_ms = Some(self.scenario.config.rtt_ms);
+        if candidate.cut > 0 {
+            self.queues.device_free_at = timeline.local_done_s;
+            let expected_ms = candidate.local_mean_ms() / (1.0 - observed_load.clamp(0.0, 0.95));
+            self.queues.device_expected_free_at = self.queues.device_expected_free_at.max(now) + expected_ms / 1e3;
+        }
+        if let Some((start, end)) = timeline.upload_s {
+            self.queues.upload(start, end, candidate.bytes_up);
+            self.queues.worker_free_at = timeline.worker_done_s;
+            // the device learns the upload's goodput and the worker's queue with the reply
+            let bytes = candidate.bytes_up as usize;
+            self.measurements.record(timeline.reply_s, Reading::Transfer { bytes, wire_ms: (end - start) * 1e3 });
+            self.measurements.record(timeline.reply_s, Reading::Queue(worker_queue));
         }
         self.cursor += 1;
         Ok((out, reward, workload))

@@ -1,13 +1,14 @@
-//! Schedulers behind one trait, shared with the learned policy. The deployable ones read only
-//! what a device knows (the observation, its own measurements, the monitor's load reading, the
-//! worker's last report). `oracle-now` also reads the true current bandwidth, load and queue;
-//! `oracle` reads the hindsight outcome of every plan. Those two are bounds, not baselines.
+//! Schedulers behind one trait, shared with the learned policy. Each chooses from a
+//! [`Decision`]: the deployable ones read only what a device knows (the observation, its link
+//! estimate, its own queues, the monitor's load reading, the worker's last report).
+//! `oracle-now` also reads the true current bandwidth, load and queue; `oracle` the true
+//! outcome of every plan. Those two are references, not baselines.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::decision::Decision;
 use crate::obs::predict;
-use crate::candidates::Candidate;
 use crate::replay::ReplayEnv;
 use crate::{Env, EnvError};
 
@@ -16,36 +17,8 @@ pub trait Scheduler {
     fn deployable(&self) -> bool {
         true
     }
-    /// Index of the chosen candidate for the environment's current request; it must be valid.
-    fn choose(&mut self, env: &ReplayEnv) -> usize;
-}
-
-/// The valid candidate with the highest score (first on ties).
-pub fn best_valid(env: &ReplayEnv, mut score: impl FnMut(usize, &Candidate) -> f64) -> usize {
-    let obs = env.observation();
-    let request = env.current().expect("a current request");
-    let candidates = &env.scenario().workloads[request.workload].candidates;
-    let mut best = None;
-    for (i, c) in candidates.iter().enumerate() {
-        if !obs.mask[i] {
-            continue;
-        }
-        let s = score(i, c);
-        if best.is_none_or(|(_, b)| s > b) {
-            best = Some((i, s));
-        }
-    }
-    best.map(|b| b.0).expect("the mask keeps at least one plan")
-}
-
-fn candidates(env: &ReplayEnv) -> &[Candidate] {
-    let request = env.current().expect("a current request");
-    &env.scenario().workloads[request.workload].candidates
-}
-
-fn slo(env: &ReplayEnv) -> f64 {
-    let request = env.current().expect("a current request");
-    env.scenario().workloads[request.workload].mix.slo_ms
+    /// Index of the chosen candidate; it must be valid under `decision.obs.mask`.
+    fn choose(&mut self, decision: &Decision) -> usize;
 }
 
 /// Highest-accuracy valid local plan; fastest among equals. Falls back to any valid plan.
@@ -54,10 +27,8 @@ impl Scheduler for LocalBest {
     fn name(&self) -> String {
         "local".into()
     }
-    fn choose(&mut self, env: &ReplayEnv) -> usize {
-        best_valid(env, |_, c| {
-            if c.uses_worker() { f64::MIN } else { c.accuracy * 1e6 - c.local_mean_ms() }
-        })
+    fn choose(&mut self, d: &Decision) -> usize {
+        d.best_valid(|_, c| if c.uses_worker() { f64::MIN } else { c.accuracy * 1e6 - c.local_mean_ms() })
     }
 }
 
@@ -67,72 +38,51 @@ impl Scheduler for OffloadAll {
     fn name(&self) -> String {
         "offload".into()
     }
-    fn choose(&mut self, env: &ReplayEnv) -> usize {
-        best_valid(env, |_, c| {
+    fn choose(&mut self, d: &Decision) -> usize {
+        d.best_valid(|_, c| {
             if c.kind() == "offload" { c.accuracy * 1e9 - c.bytes_up } else if c.uses_worker() { -1e12 } else { -2e12 }
         })
     }
 }
 
-/// Neurosurgeon (load-aware): profile-mean latency at the monitor's load, the last measured
-/// bandwidth and the worker's last reported queue; the best predicted reward.
-pub struct Neurosurgeon;
-impl Scheduler for Neurosurgeon {
-    fn name(&self) -> String {
-        "neurosurgeon".into()
-    }
-    fn choose(&mut self, env: &ReplayEnv) -> usize {
-        predicted_best(env, env.measurements.last_mbps())
-    }
+/// Which bandwidth a predictive baseline plans with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Estimate {
+    /// The last goodput sample (Neurosurgeon).
+    Last,
+    /// The harmonic mean of the recent samples (MPC, FESTIVE).
+    Harmonic,
+    /// The harmonic mean discounted by the largest recent prediction error (RobustMPC).
+    Robust,
 }
 
-/// As Neurosurgeon, with bandwidth predicted as the harmonic mean of the last measurements
-/// (RobustMPC / FESTIVE).
-pub struct Mpc;
-impl Scheduler for Mpc {
-    fn name(&self) -> String {
-        "mpc".into()
-    }
-    fn choose(&mut self, env: &ReplayEnv) -> usize {
-        predicted_best(env, env.measurements.harmonic_mbps())
-    }
+/// A greedy, queue-aware predictor: each plan's latency from the profile means at the
+/// monitor's load, a bandwidth estimate, the worker's last reported queue and the device's own
+/// queues; the best predicted reward wins. With `Estimate::Last` this is Neurosurgeon.
+pub struct Predictive {
+    pub estimate: Estimate,
 }
 
-fn predicted_best(env: &ReplayEnv, mbps: Option<f64>) -> usize {
-    let request = env.current().expect("a current request");
-    let config = &env.scenario().config;
-    let slo = slo(env);
-    let queue = env.measurements.reported_queue;
-    best_valid(env, |_, c| {
-        let p = predict(c, request.observed_load, mbps, queue, config);
-        config.reward.reward(c.accuracy, p.total_ms(), slo)
-    })
-}
-
-/// The original rule: local if the CPU is below 80% and memory suffices, else offload if the
-/// network is good, else split at the cheapest cut.
-pub struct Threshold {
-    pub good_mbps: f64,
-}
-impl Scheduler for Threshold {
+impl Scheduler for Predictive {
     fn name(&self) -> String {
-        "threshold".into()
-    }
-    fn choose(&mut self, env: &ReplayEnv) -> usize {
-        let request = env.current().expect("a current request");
-        let obs = env.observation();
-        let any_local = candidates(env).iter().enumerate().any(|(i, c)| obs.mask[i] && !c.uses_worker());
-        if request.observed_load < 0.8 && any_local {
-            return LocalBest.choose(env);
+        match self.estimate {
+            Estimate::Last => "neurosurgeon",
+            Estimate::Harmonic => "mpc",
+            Estimate::Robust => "robust-mpc",
         }
-        let good = env.measurements.last_mbps().is_some_and(|m| m >= self.good_mbps);
-        if good {
-            return OffloadAll.choose(env);
-        }
-        best_valid(env, |_, c| match c.kind() {
-            "split" => c.accuracy * 1e9 - c.bytes_up,
-            "offload" => -1e12,
-            _ => -2e12,
+        .into()
+    }
+    fn choose(&mut self, d: &Decision) -> usize {
+        let link = &d.measurements.link;
+        let mbps = match self.estimate {
+            Estimate::Last => link.last_mbps(),
+            Estimate::Harmonic => link.harmonic_mbps(),
+            Estimate::Robust => link.robust_mbps(),
+        };
+        let queue = d.measurements.reported_queue;
+        d.best_valid(|_, c| {
+            let p = predict(c, d.observed_load, mbps, queue, d.queues, d.config);
+            d.config.reward.reward(c.accuracy, p.total_ms(), d.slo_ms(), c.bytes_up)
         })
     }
 }
@@ -149,21 +99,22 @@ impl Scheduler for RandomScheduler {
     fn name(&self) -> String {
         "random".into()
     }
-    fn choose(&mut self, env: &ReplayEnv) -> usize {
+    fn choose(&mut self, d: &Decision) -> usize {
         let rng = &mut self.rng;
-        best_valid(env, |_, _| rng.random::<f64>())
+        d.best_valid(|_, _| rng.random::<f64>())
     }
 }
 
 /// The single plan per workload (by candidate identity) with the best mean reward on training
 /// episodes; where it is masked, the next best valid one.
 pub struct BestStatic {
-    /// Per workload: candidate indices from best to worst mean training reward.
-    pub ranking: Vec<Vec<usize>>,
+    /// Per workload (by name): candidate indices from best to worst mean training reward.
+    pub ranking: Vec<(String, Vec<usize>)>,
 }
 
 impl BestStatic {
-    /// Scores every candidate on `episodes` training episodes of `env`'s scenario.
+    /// Scores every candidate on `episodes` training episodes of `env`'s scenario (each plan's
+    /// true reward behind the queues that choosing the first valid plan leaves).
     pub fn fit(env: &mut ReplayEnv, episodes: usize, seed: u64) -> Result<Self, EnvError> {
         let workloads = &env.scenario().workloads;
         let mut sums: Vec<Vec<(f64, usize)>> = workloads.iter().map(|w| vec![(0.0, 0); w.candidates.len()]).collect();
@@ -171,25 +122,25 @@ impl BestStatic {
             env.reset(seed.wrapping_add(episode as u64))?;
             while let Some(request) = env.current() {
                 let w = request.workload;
-                let n = env.observation().n_plans;
-                for i in 0..n {
-                    if env.observation().mask[i] {
-                        let (_, reward) = env.evaluate(i).expect("valid");
-                        sums[w][i].0 += reward;
-                        sums[w][i].1 += 1;
+                let mask = &env.observation().mask;
+                for (i, sum) in sums[w].iter_mut().enumerate() {
+                    if let (true, Some((_, _, reward))) = (mask[i], env.evaluate(i)) {
+                        sum.0 += reward;
+                        sum.1 += 1;
                     }
                 }
-                let first_valid = env.observation().mask.iter().position(|m| *m).expect("one valid");
+                let first_valid = mask.iter().position(|m| *m).unwrap_or(0);
                 env.step_in_place(first_valid)?;
             }
         }
         let ranking = sums
             .iter()
-            .map(|s| {
+            .zip(&env.scenario().workloads)
+            .map(|(s, w)| {
                 let mut order: Vec<usize> = (0..s.len()).collect();
                 let mean = |i: usize| if s[i].1 == 0 { f64::MIN } else { s[i].0 / s[i].1 as f64 };
                 order.sort_by(|&a, &b| mean(b).total_cmp(&mean(a)));
-                order
+                (w.mix.name.clone(), order)
             })
             .collect();
         Ok(Self { ranking })
@@ -200,14 +151,13 @@ impl Scheduler for BestStatic {
     fn name(&self) -> String {
         "best-static".into()
     }
-    fn choose(&mut self, env: &ReplayEnv) -> usize {
-        let request = env.current().expect("a current request");
-        let ranking = &self.ranking[request.workload];
-        best_valid(env, |i, _| -(ranking.iter().position(|&r| r == i).unwrap_or(usize::MAX) as f64))
+    fn choose(&mut self, d: &Decision) -> usize {
+        let ranking = self.ranking.iter().find(|(name, _)| *name == d.model.mix.name).map(|r| r.1.as_slice()).unwrap_or(&[]);
+        d.best_valid(|i, _| -(ranking.iter().position(|&r| r == i).unwrap_or(usize::MAX) as f64))
     }
 }
 
-/// Knows the true current bandwidth, load and queue, but not the future.
+/// Knows the true current bandwidth, load and worker queue, but not the future.
 pub struct OracleNow;
 impl Scheduler for OracleNow {
     fn name(&self) -> String {
@@ -216,19 +166,19 @@ impl Scheduler for OracleNow {
     fn deployable(&self) -> bool {
         false
     }
-    fn choose(&mut self, env: &ReplayEnv) -> usize {
-        let request = env.current().expect("a current request");
-        let config = &env.scenario().config;
-        let now_mbps = env.trace().rate_bps_at(request.world.time_s) / 1e6;
-        let slo = slo(env);
-        best_valid(env, |_, c| {
-            let p = predict(c, request.world.device_load, Some(now_mbps), request.world.worker_queue, config);
-            config.reward.reward(c.accuracy, p.total_ms(), slo)
+    fn choose(&mut self, d: &Decision) -> usize {
+        let truth = d.hindsight.expect("oracle-now runs in the simulator only");
+        let world = truth.world().expect("a current request");
+        let mbps = truth.now_mbps();
+        d.best_valid(|_, c| {
+            let p = predict(c, world.device_load, Some(mbps), world.worker_queue, d.queues, d.config);
+            d.config.reward.reward(c.accuracy, p.total_ms(), d.slo_ms(), c.bytes_up)
         })
     }
 }
 
-/// The hindsight-best plan under the true trace and the same compute draws.
+/// The clairvoyant greedy choice: the best true reward under the future trace and the same
+/// compute draws, given the queues left by its own earlier choices.
 pub struct Oracle;
 impl Scheduler for Oracle {
     fn name(&self) -> String {
@@ -237,13 +187,13 @@ impl Scheduler for Oracle {
     fn deployable(&self) -> bool {
         false
     }
-    fn choose(&mut self, env: &ReplayEnv) -> usize {
-        env.oracle().expect("a current request").0
+    fn choose(&mut self, d: &Decision) -> usize {
+        d.hindsight.and_then(|h| h.best()).expect("the oracle runs in the simulator only")
     }
 }
 
 pub const BASELINES: [&str; 9] = [
-    "local", "offload", "best-static", "neurosurgeon", "mpc", "threshold", "random", "oracle-now", "oracle",
+    "local", "offload", "best-static", "neurosurgeon", "mpc", "robust-mpc", "random", "oracle-now", "oracle",
 ];
 
 /// Builds a baseline by name. `best-static` is fitted on `train` episodes.
@@ -252,9 +202,9 @@ pub fn by_name(name: &str, train: &mut ReplayEnv, seed: u64) -> Result<Box<dyn S
         "local" => Box::new(LocalBest),
         "offload" => Box::new(OffloadAll),
         "best-static" => Box::new(BestStatic::fit(train, 20, seed)?),
-        "neurosurgeon" => Box::new(Neurosurgeon),
-        "mpc" => Box::new(Mpc),
-        "threshold" => Box::new(Threshold { good_mbps: 5.0 }),
+        "neurosurgeon" => Box::new(Predictive { estimate: Estimate::Last }),
+        "mpc" => Box::new(Predictive { estimate: Estimate::Harmonic }),
+        "robust-mpc" => Box::new(Predictive { estimate: Estimate::Robust }),
         "random" => Box::new(RandomScheduler::new(seed)),
         "oracle-now" => Box::new(OracleNow),
         "oracle" => Box::new(Oracle),

@@ -24,7 +24,7 @@ fn config() -> EnvConfig {
     let mut config = EnvConfig::default();
     let root = repo();
     config.traces = vec![root.join("data/traces/fcc-train")];
-    config.validation_traces = vec![root.join("data/traces/fcc-test")];
+    config.validation_traces = vec![root.join("data/traces/fcc-val")];
     config.profiles_dir = root.join("data/profiles");
     config.requests_per_episode = 60;
     config
@@ -54,7 +54,7 @@ fn run_episode(env: &mut ReplayEnv, scheduler: &mut dyn Scheduler, seed: u64) ->
     let mut out = Vec::new();
     while env.current().is_some() {
         let state = env.observation().state.clone();
-        let action = scheduler.choose(env);
+        let action = scheduler.choose(&env.decision().unwrap());
         let step = env.step(action).unwrap();
         out.push((step.reward, step.info.oracle_reward.unwrap(), state));
     }
@@ -112,9 +112,9 @@ fn observation_never_sees_the_future() {
             }
             assert_eq!(a.observation(), b.observation(), "seed {seed}: observation differs before the traces do");
             compared += 1;
-            with_history += (!a.measurements.throughput_mbps.is_empty()) as usize;
+            with_history += (a.measurements.link.samples().len() > 0) as usize;
             // offloading measures the link, so later observations carry measurements
-            let action = schedulers::OffloadAll.choose(&a);
+            let action = schedulers::OffloadAll.choose(&a.decision().unwrap());
             a.step(action).unwrap();
             b.step(action).unwrap();
         }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::kserve::client::{RemoteReply, WorkerClient};
-use crate::net::estimator::LinkEstimator;
+use crate::net::estimator::{EstimatorConfig, LinkEstimator};
 use crate::model::quantize;
 use crate::model::workloads::Workload;
 use crate::{DeviceChoice, ExecError, Network, NetworkCache, WireTensor};
@@ -49,7 +49,13 @@ impl Plan {
 /// Measured cost of one execution, in milliseconds and bytes.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Breakdown {
+    /// From arrival until the local stages finished, waiting for the device included.
     pub local_ms: f64,
+    /// The part of `local_ms` spent waiting for the device's earlier requests.
+    #[serde(default)]
+    pub device_wait_ms: f64,
+    /// From the local stages' end until the input reached the worker: waiting for the uplink,
+    /// the transfer and half a round trip.
     pub upload_ms: f64,
     pub remote_queue_ms: f64,
     pub remote_compute_ms: f64,
@@ -73,7 +79,10 @@ pub struct Execution {
 pub struct PlanExecutor {
     networks: NetworkCache,
     workers: Vec<WorkerClient>,
+    /// The link to each worker, estimated from this executor's own transfers and probes.
     links: Mutex<Vec<LinkEstimator>>,
+    /// The estimators' clock.
+    started: Instant,
 }
 
 fn ms(since: Instant) -> f64 {
@@ -87,7 +96,34 @@ impl PlanExecutor {
             networks: NetworkCache::new(device.device()?),
             workers,
             links: Mutex::new(links),
+            started: Instant::now(),
         })
+    }
+
+    /// Keeps `config`'s history and sample floor in every worker's link estimate (the
+    /// simulator's, so live features match the trained ones).
+    pub fn with_estimator(self, config: EstimatorConfig) -> Self {
+        let links = self.workers.iter().map(|_| LinkEstimator::new(config)).collect();
+        Self { links: Mutex::new(links), ..self }
+    }
+
+    /// Seconds since this executor started: the clock of its link estimates.
+    pub fn now_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Checks that `worker` is ready; its round trip becomes an RTT sample.
+    pub async fn probe(&self, worker: usize) -> Result<f64, ExecError> {
+        let client = self.worker(worker)?;
+        let rtt_ms = client.probe().await?;
+        self.links.lock().expect("link lock")[worker].record_rtt(rtt_ms);
+        Ok(rtt_ms)
+    }
+
+    fn worker(&self, worker: usize) -> Result<&WorkerClient, ExecError> {
+        self.workers
+            .get(worker)
+            .ok_or_else(|| ExecError::Remote(format!("no worker {worker} (have {})", self.workers.len())))
     }
 
     pub fn workers(&self) -> &[WorkerClient] {
@@ -122,10 +158,7 @@ impl PlanExecutor {
 
     #[allow(clippy::too_many_arguments)]
     async fn remote(&self, worker: usize, workload: Workload, variant: &str, start: usize, input: &WireTensor, int8: bool) -> Result<RemoteReply, ExecError> {
-        let client = self
-            .workers
-            .get(worker)
-            .ok_or_else(|| ExecError::Remote(format!("no worker {worker} (have {})", self.workers.len())))?;
+        let client = self.worker(worker)?;
         let reply = match int8 {
             true => {
                 let (quantized, range) = quantize::quantize(input)?;
@@ -133,8 +166,12 @@ impl PlanExecutor {
             }
             false => client.infer(workload.name(), variant, start, input, None).await?,
         };
+        let now = self.now_s();
         let mut links = self.links.lock().expect("link lock");
-        links[worker].record_transfer(reply.bytes_up, reply.upload_ms);
+        let link = &mut links[worker];
+        // the client's upload time runs until the reply's headers arrive: one full round trip
+        let wire_ms = link.wire_ms(reply.upload_ms, 1.0).unwrap_or(f64::NAN);
+        link.record_transfer(now, reply.bytes_up, wire_ms);
         Ok(reply)
     }
 

@@ -78,8 +78,7 @@ async fn check_all_plans(workload: Workload) {
         assert_close(&local.output, &run.output, &format!("{workload:?} {plan:?}"));
     }
     let links = executor.link_estimates();
-    assert!(links[0].throughput_mbps.unwrap() > 0.0);
-    assert_eq!(links[0].transfers as usize, stages);
+    assert_eq!(links[0].transfers() as usize, stages);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,62 +1,197 @@
-//! The link estimate a device builds from the transfers it actually made: an EWMA of
-//! throughput, the last `k` samples and the RTT.
+//! The one link estimator, used alike by the simulator, `LiveEnv` and serving, so a policy
+//! trained offline sees the same features live.
+//!
+//! A goodput sample is the bytes of one transfer over the time they were on the wire: the
+//! measured transfer time less the round trip it contains. Dividing by a time that includes the
+//! RTT would cap every small transfer's sample (1.5 KB over 20 ms reads as 0.6 Mbit/s whatever
+//! the link), and a scheduler that trusts such samples is crippled. Transfers smaller than
+//! `min_sample_bytes`, or (once there is a sample) shorter on the wire than `min_sample_ms`,
+//! make no sample: their wire time is lost in the RTT's jitter. The RTT itself is measured (a probe's round trip); the
+//! estimate is the smallest of the recent ones, since queueing and scheduling only ever add to
+//! a round trip.
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
-pub struct TransferSample {
+/// How the estimator keeps its history.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EstimatorConfig {
+    /// Goodput samples kept (Pensieve's k).
+    pub history: usize,
+    /// Transfers smaller than this make no goodput sample.
+    pub min_sample_bytes: usize,
+    /// Transfers shorter than this on the wire make no goodput sample.
+    pub min_sample_ms: f64,
+}
+
+impl Default for EstimatorConfig {
+    fn default() -> Self {
+        Self { history: 5, min_sample_bytes: 4096, min_sample_ms: 20.0 }
+    }
+}
+
+/// One measured transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct GoodputSample {
+    /// When the transfer finished, seconds on the estimator's clock.
+    pub at_s: f64,
     pub bytes: usize,
-    pub millis: f64,
+    /// Time on the wire, RTT excluded.
+    pub wire_ms: f64,
     pub mbps: f64,
 }
 
-/// Throughput and RTT of the link to a worker: an exponentially weighted moving average plus
-/// the last `k` samples (as Pensieve's state keeps them).
 #[derive(Clone, Debug, Serialize)]
 pub struct LinkEstimator {
-    pub alpha: f64,
-    pub k: usize,
-    pub throughput_mbps: Option<f64>,
-    pub rtt_ms: Option<f64>,
-    pub recent: VecDeque<TransferSample>,
-    pub transfers: u64,
-}
-
-impl LinkEstimator {
-    pub fn new(alpha: f64, k: usize) -> Self {
-        Self {
-            alpha,
-            k,
-            throughput_mbps: None,
-            rtt_ms: None,
-            recent: VecDeque::with_capacity(k),
-            transfers: 0,
-        }
-    }
-
-    fn ewma(old: Option<f64>, sample: f64, alpha: f64) -> f64 {
-        old.map_or(sample, |o| alpha * sample + (1.0 - alpha) * o)
-    }
-
-    /// Records one measured transfer (bytes moved in `millis`, round trip included).
-    pub fn record_transfer(&mut self, bytes: usize, millis: f64) {
-        if bytes == 0 || !(millis > 0.0) {
-            return;
-        }
-        let mbps = bytes as f64 * 8.0 / (millis * 1e3);
-        self.throughput_mbps = Some(Self::ewma(self.throughput_mbps, mbps, self.alpha));
-        if self.recent.len() == self.k {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(TransferSample { bytes, millis, mbps });
-        self.transfers += 1;
-    }
+    config: EstimatorConfig,
+    samples: VecDeque<GoodputSample>,
+    /// Relative error of the harmonic-mean prediction made before each recent sample
+    /// (RobustMPC's measure of how far the predictor can be trusted).
+    errors: VecDeque<f64>,
+    /// Recent round trips, newest last.
+    rtts: VecDeque<f64>,
+    last_transfer_s: Option<f64>,
+    transfers: u64,
 }
 
 impl Default for LinkEstimator {
     fn default() -> Self {
-        Self::new(0.3, 8)
+        Self::new(EstimatorConfig::default())
+    }
+}
+
+impl LinkEstimator {
+    pub fn new(config: EstimatorConfig) -> Self {
+        Self {
+            config,
+            samples: VecDeque::with_capacity(config.history),
+            errors: VecDeque::with_capacity(config.history),
+            rtts: VecDeque::with_capacity(config.history),
+            last_transfer_s: None,
+            transfers: 0,
+        }
+    }
+
+    pub fn config(&self) -> EstimatorConfig {
+        self.config
+    }
+
+    /// Records a transfer of `bytes` that finished at `at_s` and spent `wire_ms` on the wire
+    /// (its measured time less the round trip). Returns whether it made a goodput sample.
+    pub fn record_transfer(&mut self, at_s: f64, bytes: usize, wire_ms: f64) -> bool {
+        self.last_transfer_s = Some(self.last_transfer_s.map_or(at_s, |t| t.max(at_s)));
+        self.transfers += 1;
+        // a short transfer still beats knowing nothing: the first sample may be short
+        let long_enough = wire_ms >= self.config.min_sample_ms || self.samples.is_empty();
+        if bytes < self.config.min_sample_bytes.max(1) || !(wire_ms.is_finite() && wire_ms > 0.0 && long_enough) {
+            return false;
+        }
+        let mbps = bytes as f64 * 8.0 / (wire_ms * 1e3);
+        if let Some(predicted) = self.harmonic_mbps() {
+            push_bounded(&mut self.errors, (predicted - mbps).abs() / mbps, self.config.history);
+        }
+        let sample = GoodputSample { at_s, bytes, wire_ms, mbps };
+        push_bounded(&mut self.samples, sample, self.config.history);
+        true
+    }
+
+    /// Records a measured round trip (a probe's, or a request's timing with no payload).
+    pub fn record_rtt(&mut self, rtt_ms: f64) {
+        if rtt_ms.is_finite() && rtt_ms >= 0.0 {
+            push_bounded(&mut self.rtts, rtt_ms, self.config.history.max(1));
+        }
+    }
+
+    /// The wire time of a transfer measured as `elapsed_ms` that contains `round_trips` RTTs,
+    /// using the current RTT estimate (none yet: no wire time).
+    pub fn wire_ms(&self, elapsed_ms: f64, round_trips: f64) -> Option<f64> {
+        self.rtt_ms().map(|rtt| elapsed_ms - round_trips * rtt).filter(|ms| *ms > 0.0)
+    }
+
+    /// Recent samples, oldest first.
+    pub fn samples(&self) -> impl DoubleEndedIterator<Item = &GoodputSample> + ExactSizeIterator {
+        self.samples.iter()
+    }
+
+    /// The smallest recent round trip.
+    pub fn rtt_ms(&self) -> Option<f64> {
+        self.rtts.iter().copied().reduce(f64::min)
+    }
+
+    /// When the last transfer of any size finished.
+    pub fn last_transfer_s(&self) -> Option<f64> {
+        self.last_transfer_s
+    }
+
+    /// Transfers recorded, sampled or not.
+    pub fn transfers(&self) -> u64 {
+        self.transfers
+    }
+
+    /// The newest sample's goodput (Neurosurgeon's estimate).
+    pub fn last_mbps(&self) -> Option<f64> {
+        self.samples.back().map(|s| s.mbps)
+    }
+
+    /// Harmonic mean of the recent samples, robust to one fast outlier (FESTIVE, MPC).
+    pub fn harmonic_mbps(&self) -> Option<f64> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let inverse: f64 = self.samples.iter().map(|s| 1.0 / s.mbps.max(1e-9)).sum();
+        Some(self.samples.len() as f64 / inverse)
+    }
+
+    /// RobustMPC's estimate: the harmonic mean divided by one plus the largest recent relative
+    /// prediction error.
+    pub fn robust_mbps(&self) -> Option<f64> {
+        let max_error = self.errors.iter().copied().fold(0.0, f64::max);
+        self.harmonic_mbps().map(|h| h / (1.0 + max_error))
+    }
+}
+
+fn push_bounded<T>(queue: &mut VecDeque<T>, value: T, capacity: usize) {
+    if capacity == 0 {
+        return;
+    }
+    while queue.len() >= capacity {
+        queue.pop_front();
+    }
+    queue.push_back(value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_transfers_make_no_sample_and_the_rtt_is_left_out() {
+        let mut link = LinkEstimator::default();
+        assert_eq!(link.wire_ms(100.0, 1.0), None, "no RTT measured yet");
+        link.record_rtt(40.0);
+        // 1 MB in 1 s of wire time plus a 40 ms round trip
+        let wire = link.wire_ms(1040.0, 1.0).unwrap();
+        assert!(link.record_transfer(1.0, 1_000_000, wire));
+        assert!((link.last_mbps().unwrap() - 8.0).abs() < 1e-9);
+        assert!(!link.record_transfer(2.0, 1500, 1.5), "below min_sample_bytes");
+        assert!(!link.record_transfer(3.0, 8000, 8.0), "below min_sample_ms, with a sample already");
+        assert_eq!(link.samples().len(), 1);
+        assert_eq!(link.last_transfer_s(), Some(3.0));
+        // the round trip is the smallest recent one: delays only ever add to it
+        link.record_rtt(55.0);
+        assert_eq!(link.rtt_ms(), Some(40.0));
+    }
+
+    #[test]
+    fn robust_estimate_discounts_by_the_worst_recent_error() {
+        let mut link = LinkEstimator::new(EstimatorConfig { history: 3, min_sample_bytes: 1, min_sample_ms: 0.0 });
+        for (i, mbps) in [10.0, 10.0, 5.0].into_iter().enumerate() {
+            link.record_transfer(i as f64, 1_000_000, 8.0 / mbps * 1e3);
+        }
+        let harmonic = 3.0 / (1.0 / 10.0 + 1.0 / 10.0 + 1.0 / 5.0);
+        assert!((link.harmonic_mbps().unwrap() - harmonic).abs() < 1e-9);
+        // the prediction before the 5 Mbit/s sample was 10: an error of 100%
+        assert!((link.robust_mbps().unwrap() - harmonic / 2.0).abs() < 1e-9);
     }
 }

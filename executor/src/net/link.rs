@@ -17,8 +17,11 @@ use crate::ExecError;
 
 /// Bytes read per step: small enough that shaping is smooth at cellular rates.
 const CHUNK: usize = 16 * 1024;
-/// Chunks a direction may hold in flight before the sender feels back-pressure.
-const QUEUE_CHUNKS: usize = 256;
+/// Packets a direction may hold in flight before the sender feels back-pressure.
+const QUEUE_CHUNKS: usize = 4096;
+/// A read is delivered in packets of this size, as a real link delivers them: the first bytes
+/// of a reply (its HTTP headers) arrive when their packet does, not when the whole read does.
+const PACKET: usize = 1500;
 
 #[derive(Clone, Debug)]
 pub struct LinkConfig {
@@ -111,9 +114,11 @@ async fn pump(
                 return Ok::<_, std::io::Error>(());
             }
             let direction = if upward { &reader_link.up } else { &reader_link.down };
-            let deliver_at = reader_link.schedule(direction, n);
-            if sender.send((deliver_at, buffer[..n].to_vec())).await.is_err() {
-                return Ok(());
+            for packet in buffer[..n].chunks(PACKET) {
+                let deliver_at = reader_link.schedule(direction, packet.len());
+                if sender.send((deliver_at, packet.to_vec())).await.is_err() {
+                    return Ok(());
+                }
             }
         }
     });

@@ -1,0 +1,66 @@
+//! The link estimator live, through `rlsched link`. In a test binary of its own, so no other
+//! test computes beside it while it measures.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rlsched_env::config::WorkloadMix;
+use rlsched_env::{EnvConfig, Scenario};
+use rlsched_executor::kserve::client::WorkerClient;
+use rlsched_executor::kserve::worker::{self, WorkerConfig};
+use rlsched_executor::plan::PlanExecutor;
+use rlsched_executor::DeviceChoice;
+
+/// The same estimator live: through `rlsched link` replaying a constant trace with a 40 ms RTT,
+/// after a first measured upload (as the simulator's device starts with a probe), the estimate
+/// after every transfer the MobileNetV2 plans make is within 10% of the link's rate.
+#[test]
+fn live_goodput_through_the_link_matches_its_rate() {
+    use rlsched_executor::net::link::{self, LinkConfig};
+    use rlsched_executor::net::trace::Trace;
+
+    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let worker_addr = listener.local_addr().unwrap();
+    server.spawn(worker::run(listener, WorkerConfig::default(), std::future::pending()));
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut config = EnvConfig::default();
+    config.profiles_dir = root.join("data/profiles");
+    config.workloads = vec![WorkloadMix { name: "mobilenetv2".into(), weight: 1.0, slo_ms: 150.0, min_accuracy: 0.0 }];
+    let scenario = Scenario::load(&config, &[root.join("data/traces/fcc-val")]).unwrap();
+    let workload = rlsched_executor::Workload::MobileNetV2;
+    let input = workload.example_input(3);
+    for mbps in [1.0, 8.0, 50.0] {
+        let text: String = (0..600).map(|t| format!("{t}\t{mbps}\n")).collect();
+        let trace = Arc::new(Trace::parse_pensieve(&text, "constant").unwrap());
+        let front = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let link_addr = front.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let link_config = LinkConfig { trace, rtt_ms: 40.0, upstream: worker_addr.to_string() };
+        server.spawn(link::run(front, link_config, async {
+            stopped.await.ok();
+        }));
+        let client = WorkerClient::new(&format!("http://{link_addr}"), None, Duration::from_secs(60)).unwrap();
+        let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client]).unwrap().with_estimator(config.estimator());
+        let plans: Vec<_> = scenario.workloads[0].candidates.iter().filter(|c| c.uses_worker()).map(|c| c.plan.clone()).collect();
+        let first = plans.iter().find(|p| p.kind() == "offload").unwrap().clone();
+        let mut checked = 0;
+        for plan in std::iter::once(first).chain(plans) {
+            // the RTT first, as the device measures it before its decisions
+            server.block_on(executor.probe(0)).unwrap();
+            let run = server.block_on(executor.execute(workload, &plan, input.clone())).unwrap();
+            assert!(run.breakdown.fallback.is_none(), "{:?}", run.breakdown.fallback);
+            // a transfer too short to measure leaves the estimate to the earlier ones
+            let Some(estimate) = executor.link_estimates()[0].last_mbps() else { continue };
+            assert!(
+                (estimate / mbps - 1.0).abs() < 0.10,
+                "{plan:?} ({} bytes) at {mbps} Mbit/s read {estimate:.3}",
+                run.breakdown.bytes_up
+            );
+            checked += 1;
+        }
+        assert!(checked >= 3, "{checked} plans checked at {mbps} Mbit/s");
+        stop.send(()).ok();
+    }
+}
