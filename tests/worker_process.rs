@@ -33,6 +33,7 @@ async fn killing_the_worker_mid_request_still_answers() {
     let (mut child, url) = spawn_worker();
     let client = WorkerClient::new(&url, None, Duration::from_secs(60)).unwrap();
     client.probe().await.unwrap();
+    let watcher = client.clone();
     let executor = std::sync::Arc::new(PlanExecutor::new(DeviceChoice::Flex, vec![client]).unwrap());
     let input = Workload::Vgg16.example_input(4);
     let local = executor
@@ -48,8 +49,17 @@ async fn killing_the_worker_mid_request_still_answers() {
                 .await
         })
     };
-    // the worker is still building VGG-16 or computing when it dies
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed as soon as the worker has read the request: it then still has VGG-16 to build
+    // and the tail to compute. `received` only grows, so a poll cannot miss it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = watcher.stats().await.unwrap();
+        if stats.received >= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the worker never received the request: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let run = remote.await.unwrap().unwrap();

@@ -43,6 +43,8 @@ pub enum ExecError {
         expected: usize,
         got: usize,
     },
+    #[error("tensor shape {shape:?} has more elements than this machine can count")]
+    ShapeOverflow { shape: Vec<usize> },
     #[error("tensor holds a non-finite value (NaN or infinity) at index {0}")]
     NonFinite(usize),
     #[error("token id {id} at index {index} is outside the vocabulary 0..{vocab}")]

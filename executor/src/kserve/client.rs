@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::kserve::protocol::{self, InferRequest, HEADER_LENGTH};
+use crate::kserve::protocol::{self, InferRequest, WorkerStats, HEADER_LENGTH};
 use crate::model::quantize::Int8Range;
 use crate::{ExecError, WireTensor};
 
@@ -76,6 +76,19 @@ impl WorkerClient {
             return Err(remote(format!("worker not ready: HTTP {}", response.status())));
         }
         Ok(start.elapsed().as_secs_f64() * 1e3)
+    }
+
+    /// The worker's load counters (`GET /v2/stats`).
+    pub async fn stats(&self) -> Result<WorkerStats, ExecError> {
+        let response = self
+            .authorized(self.http.get(format!("{}/v2/stats", self.base_url)))
+            .send()
+            .await
+            .map_err(remote)?;
+        if !response.status().is_success() {
+            return Err(remote(format!("worker stats: HTTP {}", response.status())));
+        }
+        response.json().await.map_err(remote)
     }
 
     /// Runs stages `start_stage..` of `workload`/`variant` on the worker. `int8`: `input` is a

@@ -75,6 +75,20 @@ pub struct InferResponse {
     pub outputs: Vec<ResponseOutput>,
 }
 
+/// A worker's load, from `GET /v2/stats` (an rlsched extension: the protocol has no such
+/// endpoint, and reading it must not wait behind a computation as an inference would).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// Inference requests whose body the worker has read, since it started.
+    pub received: usize,
+    /// Requests waiting for the compute slot.
+    pub queued: usize,
+    /// Computations running now, abandoned ones included (a computation cannot be cancelled).
+    pub in_flight: usize,
+    /// The most computations that ever ran at once: 1 while the one-at-a-time rule holds.
+    pub max_in_flight: usize,
+}
+
 /// Splits a body into its JSON header and the binary tail.
 pub fn split_body(body: &[u8], header_length: Option<usize>) -> Result<(&[u8], &[u8]), ProtocolError> {
     match header_length {
@@ -131,63 +145,118 @@ fn json_data(datatype: DataType, value: &Value) -> Result<WireData, ProtocolErro
     })
 }
 
+/// Most dimensions an input may have. Every workload takes rank 2 to 4; a small bound keeps a
+/// hostile shape cheap to refuse.
+pub const MAX_RANK: usize = 8;
+
+/// Most elements an input may have, whatever its datatype. 2^28 (1 GiB as FP32) is far above
+/// what a worker's body limit lets through, and keeps every byte count far from overflow.
+pub const MAX_ELEMENTS: usize = 1 << 28;
+
+fn input_error(input: &RequestInput, message: impl std::fmt::Display) -> ProtocolError {
+    ProtocolError(format!("input `{}`: {message}", input.name))
+}
+
+/// The request's one input; the worker runs single-input networks only.
+pub fn single_input(request: &InferRequest) -> Result<&RequestInput, ProtocolError> {
+    match request.inputs.as_slice() {
+        [one] => Ok(one),
+        [] => Err(ProtocolError("request has no inputs".into())),
+        many => Err(ProtocolError(format!("expected one input, got {}", many.len()))),
+    }
+}
+
+/// Checks a shape against [`MAX_RANK`] and [`MAX_ELEMENTS`]; returns its element count.
+/// `what` names the tensor in the message (`input `x``, `output `y``).
+pub fn check_shape(what: &str, shape: &[usize]) -> Result<usize, ProtocolError> {
+    if shape.len() > MAX_RANK {
+        return Err(ProtocolError(format!(
+            "{what}: `shape` has rank {}, more than the {MAX_RANK} this worker accepts",
+            shape.len()
+        )));
+    }
+    match shape.iter().try_fold(1usize, |count, &d| count.checked_mul(d)) {
+        Some(count) if count <= MAX_ELEMENTS => Ok(count),
+        _ => Err(ProtocolError(format!(
+            "{what}: `shape` {shape:?} has more than the {MAX_ELEMENTS} elements this worker accepts"
+        ))),
+    }
+}
+
 /// Decodes the request's single input tensor, from JSON data or from the binary tail; an int8
 /// intermediate (a `UINT8` tensor with `int8_scale`/`int8_min`) comes back dequantized to FP32.
+/// Every error names the input and the field at fault.
 pub fn decode_input(request: &InferRequest, binary: &[u8]) -> Result<WireTensor, ProtocolError> {
-    let tensor = decode_raw_input(request, binary)?;
-    let range = Int8Range::from_parameters(request.inputs[0].parameters.as_ref()).map_err(ProtocolError)?;
+    let input = single_input(request)?;
+    let tensor = decode_raw_input(input, binary)?;
+    let range = Int8Range::from_parameters(input.parameters.as_ref()).map_err(|e| input_error(input, format!("`parameters`: {e}")))?;
     match range {
-        Some(range) => Ok(quantize::dequantize(&tensor, range)?),
+        Some(range) => quantize::dequantize(&tensor, range).map_err(|e| input_error(input, e)),
         None => Ok(tensor),
     }
 }
 
-fn decode_raw_input(request: &InferRequest, binary: &[u8]) -> Result<WireTensor, ProtocolError> {
-    let input = match request.inputs.as_slice() {
-        [one] => one,
-        [] => return Err(ProtocolError("request has no inputs".into())),
-        many => return Err(ProtocolError(format!("expected one input, got {}", many.len()))),
-    };
+fn decode_raw_input(input: &RequestInput, binary: &[u8]) -> Result<WireTensor, ProtocolError> {
     let datatype = DataType::parse(&input.datatype).ok_or_else(|| {
-        ProtocolError(format!(
-            "input `{}` has unsupported datatype `{}` (supported: FP32, INT64, UINT8)",
-            input.name, input.datatype
-        ))
+        input_error(
+            input,
+            format!("unsupported `datatype` `{}` (supported: FP32, INT64, UINT8)", input.datatype),
+        )
     })?;
+    if input.shape.len() > MAX_RANK {
+        // checked before the dimensions are copied, so a million-dimension shape costs nothing
+        return Err(input_error(input, format!("`shape` has rank {}, more than the {MAX_RANK} this worker accepts", input.shape.len())));
+    }
     let shape: Vec<usize> = input
         .shape
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| ProtocolError(format!("negative dimension {d} in shape"))))
+        .map(|&d| usize::try_from(d).map_err(|_| input_error(input, format!("`shape` has a negative dimension {d}"))))
         .collect::<Result<_, _>>()?;
-    let elements = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| ProtocolError("shape is too large".into()))?;
-    let binary_size = input
-        .parameters
-        .as_ref()
-        .and_then(|p| p.get("binary_data_size"))
-        .map(|v| v.as_u64().ok_or_else(|| ProtocolError("binary_data_size must be an integer".into())));
+    let elements = check_shape(&format!("input `{}`", input.name), &shape)?;
+    let binary_size = input.parameters.as_ref().and_then(|p| p.get("binary_data_size"));
     match (binary_size, &input.data) {
-        (Some(size), _) => {
-            let size = size? as usize;
+        (Some(size), None) => {
+            let size = size.as_u64().and_then(|s| usize::try_from(s).ok()).ok_or_else(|| {
+                input_error(input, format!("`parameters.binary_data_size` must be a non-negative integer, got {size}"))
+            })?;
+            // cannot overflow below MAX_ELEMENTS, but a wrong cap must not turn into a panic
+            let needed = elements.checked_mul(datatype.element_bytes());
+            if needed != Some(size) {
+                return Err(input_error(
+                    input,
+                    format!(
+                        "`parameters.binary_data_size` is {size} but shape {shape:?} of {} needs {} bytes",
+                        datatype.name(),
+                        needed.map_or_else(|| "more than usize::MAX".to_string(), |n| n.to_string())
+                    ),
+                ));
+            }
             if size != binary.len() {
-                return Err(ProtocolError(format!(
-                    "binary_data_size is {size} but {} binary bytes follow the header",
-                    binary.len()
-                )));
+                return Err(input_error(
+                    input,
+                    format!("`parameters.binary_data_size` is {size} but {} binary bytes follow the header", binary.len()),
+                ));
             }
-            if size != elements * datatype.element_bytes() {
-                return Err(ProtocolError(format!(
-                    "shape {shape:?} of {} needs {} bytes, binary_data_size is {size}",
-                    datatype.name(),
-                    elements * datatype.element_bytes()
-                )));
-            }
-            Ok(WireTensor::from_le_bytes(shape, datatype, binary)?)
+            WireTensor::from_le_bytes(shape, datatype, binary).map_err(|e| input_error(input, format!("binary data: {e}")))
         }
-        (None, Some(data)) => Ok(WireTensor::new(shape, json_data(datatype, data)?)?),
-        (None, None) => Err(ProtocolError(format!("input `{}` has neither data nor binary_data_size", input.name))),
+        (Some(_), Some(_)) => Err(input_error(
+            input,
+            "has both `data` and `parameters.binary_data_size`; send the tensor one way",
+        )),
+        (None, Some(data)) => {
+            if !binary.is_empty() {
+                return Err(input_error(
+                    input,
+                    format!(
+                        "{} binary bytes follow the header but the input has no `parameters.binary_data_size`",
+                        binary.len()
+                    ),
+                ));
+            }
+            let values = json_data(datatype, data).map_err(|e| input_error(input, format!("`data`: {}", e.0)))?;
+            WireTensor::new(shape, values).map_err(|e| input_error(input, format!("`data`: {e}")))
+        }
+        (None, None) => Err(input_error(input, "has neither `data` nor `parameters.binary_data_size`")),
     }
 }
 
@@ -197,7 +266,8 @@ pub fn usize_parameter(request: &InferRequest, key: &str) -> Result<Option<usize
         None => Ok(None),
         Some(v) => v
             .as_u64()
-            .map(|x| Some(x as usize))
+            .and_then(|x| usize::try_from(x).ok())
+            .map(Some)
             .ok_or_else(|| ProtocolError(format!("parameter `{key}` must be a non-negative integer, got {v}"))),
     }
 }
@@ -210,17 +280,19 @@ pub fn string_parameter(request: &InferRequest, key: &str) -> Result<Option<Stri
     }
 }
 
-/// Whether the client asked for binary output (request-level or per output).
-pub fn wants_binary_output(request: &InferRequest) -> bool {
-    let flag = |p: &Option<Map<String, Value>>, key: &str| {
-        p.as_ref().and_then(|m| m.get(key)).and_then(Value::as_bool).unwrap_or(false)
+/// Whether the client asked for binary output (request-level or per output). A flag that is
+/// not a boolean is an error: ignoring `"true"` would silently answer in the other encoding.
+pub fn wants_binary_output(request: &InferRequest) -> Result<bool, ProtocolError> {
+    let flag = |p: &Option<Map<String, Value>>, key: &str, owner: &str| match p.as_ref().and_then(|m| m.get(key)) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(ProtocolError(format!("{owner}parameter `{key}` must be a boolean, got {v}"))),
     };
-    flag(&request.parameters, "binary_data_output")
-        || request
-            .outputs
-            .iter()
-            .flatten()
-            .any(|o| flag(&o.parameters, "binary_data"))
+    let mut wanted = flag(&request.parameters, "binary_data_output", "")?;
+    for output in request.outputs.iter().flatten() {
+        wanted |= flag(&output.parameters, "binary_data", &format!("output `{}`: ", output.name))?;
+    }
+    Ok(wanted)
 }
 
 /// The JSON `data` array of a tensor.
@@ -264,11 +336,15 @@ pub fn decode_response(body: &[u8], header_length: Option<usize>) -> Result<(Inf
         .outputs
         .first()
         .ok_or_else(|| ProtocolError("response has no outputs".into()))?;
+    let what = format!("output `{}`", output.name);
     let datatype = DataType::parse(&output.datatype)
-        .ok_or_else(|| ProtocolError(format!("unsupported output datatype {}", output.datatype)))?;
+        .ok_or_else(|| ProtocolError(format!("{what}: unsupported `datatype` {}", output.datatype)))?;
+    // a reply is input too: a broken or hostile worker must not make the client panic
+    check_shape(&what, &output.shape)?;
     let tensor = match &output.data {
-        Some(data) => WireTensor::new(output.shape.clone(), json_data(datatype, data)?)?,
-        None => WireTensor::from_le_bytes(output.shape.clone(), datatype, binary)?,
-    };
+        Some(data) => WireTensor::new(output.shape.clone(), json_data(datatype, data)?),
+        None => WireTensor::from_le_bytes(output.shape.clone(), datatype, binary),
+    }
+    .map_err(|e| ProtocolError(format!("{what}: {e}")))?;
     Ok((response, tensor))
 }

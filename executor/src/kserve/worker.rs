@@ -1,15 +1,16 @@
 //! `rlsched worker`: an Open Inference Protocol (KServe V2 REST) server that runs any stage
 //! range of any workload. A request's `parameters` may set `start_stage` (where a split's tail
 //! begins) and `variant`; responses report the queue length and in-flight count, so that the
-//! scheduler sees the worker's load. Like mini-redis, [`run`] takes a bound listener and a
-//! shutdown future, so tests start it on `127.0.0.1:0`.
+//! scheduler sees the worker's load, and `GET /v2/stats` reports the same counters without an
+//! inference. Like mini-redis, [`run`] takes a bound listener and a shutdown future, so tests
+//! start it on `127.0.0.1:0`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, HttpBody};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use crate::kserve::protocol::{self, InferRequest, ProtocolError, ResponseOutput, HEADER_LENGTH};
+use crate::kserve::protocol::{self, InferRequest, ProtocolError, ResponseOutput, WorkerStats, HEADER_LENGTH};
 use crate::model::workloads::Workload;
 use crate::{DeviceChoice, ExecError, NetworkCache, WireTensor};
 
@@ -45,9 +46,46 @@ struct WorkerState {
     config: WorkerConfig,
     networks: NetworkCache,
     /// One inference computes at a time; the others wait here, which is the queue we report.
-    compute: tokio::sync::Mutex<()>,
-    queued: AtomicUsize,
-    in_flight: AtomicUsize,
+    /// Its permit is owned by the computation, not by the request handler: a client that
+    /// disconnects drops the handler, but the blocking computation runs on and must keep the
+    /// slot until it really ends.
+    compute: Arc<tokio::sync::Semaphore>,
+    /// Requests whose body has been read, ever: a count that only grows, so that a test (or an
+    /// operator) can wait for "the worker has it" without racing a request that ends quickly.
+    received: AtomicUsize,
+    queued: Arc<Gauge>,
+    in_flight: Arc<Gauge>,
+}
+
+/// A count of things in progress, with its highest value. Held through [`GaugeGuard`]s, so
+/// that a request future dropped at any await (a client that hangs up) still gives its count
+/// back.
+#[derive(Default)]
+struct Gauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+#[must_use]
+struct GaugeGuard(Arc<Gauge>);
+
+impl Gauge {
+    /// Counts one more; returns the guard and the count before this one.
+    fn enter(self: &Arc<Self>) -> (GaugeGuard, usize) {
+        let before = self.now.fetch_add(1, Ordering::SeqCst);
+        self.peak.fetch_max(before + 1, Ordering::SeqCst);
+        (GaugeGuard(self.clone()), before)
+    }
+
+    fn now(&self) -> usize {
+        self.now.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// An error answered as the protocol asks: a status and `{"error": "..."}`.
@@ -89,14 +127,16 @@ pub async fn run(
     let state = Arc::new(WorkerState {
         config,
         networks: NetworkCache::new(device),
-        compute: tokio::sync::Mutex::new(()),
-        queued: AtomicUsize::new(0),
-        in_flight: AtomicUsize::new(0),
+        compute: Arc::new(tokio::sync::Semaphore::new(1)),
+        received: AtomicUsize::new(0),
+        queued: Arc::default(),
+        in_flight: Arc::default(),
     });
     let app = Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(|| async { StatusCode::OK }))
         .route("/v2/health/ready", get(|| async { StatusCode::OK }))
+        .route("/v2/stats", get(stats))
         .route("/v2/models/{model}", get(model_metadata))
         .route("/v2/models/{model}/ready", get(model_ready))
         .route("/v2/models/{model}/infer", post(infer))
@@ -132,6 +172,16 @@ async fn server_metadata() -> Json<Value> {
     }))
 }
 
+/// The worker's load, read without queueing behind a computation.
+async fn stats(State(state): State<Arc<WorkerState>>) -> Json<WorkerStats> {
+    Json(WorkerStats {
+        received: state.received.load(Ordering::SeqCst),
+        queued: state.queued.now(),
+        in_flight: state.in_flight.now(),
+        max_in_flight: state.in_flight.peak.load(Ordering::SeqCst),
+    })
+}
+
 fn workload_of(model: &str) -> Result<Workload, ApiError> {
     model.parse::<Workload>().map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))
 }
@@ -156,13 +206,30 @@ async fn model_metadata(Path(model): Path<String>) -> Result<Json<Value>, ApiErr
     })))
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+/// Reads the body, refusing it as soon as it passes `limit`. A body that breaks off or is
+/// malformed (bad chunked encoding) is a 400 of its own, not mistaken for an oversized one.
+async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
         ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body exceeds the worker's limit of {limit} bytes"),
         )
-    })
+    };
+    // a declared length past the limit is refused before a byte of it is read
+    if body.size_hint().lower() > limit as u64 {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(body.size_hint().lower() as usize);
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if data.len() > limit - bytes.len() {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
 }
 
 async fn infer(
@@ -175,59 +242,76 @@ async fn infer(
     let body = read_body(body, state.config.max_body_bytes).await?;
     // The clock starts once the whole body is here: reading it is the upload, the client's part.
     let received = Instant::now();
+    state.received.fetch_add(1, Ordering::SeqCst);
     let header_length = headers
         .get(HEADER_LENGTH)
         .map(|v| {
             v.to_str()
                 .ok()
-                .and_then(|s| s.parse::<usize>().ok())
-                .ok_or_else(|| ProtocolError("Inference-Header-Content-Length is not an integer".into()))
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or_else(|| ProtocolError("header `Inference-Header-Content-Length` is not a non-negative integer".into()))
         })
         .transpose()?;
     let (json_part, binary) = protocol::split_body(&body, header_length)?;
     let request: InferRequest = serde_json::from_slice(json_part)
         .map_err(|e| ProtocolError(format!("malformed inference request: {e}")))?;
+    let input_name = protocol::single_input(&request)?.name.clone();
     let input = protocol::decode_input(&request, binary)?;
     let start = protocol::usize_parameter(&request, "start_stage")?.unwrap_or(0);
     let variant = protocol::string_parameter(&request, "variant")?.unwrap_or_else(|| "fp32".into());
-    let binary_out = protocol::wants_binary_output(&request);
+    let binary_out = protocol::wants_binary_output(&request)?;
 
     let network = {
         let state = state.clone();
         let variant = variant.clone();
         tokio::task::spawn_blocking(move || state.networks.get(workload, &variant))
             .await
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| match e {
+                ExecError::UnknownVariant { .. } => ApiError(StatusCode::BAD_REQUEST, format!("parameter `variant`: {e}")),
+                e => e.into(),
+            })?
     };
     // Refuse bad shapes before queueing, so a bad request never holds up good ones.
-    if start >= network.stage_count() {
-        return Err(ExecError::BadStageRange {
-            start,
-            end: network.stage_count(),
-            stages: network.stage_count(),
-        }
-        .into());
+    let stages = network.stage_count();
+    if start >= stages {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("parameter `start_stage` is {start} but `{model}` has stages 0..{stages}"),
+        ));
     }
-    network.check_input(start, &input.shape, input.datatype())?;
+    network
+        .check_input(start, &input.shape, input.datatype())
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("input `{input_name}`: {e}")))?;
 
-    let queue_length = state.queued.fetch_add(1, Ordering::SeqCst);
-    let permit = state.compute.lock().await;
-    state.queued.fetch_sub(1, Ordering::SeqCst);
+    let (queue_slot, queue_length) = state.queued.enter();
+    let permit = state
+        .compute
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    drop(queue_slot);
     let queue_ms = received.elapsed().as_secs_f64() * 1e3;
-    let in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let compute_start = Instant::now();
     let result = {
         let device = state.networks.device().clone();
         let network = network.clone();
+        let in_flight = state.in_flight.clone();
         tokio::task::spawn_blocking(move || {
-            let end = network.stage_count();
-            network.run_wire(start, end, &input, &device)
+            // The permit and the in-flight count live as long as the computation, even when the
+            // handler awaiting it is dropped; the count is taken inside the permit, so its peak
+            // shows whether two computations ever overlapped.
+            let (computing, before) = in_flight.enter();
+            let output = network.run_wire(start, stages, &input, &device);
+            drop(computing);
+            drop(permit);
+            (before + 1, output)
         })
         .await
     };
-    state.in_flight.fetch_sub(1, Ordering::SeqCst);
-    drop(permit);
-    let output: WireTensor = result.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let (in_flight, result) = result.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let output: WireTensor = result?;
     let compute_ms = compute_start.elapsed().as_secs_f64() * 1e3;
 
     let mut parameters = Map::new();

@@ -78,6 +78,15 @@ impl WireData {
     }
 }
 
+/// The number of elements of `shape`. Checked, because shapes come from requests and remote
+/// replies: `[1, 2^62]` must be an error, not an overflow panic.
+pub fn element_count(shape: &[usize]) -> Result<usize, ExecError> {
+    shape
+        .iter()
+        .try_fold(1usize, |count, &d| count.checked_mul(d))
+        .ok_or_else(|| ExecError::ShapeOverflow { shape: shape.to_vec() })
+}
+
 /// A tensor on the host: shape plus row-major data.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WireTensor {
@@ -89,7 +98,7 @@ impl WireTensor {
     /// Builds a tensor after checking that the data fills the shape and holds only finite
     /// values, so that a malformed request is refused before it reaches a backend.
     pub fn new(shape: Vec<usize>, data: WireData) -> Result<Self, ExecError> {
-        let expected: usize = shape.iter().product();
+        let expected = element_count(&shape)?;
         if expected != data.len() {
             return Err(ExecError::DataLength {
                 shape,
@@ -124,10 +133,12 @@ impl WireTensor {
 
     pub fn from_le_bytes(shape: Vec<usize>, datatype: DataType, bytes: &[u8]) -> Result<Self, ExecError> {
         let width = datatype.element_bytes();
-        if !bytes.len().is_multiple_of(width) {
+        // checked before decoding, so that a short or ragged tail costs no allocation
+        let expected = element_count(&shape)?;
+        if expected.checked_mul(width) != Some(bytes.len()) {
             return Err(ExecError::DataLength {
                 shape,
-                expected: bytes.len() / width + 1,
+                expected,
                 got: bytes.len() / width,
             });
         }
