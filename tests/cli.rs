@@ -122,3 +122,41 @@ fn interrupted_training_leaves_a_loadable_checkpoint() {
     assert!(policy.first_non_finite_parameter().is_none());
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `--scale 0`, `-1` or `nan` used to be accepted, then spin at 100% CPU on the first request
+/// (ignoring ctrl-c); `1e-300` overflowed transfer times and `--rtt-ms 1e300` panicked. Each
+/// is refused by name before the link binds or reads anything, so the command exits at once.
+#[test]
+fn link_refuses_scales_and_rtts_it_cannot_serve() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let trace = format!("{root}/data/traces/fcc-test/trace_797466_http---www.amazon_part1.log");
+    for (flag, needle) in [
+        ("--scale=0", "--scale"),
+        ("--scale=-1", "--scale"),
+        ("--scale=nan", "--scale"),
+        ("--scale=1e-300", "--scale"),
+        ("--rtt-ms=1e300", "--rtt-ms"),
+    ] {
+        let out = rlsched()
+            .args(["link", "--trace", &trace, "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9", flag])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} was accepted");
+        assert!(err.contains(needle) && !err.contains("panicked"), "{flag}: {err}");
+    }
+}
+
+/// `eval --set env.bandwidth_scale=1e-200` used to loop forever in the first transfer; the
+/// config check refuses it, naming the field, before any trace is read.
+#[test]
+fn eval_refuses_a_bandwidth_scale_that_would_hang() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = rlsched()
+        .args(["eval", "--config", &format!("{root}/train.toml"), "--set", "env.bandwidth_scale=1e-200"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted: {err}");
+    assert!(err.contains("env.bandwidth_scale") && err.contains("1e-200"), "{err}");
+}

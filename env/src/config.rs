@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use rlsched_executor::error::Num;
 use serde::{Deserialize, Serialize};
 
 /// `[env.reward]`: r = w_acc·accuracy − w_lat·latency/slo − w_miss·[latency > slo]
@@ -121,8 +122,9 @@ pub struct EnvConfig {
     pub int8_intermediates: bool,
     /// Observed past throughput samples (Pensieve's k).
     pub history: usize,
-    /// Transfers smaller than this, or shorter on the wire than `min_sample_ms`, make no
-    /// goodput sample (their wire time is lost in the RTT's jitter).
+    /// Transfers smaller than this, or expected (at the current estimate) to spend less than
+    /// `min_sample_ms` on the wire, make no goodput sample (their wire time is lost in the
+    /// RTT's jitter).
     pub min_sample_bytes: usize,
     pub min_sample_ms: f64,
     /// Device CPU load (fraction of the CPU other work takes).
@@ -162,7 +164,7 @@ impl Default for EnvConfig {
             int8_intermediates: true,
             history: 5,
             min_sample_bytes: 4096,
-            min_sample_ms: 20.0,
+            min_sample_ms: 25.0,
             device_load: LoadConfig::default(),
             worker_queue: LoadConfig { idle: 0.5, busy: 6.0, mean_idle_s: 30.0, mean_busy_s: 10.0, jitter: 0.2 },
             worker_service_ms: 15.0,
@@ -178,9 +180,9 @@ pub fn check_range(name: &str, value: f64, low: f64, high: f64) -> Result<(), St
     if value.is_finite() && value >= low && value <= high {
         Ok(())
     } else if high == f64::INFINITY {
-        Err(format!("{name} must be a number ≥ {low}, got {value}"))
+        Err(format!("{name} must be a number ≥ {}, got {}", Num(low), Num(value)))
     } else {
-        Err(format!("{name} must be a number in {low}..={high}, got {value}"))
+        Err(format!("{name} must be a number in {}..={}, got {}", Num(low), Num(high), Num(value)))
     }
 }
 
@@ -189,18 +191,41 @@ pub fn check_positive(name: &str, value: f64) -> Result<(), String> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(format!("{name} must be a positive number, got {value}"))
+        Err(format!("{name} must be a positive number, got {}", Num(value)))
     }
 }
+
+/// Bandwidth scales allowed, both ways from the traces as recorded: beyond them a link is
+/// slower than a modem or faster than a data-centre fabric. Each scaled trace must also keep a
+/// mean of 1 kbit/s ([`rlsched_executor::net::trace::MIN_MEAN_BPS`]).
+pub const BANDWIDTH_SCALE_RANGE: (f64, f64) = (1e-3, 1e4);
+/// Longest round trip, ms (the link emulator's bound too).
+pub const MAX_RTT_MS: f64 = rlsched_executor::net::link::MAX_RTT_MS;
+/// Longest time any millisecond field may hold: an hour.
+pub const MAX_MS: f64 = 3_600_000.0;
+/// Mean dwell times of a load process, seconds: shorter ones toggle thousands of times between
+/// two requests, longer ones never toggle in an episode.
+pub const DWELL_RANGE_S: (f64, f64) = (1e-3, 1e6);
+/// Mean gap between requests, seconds.
+pub const INTERARRIVAL_RANGE_S: (f64, f64) = (1e-3, 3_600.0);
+/// Most requests in one episode: the episode's requests are drawn up front.
+pub const MAX_REQUESTS_PER_EPISODE: usize = 1_000_000;
+/// Most throughput samples remembered (the state vector grows with it).
+pub const MAX_HISTORY: usize = 1_000;
+/// Largest probe, bytes.
+pub const MAX_PROBE_BYTES: usize = 64 << 20;
+/// Largest weight (mix share or reward weight): the sums stay finite.
+pub const MAX_WEIGHT: f64 = 1e6;
 
 impl LoadConfig {
     /// `max_level`: the highest meaningful level (a CPU share stays below 1).
     fn validate(&self, name: &str, max_level: f64) -> Result<(), String> {
         check_range(&format!("{name}.idle"), self.idle, 0.0, max_level)?;
         check_range(&format!("{name}.busy"), self.busy, 0.0, max_level)?;
-        check_positive(&format!("{name}.mean_idle_s"), self.mean_idle_s)?;
-        check_positive(&format!("{name}.mean_busy_s"), self.mean_busy_s)?;
-        check_range(&format!("{name}.jitter"), self.jitter, 0.0, f64::INFINITY)
+        let (low, high) = DWELL_RANGE_S;
+        check_range(&format!("{name}.mean_idle_s"), self.mean_idle_s, low, high)?;
+        check_range(&format!("{name}.mean_busy_s"), self.mean_busy_s, low, high)?;
+        check_range(&format!("{name}.jitter"), self.jitter, 0.0, 10.0)
     }
 }
 
@@ -214,38 +239,50 @@ impl EnvConfig {
         }
     }
 
-    /// Every value the simulator cannot work with, named by its `env.` key.
+    /// Every value the simulator cannot work with, named by its `env.` key. The bounds keep
+    /// every time, transfer and reward finite and every loop short.
     pub fn validate(&self) -> Result<(), String> {
-        check_positive("env.bandwidth_scale", self.bandwidth_scale)?;
-        for &scale in &self.training_bandwidth_scales {
-            check_positive("env.training_bandwidth_scales[]", scale)?;
+        let (low, high) = BANDWIDTH_SCALE_RANGE;
+        check_range("env.bandwidth_scale", self.bandwidth_scale, low, high)?;
+        for (i, &scale) in self.training_bandwidth_scales.iter().enumerate() {
+            check_range(&format!("env.training_bandwidth_scales[{i}]"), scale, low, high)?;
         }
-        check_range("env.rtt_ms", self.rtt_ms, 0.0, f64::INFINITY)?;
+        check_range("env.rtt_ms", self.rtt_ms, 0.0, MAX_RTT_MS)?;
         check_positive("env.device_memory_mb", self.device_memory_mb)?;
         if self.workloads.is_empty() {
             return Err("env.workloads is empty".into());
         }
         for (i, w) in self.workloads.iter().enumerate() {
-            check_range(&format!("env.workloads[{i}].weight"), w.weight, 0.0, f64::INFINITY)?;
-            check_positive(&format!("env.workloads[{i}].slo_ms"), w.slo_ms)?;
+            check_range(&format!("env.workloads[{i}].weight"), w.weight, 0.0, MAX_WEIGHT)?;
+            check_range(&format!("env.workloads[{i}].slo_ms"), w.slo_ms, 1e-3, MAX_MS)?;
             check_range(&format!("env.workloads[{i}].min_accuracy"), w.min_accuracy, 0.0, 1.0)?;
         }
         if self.workloads.iter().map(|w| w.weight).sum::<f64>() <= 0.0 {
             return Err("env.workloads: the weights sum to zero".into());
         }
-        if self.requests_per_episode == 0 {
-            return Err("env.requests_per_episode must be at least 1".into());
+        if !(1..=MAX_REQUESTS_PER_EPISODE).contains(&self.requests_per_episode) {
+            return Err(format!(
+                "env.requests_per_episode must be in 1..={MAX_REQUESTS_PER_EPISODE}, got {}",
+                self.requests_per_episode
+            ));
         }
-        check_positive("env.mean_interarrival_s", self.mean_interarrival_s)?;
+        let (low, high) = INTERARRIVAL_RANGE_S;
+        check_range("env.mean_interarrival_s", self.mean_interarrival_s, low, high)?;
+        if self.history > MAX_HISTORY {
+            return Err(format!("env.history must be at most {MAX_HISTORY}, got {}", self.history));
+        }
         self.device_load.validate("env.device_load", 0.95)?;
-        self.worker_queue.validate("env.worker_queue", f64::INFINITY)?;
-        check_range("env.worker_service_ms", self.worker_service_ms, 0.0, f64::INFINITY)?;
+        self.worker_queue.validate("env.worker_queue", 1e4)?;
+        check_range("env.worker_service_ms", self.worker_service_ms, 0.0, MAX_MS)?;
         check_range("env.worker_down_probability", self.worker_down_probability, 0.0, 1.0)?;
-        check_positive("env.probe.interval_s", self.probe.interval_s)?;
-        check_range("env.min_sample_ms", self.min_sample_ms, 0.0, 10_000.0)?;
+        if self.probe.bytes > MAX_PROBE_BYTES {
+            return Err(format!("env.probe.bytes must be at most {MAX_PROBE_BYTES}, got {}", self.probe.bytes));
+        }
+        check_range("env.probe.interval_s", self.probe.interval_s, 1e-3, MAX_MS / 1e3)?;
+        check_range("env.min_sample_ms", self.min_sample_ms, 0.0, MAX_MS)?;
         let r = &self.reward;
         for (name, w) in [("w_acc", r.w_acc), ("w_lat", r.w_lat), ("w_miss", r.w_miss), ("w_bytes", r.w_bytes)] {
-            check_range(&format!("env.reward.{name}"), w, 0.0, f64::INFINITY)?;
+            check_range(&format!("env.reward.{name}"), w, 0.0, MAX_WEIGHT)?;
         }
         Ok(())
     }

@@ -23,9 +23,18 @@ use crate::request::{Request, RequestWorld};
 use crate::scenario::Scenario;
 use crate::{Env, EnvError, Info, Step};
 
+/// Toggles a load process may make between two requests. The bundled config toggles a few
+/// times at most; dwells far shorter than the gaps would toggle millions of times to no effect
+/// on the distribution, and at large times `until + dwell` can round back to `until` and never
+/// advance. The bound is what ends the loop in every case.
+const MAX_TOGGLES_PER_REQUEST: usize = 1_000;
+
 /// Samples a two-state load process at the given times.
 fn load_process(config: &LoadConfig, times: &[f64], rng: &mut SmallRng) -> Vec<f64> {
-    let mut busy = rng.random_bool(config.mean_busy_s / (config.mean_busy_s + config.mean_idle_s).max(1e-9));
+    let p_busy = config.mean_busy_s / (config.mean_busy_s + config.mean_idle_s).max(1e-9);
+    // random_bool panics outside 0..=1; a validated config is always inside
+    let p_busy = if p_busy.is_finite() { p_busy.clamp(0.0, 1.0) } else { 0.5 };
+    let mut busy = rng.random_bool(p_busy);
     let dwell = |busy: bool, rng: &mut SmallRng| {
         let mean = if busy { config.mean_busy_s } else { config.mean_idle_s };
         Exp::new(1.0 / mean.max(1e-6)).expect("positive rate").sample(rng)
@@ -34,9 +43,18 @@ fn load_process(config: &LoadConfig, times: &[f64], rng: &mut SmallRng) -> Vec<f
     times
         .iter()
         .map(|&t| {
+            let mut toggles = 0;
             while t >= until {
+                if toggles == MAX_TOGGLES_PER_REQUEST {
+                    // So many dwells have passed that the state is as good as a fresh draw from
+                    // the stationary split; the dwell is memoryless, so it restarts here.
+                    busy = rng.random_bool(p_busy);
+                    until = t + dwell(busy, rng);
+                    break;
+                }
                 busy = !busy;
                 until += dwell(busy, rng);
+                toggles += 1;
             }
             let level = if busy { config.busy } else { config.idle };
             let noise: f64 = StandardNormal.sample(rng);
@@ -86,6 +104,11 @@ impl ReplayEnv {
         let mut rng = SmallRng::seed_from_u64(seed);
         let trace = &scenario.traces[trace_index % scenario.traces.len()];
         self.trace_index = trace_index % scenario.traces.len();
+        // A loaded trace lasts 1 ms to 24 h; one built in code might not, and an empty range
+        // would panic.
+        if !(trace.duration_s > 0.0 && trace.duration_s.is_finite()) {
+            return Err(EnvError::Config(format!("trace `{}` has no duration ({} s)", trace.name, trace.duration_s)));
+        }
         let start = rng.random_range(0.0..trace.duration_s);
         let gap = Exp::new(1.0 / config.mean_interarrival_s.max(1e-6)).map_err(|e| EnvError::Config(e.to_string()))?;
         let mut times = Vec::with_capacity(config.requests_per_episode);
@@ -342,3 +365,19 @@ impl VecEnv {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At 1e20 s a millisecond dwell rounds away (`until + dwell == until`), which used to loop
+    /// forever; the toggle bound ends each request's loop whatever the arithmetic does.
+    #[test]
+    fn load_process_finishes_where_dwells_round_away() {
+        let config = LoadConfig { idle: 0.1, busy: 0.7, mean_idle_s: 1e-3, mean_busy_s: 1e-3, jitter: 0.0 };
+        let times = [1e20, 1e20, 2e20];
+        let levels = load_process(&config, &times, &mut SmallRng::seed_from_u64(1));
+        assert_eq!(levels.len(), times.len());
+        assert!(levels.iter().all(|&l| l == 0.1 || l == 0.7), "{levels:?}");
+    }
+}

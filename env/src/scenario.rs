@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use rlsched_executor::profile::profiler::Profile;
 use rlsched_executor::net::trace::{Trace, TraceFormat};
+use rlsched_executor::error::Num;
+use rlsched_executor::Workload;
 
 use crate::config::{EnvConfig, WorkloadMix};
 use crate::candidates::{candidates, Candidate};
@@ -34,6 +36,17 @@ fn is_trace_file(path: &Path) -> bool {
 
 /// Loads every trace under the given files or directories (sorted, format detected), scaled.
 pub fn load_traces(paths: &[PathBuf], format: Option<TraceFormat>, scale: f64) -> Result<Vec<Arc<Trace>>, EnvError> {
+    load_scaled_traces(paths, format, scale, "scale")
+}
+
+/// `load_traces`, with a scale that comes from the config field `field`: a scale the traces
+/// cannot take (a mean rate below the floor, say) is an error that names the field.
+fn load_scaled_traces(
+    paths: &[PathBuf],
+    format: Option<TraceFormat>,
+    scale: f64,
+    field: &str,
+) -> Result<Vec<Arc<Trace>>, EnvError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -53,8 +66,61 @@ pub fn load_traces(paths: &[PathBuf], format: Option<TraceFormat>, scale: f64) -
     }
     files
         .iter()
-        .map(|f| Ok(Arc::new(Trace::load(f, format)?.scaled(scale))))
+        .map(|f| {
+            let trace = Trace::load(f, format)?;
+            let scaled = trace
+                .scaled(scale)
+                .map_err(|e| EnvError::Config(format!("{field} = {} does not suit {}: {e}", Num(scale), f.display())))?;
+            Ok(Arc::new(scaled))
+        })
         .collect()
+}
+
+/// The profile `<workload>-<suffix>.json` of `workload`, checked against the workload's
+/// definition: a profile of another network, or of a variant the workload lacks, would be
+/// simulated as if it were this one.
+fn load_profile(config: &EnvConfig, workload: Workload, suffix: &str) -> Result<(Profile, PathBuf), EnvError> {
+    let path = config.profiles_dir.join(format!("{}-{suffix}.json", workload.name()));
+    let profile = Profile::load(&path)?;
+    if profile.workload != workload.name() {
+        return Err(EnvError::Config(format!(
+            "{}: field workload is `{}`, but the file was loaded as the profile of `{}`",
+            path.display(),
+            profile.workload,
+            workload.name()
+        )));
+    }
+    let spec = workload.spec()?;
+    for (i, variant) in profile.variants.iter().enumerate() {
+        if let Err(e) = spec.variant(&variant.name) {
+            return Err(EnvError::Config(format!("{}: field variants[{i}].name: {e}", path.display())));
+        }
+    }
+    Ok((profile, path))
+}
+
+/// A variant that both profiles hold must be cut into the same stages, or a split would run
+/// the device's prefix and then a worker suffix of another network.
+fn check_stages_match(device: &Profile, device_path: &Path, worker: &Profile, worker_path: &Path) -> Result<(), EnvError> {
+    for variant in &device.variants {
+        let Some(remote) = worker.variant(&variant.name) else { continue };
+        let names = |v: &rlsched_executor::profile::profiler::VariantProfile| {
+            v.stages.iter().map(|s| s.name.clone()).collect::<Vec<_>>()
+        };
+        let (ours, theirs) = (names(variant), names(remote));
+        if ours != theirs {
+            let (device_file, worker_file) = (device_path.display(), worker_path.display());
+            let detail = match ours.iter().zip(&theirs).position(|(a, b)| a != b) {
+                Some(k) => format!("stage {k} is `{}` in {device_file} but `{}` in {worker_file}", ours[k], theirs[k]),
+                None => format!("{} stages in {device_file} but {} in {worker_file}", ours.len(), theirs.len()),
+            };
+            return Err(EnvError::Config(format!(
+                "variant `{}`: {detail}; a split needs the same stages on both sides",
+                variant.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Scenario {
@@ -76,8 +142,9 @@ impl Scenario {
         let mut scenario = Self::load(config, &config.traces)?;
         if !config.training_bandwidth_scales.is_empty() {
             let mut traces = Vec::new();
-            for &scale in &config.training_bandwidth_scales {
-                traces.extend(load_traces(&config.traces, None, scale)?);
+            for (i, &scale) in config.training_bandwidth_scales.iter().enumerate() {
+                let field = format!("env.training_bandwidth_scales[{i}]");
+                traces.extend(load_scaled_traces(&config.traces, None, scale, &field)?);
             }
             scenario.traces = traces;
         }
@@ -92,20 +159,26 @@ impl Scenario {
     pub fn load_with(config: &EnvConfig, traces: &[PathBuf], format: Option<TraceFormat>) -> Result<Self, EnvError> {
         config.validate().map_err(EnvError::Config)?;
         let mut workloads = Vec::new();
-        for mix in &config.workloads {
-            let load = |suffix: &str| {
-                Profile::load(&config.profiles_dir.join(format!("{}-{suffix}.json", mix.name)))
-            };
-            let device = load(&config.device_profile)?;
-            let worker = load(&config.worker_profile)?;
+        for (i, mix) in config.workloads.iter().enumerate() {
+            let workload: Workload = mix
+                .name
+                .parse()
+                .map_err(|e| EnvError::Config(format!("env.workloads[{i}].name: {e}")))?;
+            let (device, device_path) = load_profile(config, workload, &config.device_profile)?;
+            let (worker, worker_path) = load_profile(config, workload, &config.worker_profile)?;
+            check_stages_match(&device, &device_path, &worker, &worker_path)?;
             let candidates = candidates(&device, &worker, config.split_points, config.int8_intermediates);
+            // Validated profiles give every variant a local plan; the schedulers rely on one.
+            if candidates.is_empty() {
+                return Err(EnvError::Config(format!("{}: no candidate plans", device_path.display())));
+            }
             workloads.push(WorkloadModel { mix: mix.clone(), device, worker, candidates });
         }
         let max_plans = workloads.iter().map(|w| w.candidates.len()).max().unwrap_or(0);
         Ok(Self {
             config: config.clone(),
             workloads,
-            traces: load_traces(traces, format, config.bandwidth_scale)?,
+            traces: load_scaled_traces(traces, format, config.bandwidth_scale, "env.bandwidth_scale")?,
             max_plans,
         })
     }

@@ -156,3 +156,110 @@ fn the_note10_works_as_a_second_device() {
         }
     }
 }
+
+/// A scratch profiles folder holding copies of the bundled ones, for tests that break one.
+fn scratch_profiles(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rlsched-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(repo().join("data/profiles")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
+}
+
+fn edit_json(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut value);
+    std::fs::write(path, value.to_string()).unwrap();
+}
+
+/// Profiles that parse but do not describe the workload they are loaded for: each used to be
+/// simulated silently (or, with no variants, to panic in a scheduler); now the error names the
+/// file(s) and what is wrong.
+#[test]
+fn profiles_must_match_their_workload_and_each_other() {
+    let mut config = config();
+    config.workloads = vec![rlsched_env::config::WorkloadMix { name: "resnet18".into(), weight: 1.0, slo_ms: 300.0, min_accuracy: 0.0 }];
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, &str, Edit, &[&str]); 4] = [
+        ("another-network", "resnet18-cpu2.json", |p| p["workload"] = "vgg16".into(), &["resnet18-cpu2.json", "vgg16"]),
+        ("unknown-variant", "resnet18-cpu2.json", |p| p["variants"][1]["name"] = "fp16".into(), &["variants[1].name", "fp16"]),
+        ("no-variants", "resnet18-cpu2.json", |p| p["variants"] = serde_json::json!([]), &["resnet18-cpu2.json", "variants"]),
+        (
+            "stages-differ",
+            "resnet18-h200.json",
+            |p| {
+                p["variants"][0]["stages"].as_array_mut().unwrap().pop();
+            },
+            &["resnet18-cpu2.json", "resnet18-h200.json", "stages"],
+        ),
+    ];
+    for (name, file, edit, needles) in cases {
+        config.profiles_dir = scratch_profiles(name);
+        edit_json(&config.profiles_dir.join(file), edit);
+        let err = match Scenario::load(&config, &config.validation_traces) {
+            Ok(_) => panic!("{name}: accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(needles.iter().all(|n| err.contains(n)), "{name}: {err}");
+        std::fs::remove_dir_all(&config.profiles_dir).ok();
+    }
+}
+
+/// `env.bandwidth_scale=1e-200` used to hang the first transfer; a scale inside the range
+/// that still leaves a trace below 1 kbit/s is refused naming the field and the trace.
+#[test]
+fn bandwidth_scales_that_starve_a_trace_are_refused_by_name() {
+    let mut config = config();
+    config.bandwidth_scale = 1e-200;
+    let err = Scenario::load(&config, &config.validation_traces).err().unwrap().to_string();
+    assert!(err.contains("env.bandwidth_scale") && err.contains("1e-200"), "{err}");
+    config.bandwidth_scale = 1e-3;
+    let err = Scenario::load(&config, &config.validation_traces).err().unwrap().to_string();
+    assert!(err.contains("env.bandwidth_scale") && err.contains("fcc-val") && err.contains("1 kbit/s"), "{err}");
+    config.bandwidth_scale = 5.0;
+    config.training_bandwidth_scales = vec![1.0, 1e-3];
+    let err = Scenario::load_training(&config).err().unwrap().to_string();
+    assert!(err.contains("env.training_bandwidth_scales[1]") && err.contains("1 kbit/s"), "{err}");
+}
+
+/// Values that used to hang the simulator, overflow an allocation or turn rewards infinite are
+/// refused by their `env.` key.
+#[test]
+fn config_values_that_hang_or_overflow_are_named() {
+    type Edit = fn(&mut EnvConfig);
+    let cases: [(Edit, &str); 12] = [
+        (|c| c.bandwidth_scale = f64::NAN, "env.bandwidth_scale"),
+        (|c| c.training_bandwidth_scales = vec![5.0, 0.0], "env.training_bandwidth_scales[1]"),
+        (|c| c.rtt_ms = 1e300, "env.rtt_ms"),
+        (|c| c.requests_per_episode = usize::MAX, "env.requests_per_episode"),
+        (|c| c.history = usize::MAX, "env.history"),
+        (|c| c.mean_interarrival_s = 1e300, "env.mean_interarrival_s"),
+        (|c| c.device_load.mean_busy_s = 1e-300, "env.device_load.mean_busy_s"),
+        (|c| c.worker_queue.busy = 1e300, "env.worker_queue.busy"),
+        (|c| c.worker_queue.jitter = 1e300, "env.worker_queue.jitter"),
+        (|c| c.workloads[0].weight = f64::MAX, "env.workloads[0].weight"),
+        (|c| c.workloads[1].slo_ms = 1e-300, "env.workloads[1].slo_ms"),
+        (|c| c.reward.w_lat = 1e308, "env.reward.w_lat"),
+    ];
+    for (edit, key) in cases {
+        let mut config = config();
+        edit(&mut config);
+        let err = config.validate().unwrap_err();
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    assert_eq!(config().validate(), Ok(()));
+}
+
+/// The trace that used to hang `eval` (times past float precision) is refused while loading.
+#[test]
+fn a_trace_past_float_precision_is_refused_by_line() {
+    let path = std::env::temp_dir().join(format!("rlsched-far-{}.log", std::process::id()));
+    std::fs::write(&path, "0 1\n1e20 1\n").unwrap();
+    let err = load_traces(std::slice::from_ref(&path), None, 1.0).err().unwrap().to_string();
+    assert!(err.contains(&format!("{}:2", path.display())) && err.contains("time_s"), "{err}");
+    std::fs::remove_file(path).ok();
+}

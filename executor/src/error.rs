@@ -51,6 +51,9 @@ pub enum ExecError {
     TokenOutOfRange { id: i64, index: usize, vocab: usize },
     #[error("{path}: {message}")]
     Data { path: String, message: String },
+    /// A value given by name (a flag, a setting, a field of a file) outside its range.
+    #[error("{name} {message}")]
+    Invalid { name: String, message: String },
     #[error("model weights {path}: {message}")]
     Weights { path: String, message: String },
     #[error("backend failure: {0}")]
@@ -70,6 +73,22 @@ impl ExecError {
         ExecError::Io {
             path: path.as_ref().display().to_string(),
             error: source,
+        }
+    }
+}
+
+/// Shows a number the way a person wrote it: plain when it reads well (`0.5`, `40`), in
+/// exponent form at the extremes, where `{}` would print hundreds of digits (`1e-300`).
+#[derive(Clone, Copy, Debug)]
+pub struct Num(pub f64);
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let magnitude = self.0.abs();
+        if magnitude == 0.0 || !magnitude.is_finite() || (1e-4..1e9).contains(&magnitude) {
+            write!(f, "{}", self.0)
+        } else {
+            write!(f, "{:e}", self.0)
         }
     }
 }

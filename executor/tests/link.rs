@@ -138,3 +138,101 @@ fn transfer_time_integrates_over_a_step() {
     // many loops: 10 loops carry 10 × 10 Mbit
     assert!((trace.transfer_time(0.0, 12_500_000.0) - 20.0).abs() < 1e-6);
 }
+
+/// Mahimahi timestamps far in the future used to size a bin vector by their value: 80 GB for
+/// `99999999999`, a "capacity overflow" panic for `u64::MAX`, 12 s and gigabytes for
+/// `2000000000`. Now they are refused by line, and memory follows the file's length.
+#[test]
+fn mahimahi_timestamps_past_a_day_are_refused() {
+    for (name, line) in [("far.up", "99999999999"), ("max.up", "18446744073709551615"), ("slow.up", "2000000000")] {
+        let path = write_trace(name, &format!("0\n5\n{line}\n"));
+        let err = Trace::load(&path, Some(TraceFormat::Mahimahi)).unwrap_err().to_string();
+        assert!(err.contains(&format!("{name}:3")) && err.contains("24 h"), "{err}");
+    }
+    // the last millisecond of a day is accepted: two busy bins and one silent segment (7200
+    // packets at the start keep the day's mean at the 1 kbit/s floor)
+    let text = format!("{}86400000\n", "0\n".repeat(7200));
+    let trace = Trace::parse_mahimahi(&text, "day.up").unwrap();
+    assert_eq!(trace.duration_s, 86_400.0);
+    assert!(trace.starts.len() <= 3, "{} segments for two lines", trace.starts.len());
+}
+
+/// `0 1` then `1e20 1` made the simulator's load process loop forever (adding a request gap to
+/// 1e20 changes nothing); a lone line has no duration. Each gets an error naming file, line and
+/// field.
+#[test]
+fn pensieve_times_and_rates_are_bounded() {
+    for (name, text, line, needle) in [
+        ("far.log", "0 1\n1e20 1\n", 2, "time_s"),
+        ("day.log", "0 1\n86401 1\n", 2, "24 h"),
+        ("single.log", "0 1\n", 1, "no duration"),
+        ("same.log", "5 1\n5 2\n", 2, "no duration"),
+        ("nan.log", "0 1\nNaN 1\n", 2, "time_s"),
+        ("negative.log", "0 1\n1 -2\n", 2, "Mbit/s"),
+        ("infinite.log", "0 1\n1 inf\n", 2, "Mbit/s"),
+        ("tiny.log", "0 1e-300\n1 1e-300\n", 2, "1 kbit/s"),
+        ("backwards.log", "0 1\n2 1\n1 1\n", 3, "backwards"),
+    ] {
+        let path = write_trace(name, text);
+        let err = Trace::load(&path, Some(TraceFormat::Pensieve)).unwrap_err().to_string();
+        assert!(err.contains(&format!("{name}:{line}")) && err.contains(needle), "{name}: {err}");
+    }
+}
+
+/// `--scale 0`, `-1` or `nan` used to be accepted and then hang the first transfer; `1e-300`
+/// gave a trace whose transfer times overflowed. `scaled` now refuses them.
+#[test]
+fn scaled_refuses_what_would_hang_or_overflow() {
+    let trace = Trace::parse_pensieve("0\t8\n1\t2\n", "step").unwrap();
+    for factor in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let err = trace.scaled(factor).unwrap_err().to_string();
+        assert!(err.contains("scale factor"), "{factor}: {err}");
+    }
+    let err = trace.scaled(1e-300).unwrap_err().to_string();
+    assert!(err.contains("1 kbit/s") && err.contains("scaled by 1e-300"), "{err}");
+    assert!(trace.scaled(1e300).unwrap_err().to_string().contains("bit/s"));
+    let doubled = trace.scaled(2.0).unwrap();
+    assert!((doubled.mean_mbps() - 2.0 * trace.mean_mbps()).abs() < 1e-9);
+}
+
+/// Outages are legitimate, so the walk over segments must cross them; huge sizes and start
+/// times must neither loop nor overflow. Each call returns a finite, plausible time.
+#[test]
+fn transfer_time_is_finite_through_outages_and_extremes() {
+    // 1 kbit/s mean: 10 s of outage, then 10 s at 2 kbit/s (the lowest mean a trace may have)
+    let trace = Trace::parse_pensieve("0 0\n10 0.002\n", "outage").unwrap();
+    assert!((trace.mean_mbps() - 1e-3).abs() < 1e-12);
+    // 125 bytes (1 kbit) from the start: 10 s of outage, then 0.5 s
+    assert!((trace.transfer_time(0.0, 125.0) - 10.5).abs() < 1e-9);
+    for (start, bytes) in [(0.0, 1e300), (1e300, 1e6), (f64::MAX, f64::MAX), (-5.0, 1.0), (f64::NAN, 1.0)] {
+        let t = trace.transfer_time(start, bytes);
+        assert!(t.is_finite() && t >= 0.0, "transfer_time({start}, {bytes}) = {t}");
+        // never faster than the fastest segment, never slower than the mean rate plus a loop
+        // (in bytes: 250 B/s at the fastest, 125 B/s on average; `bytes * 8` may overflow)
+        assert!(t >= bytes / 250.0 * (1.0 - 1e-9) && t <= bytes / 125.0 + 2.0 * trace.duration_s, "{start}, {bytes}: {t:e}");
+    }
+    // a trace built in code without capacity never finishes, rather than spinning
+    let dead = Trace { name: "dead".into(), starts: vec![0.0], rates_bps: vec![0.0], duration_s: 1.0 };
+    assert_eq!(dead.transfer_time(0.0, 1.0), f64::INFINITY);
+    assert!(dead.validate().unwrap_err().to_string().contains("no capacity"));
+    assert!(trace.bits_between(1e300, 1e300 + 1e290).is_finite());
+}
+
+/// A link whose RTT no `Duration` can hold (1e300 ms used to panic), or whose trace has no
+/// capacity (used to spin while holding the link's lock), is refused before it serves. The
+/// shutdown is already complete, so were the check missing, `run` would return `Ok`.
+#[tokio::test]
+async fn link_refuses_a_config_it_cannot_serve() {
+    let cases = [
+        (Trace::constant(8.0, 1.0), 1e300, "rtt_ms"),
+        (Trace::constant(8.0, 1.0), f64::NAN, "rtt_ms"),
+        (Trace::constant(0.0, 1.0), 0.0, "no capacity"),
+        (Trace::constant(8.0, 0.0), 0.0, "duration"),
+    ];
+    for (trace, rtt_ms, needle) in cases {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = LinkConfig { trace: Arc::new(trace), rtt_ms, upstream: "127.0.0.1:9".into() };
+        let err = link::run(listener, config, std::future::ready(())).await.unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}

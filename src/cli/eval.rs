@@ -66,7 +66,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let (policy, sidecar) = rlsched_agent::checkpoint::load(dir, &device)?;
         if sidecar.state_dim != rlsched_env::obs::state_dim(&config.env) {
             bail!(
-                "checkpoint {} expects a state of {} features, this config gives {} (env.history differs)",
+                "checkpoint {} expects a state of {} features, this config gives {} (a different env.history, or a checkpoint from an older observation: retrain it)",
                 dir.display(),
                 sidecar.state_dim,
                 rlsched_env::obs::state_dim(&config.env)

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use rlsched_executor::error::Num;
 use rlsched_executor::DeviceChoice;
 
 #[derive(clap::Args, Debug)]
@@ -30,10 +31,11 @@ pub struct LinkArgs {
     /// Trace format; detected from the file when omitted.
     #[arg(long)]
     pub format: Option<String>,
-    /// Round-trip time added to the link, in milliseconds.
+    /// Round-trip time added to the link, in milliseconds (at most 60000).
     #[arg(long, default_value_t = 0.0)]
     pub rtt_ms: f64,
-    /// Multiply every rate of the trace by this factor.
+    /// Multiply every rate of the trace by this factor (above 0; the scaled mean must stay at
+    /// least 1 kbit/s).
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
     /// Address to listen on (port 0 picks a free port; printed on start).
@@ -83,11 +85,19 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
 }
 
 pub fn link(args: LinkArgs) -> Result<()> {
-    let format = args.format.as_deref().map(str::parse).transpose()?;
-    let trace = rlsched_executor::net::trace::Trace::load(&args.trace, format)?.scaled(args.scale);
-    if !(args.rtt_ms >= 0.0 && args.rtt_ms.is_finite()) {
-        bail!("--rtt-ms must be a non-negative number, got {}", args.rtt_ms);
+    use rlsched_executor::net::link::MAX_RTT_MS;
+    // Checked before anything is read or bound: a zero or NaN scale used to hang the first
+    // request, and a huge RTT to panic converting it to a Duration.
+    if !(args.scale.is_finite() && args.scale > 0.0) {
+        bail!("--scale must be a finite number above 0, got {}", Num(args.scale));
     }
+    if !(0.0..=MAX_RTT_MS).contains(&args.rtt_ms) {
+        bail!("--rtt-ms must be a number in 0..={MAX_RTT_MS}, got {}", Num(args.rtt_ms));
+    }
+    let format = args.format.as_deref().map(str::parse).transpose()?;
+    let trace = rlsched_executor::net::trace::Trace::load(&args.trace, format)?
+        .scaled(args.scale)
+        .with_context(|| format!("--scale {}", Num(args.scale)))?;
     let config = rlsched_executor::net::link::LinkConfig {
         trace: std::sync::Arc::new(trace),
         rtt_ms: args.rtt_ms,

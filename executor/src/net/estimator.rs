@@ -5,8 +5,8 @@
 //! measured transfer time less the round trip it contains. Dividing by a time that includes the
 //! RTT would cap every small transfer's sample (1.5 KB over 20 ms reads as 0.6 Mbit/s whatever
 //! the link), and a scheduler that trusts such samples is crippled. Transfers smaller than
-//! `min_sample_bytes`, or (once there is a sample) shorter on the wire than `min_sample_ms`,
-//! make no sample: their wire time is lost in the RTT's jitter. The RTT itself is measured (a probe's round trip); the
+//! `min_sample_bytes`, or (once there is an estimate) expected to spend less than
+//! `min_sample_ms` on the wire, make no sample: their wire time is lost in the RTT's jitter. The RTT itself is measured (a probe's round trip); the
 //! estimate is the smallest of the recent ones, since queueing and scheduling only ever add to
 //! a round trip.
 
@@ -27,7 +27,7 @@ pub struct EstimatorConfig {
 
 impl Default for EstimatorConfig {
     fn default() -> Self {
-        Self { history: 5, min_sample_bytes: 4096, min_sample_ms: 20.0 }
+        Self { history: 5, min_sample_bytes: 4096, min_sample_ms: 25.0 }
     }
 }
 
@@ -82,8 +82,11 @@ impl LinkEstimator {
     pub fn record_transfer(&mut self, at_s: f64, bytes: usize, wire_ms: f64) -> bool {
         self.last_transfer_s = Some(self.last_transfer_s.map_or(at_s, |t| t.max(at_s)));
         self.transfers += 1;
-        // a short transfer still beats knowing nothing: the first sample may be short
-        let long_enough = wire_ms >= self.config.min_sample_ms || self.samples.is_empty();
+        // Whether the transfer is long enough is judged by the current estimate, not by its own
+        // measured time, which would admit exactly the short ones that jitter lengthened. A short
+        // transfer still beats knowing nothing: the first sample may be short.
+        let expected_ms = self.harmonic_mbps().map_or(f64::INFINITY, |mbps| bytes as f64 * 8.0 / (mbps * 1e3));
+        let long_enough = expected_ms >= self.config.min_sample_ms;
         if bytes < self.config.min_sample_bytes.max(1) || !(wire_ms.is_finite() && wire_ms > 0.0 && long_enough) {
             return false;
         }
@@ -175,7 +178,8 @@ mod tests {
         assert!(link.record_transfer(1.0, 1_000_000, wire));
         assert!((link.last_mbps().unwrap() - 8.0).abs() < 1e-9);
         assert!(!link.record_transfer(2.0, 1500, 1.5), "below min_sample_bytes");
-        assert!(!link.record_transfer(3.0, 8000, 8.0), "below min_sample_ms, with a sample already");
+        // 8 KB at 8 Mbit/s is 8 ms on the wire: too short to measure, whatever it took
+        assert!(!link.record_transfer(3.0, 8000, 30.0), "below min_sample_ms, with an estimate already");
         assert_eq!(link.samples().len(), 1);
         assert_eq!(link.last_transfer_s(), Some(3.0));
         // the round trip is the smallest recent one: delays only ever add to it

@@ -4,7 +4,7 @@
 //! The trace starts when the link starts and loops.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,12 +22,31 @@ const QUEUE_CHUNKS: usize = 4096;
 /// A read is delivered in packets of this size, as a real link delivers them: the first bytes
 /// of a reply (its HTTP headers) arrive when their packet does, not when the whole read does.
 const PACKET: usize = 1500;
+/// Largest round-trip time a link accepts, ms: a minute is beyond any real path, and the bound
+/// keeps every delivery time representable.
+pub const MAX_RTT_MS: f64 = 60_000.0;
+/// Where a delivery time that no `Duration` can hold lands: later than any run lasts (tokio
+/// uses the same horizon for "never").
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 #[derive(Clone, Debug)]
 pub struct LinkConfig {
     pub trace: Arc<Trace>,
     pub rtt_ms: f64,
     pub upstream: String,
+}
+
+impl LinkConfig {
+    /// The trace and the RTT are usable: every delivery time is then finite.
+    pub fn validate(&self) -> Result<(), ExecError> {
+        if !(0.0..=MAX_RTT_MS).contains(&self.rtt_ms) {
+            return Err(ExecError::Invalid {
+                name: "rtt_ms".into(),
+                message: format!("must be a number in 0..={MAX_RTT_MS} ms, got {}", crate::error::Num(self.rtt_ms)),
+            });
+        }
+        self.trace.validate()
+    }
 }
 
 /// One direction of the link: when it is next free, in seconds since the link started.
@@ -47,20 +66,29 @@ impl Link {
     /// When a chunk of `bytes` entering the link now is delivered at the far end.
     fn schedule(&self, direction: &Direction, bytes: usize) -> Instant {
         let now = self.epoch.elapsed().as_secs_f64();
-        let mut free_at = direction.free_at.lock().expect("link clock lock");
-        let start = free_at.max(now);
-        let finish = start + self.config.trace.transfer_time(start, bytes as f64);
-        *free_at = finish;
-        self.epoch + Duration::from_secs_f64(finish + self.config.rtt_ms / 2e3)
+        let finish = {
+            // The guarded value is a plain f64, consistent even if a holder panicked.
+            let mut free_at = direction.free_at.lock().unwrap_or_else(PoisonError::into_inner);
+            let start = free_at.max(now);
+            let finish = start + self.config.trace.transfer_time(start, bytes as f64);
+            *free_at = finish;
+            finish
+        };
+        Duration::try_from_secs_f64(finish + self.config.rtt_ms / 2e3)
+            .ok()
+            .and_then(|at| self.epoch.checked_add(at))
+            .unwrap_or_else(|| self.epoch + FAR_FUTURE)
     }
 }
 
-/// Serves until `shutdown` completes, proxying every connection to `config.upstream`.
+/// Serves until `shutdown` completes, proxying every connection to `config.upstream`. A config
+/// that fails [`LinkConfig::validate`] is refused before anything is accepted.
 pub async fn run(
     listener: TcpListener,
     config: LinkConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ExecError> {
+    config.validate()?;
     let link = Arc::new(Link {
         config,
         epoch: Instant::now(),

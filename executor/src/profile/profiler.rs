@@ -83,14 +83,103 @@ pub struct Profile {
     pub variants: Vec<VariantProfile>,
 }
 
+/// Longest stage latency a profile may record, ms: an hour per stage is no inference workload,
+/// and the bound keeps every sum of stages and every reward finite.
+pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
+/// Largest byte count a profile may record (1 TiB): with at most [`MAX_STAGES`] stages, sums
+/// of sizes never overflow.
+pub const MAX_PROFILE_BYTES: u64 = 1 << 40;
+/// Most stages a variant may have.
+pub const MAX_STAGES: usize = 4096;
+
+fn invalid(name: String, message: String) -> ExecError {
+    ExecError::Invalid { name, message }
+}
+
+impl LatencyStats {
+    fn validate(&self, at: &str) -> Result<(), ExecError> {
+        for (key, value) in [("mean", self.mean), ("std", self.std), ("p50", self.p50), ("p95", self.p95)] {
+            if !(0.0..=MAX_LATENCY_MS).contains(&value) {
+                return Err(invalid(
+                    format!("{at}.{key}"),
+                    format!("must be a number of ms in 0..={MAX_LATENCY_MS} (an hour), got {}", crate::error::Num(value)),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_bytes(name: String, value: u64) -> Result<(), ExecError> {
+    if value > MAX_PROFILE_BYTES {
+        return Err(invalid(name, format!("must be at most {MAX_PROFILE_BYTES} bytes (1 TiB), got {value}")));
+    }
+    Ok(())
+}
+
 impl Profile {
-    /// Reads a profile file, naming the file and the place of any error.
+    /// Reads a profile file, naming the file and the place of any error: a JSON error by line
+    /// and column, a value out of range by its field path.
     pub fn load(path: &std::path::Path) -> Result<Self, ExecError> {
         let text = std::fs::read_to_string(path).map_err(|e| ExecError::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| ExecError::Data {
+        let profile: Self = serde_json::from_str(&text).map_err(|e| ExecError::Data {
             path: format!("{}:{}", path.display(), e.line()),
             message: format!("column {}: {e}", e.column()),
-        })
+        })?;
+        profile.validate().map_err(|e| ExecError::Data {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(profile)
+    }
+
+    /// Everything the simulator relies on: at least one variant, each with stages; latencies
+    /// finite, non-negative and at most an hour; sizes at most 1 TiB; accuracies in 0..=1; an
+    /// input shape of positive dimensions whose product fits a `usize`. The error names the
+    /// field, e.g. `variants[1].stages[3].latency_ms.std`.
+    pub fn validate(&self) -> Result<(), ExecError> {
+        if self.input_shape.is_empty() {
+            return Err(invalid("input_shape".into(), "must not be empty".into()));
+        }
+        let mut elements = 1usize;
+        for (i, &dim) in self.input_shape.iter().enumerate() {
+            if dim == 0 {
+                return Err(invalid(format!("input_shape[{i}]"), "must be at least 1".into()));
+            }
+            elements = elements
+                .checked_mul(dim)
+                .ok_or_else(|| invalid("input_shape".into(), format!("{:?} has more elements than a usize holds", self.input_shape)))?;
+        }
+        check_bytes("input_bytes".into(), self.input_bytes)?;
+        if self.variants.is_empty() {
+            return Err(invalid("variants".into(), "must not be empty".into()));
+        }
+        for (v, variant) in self.variants.iter().enumerate() {
+            let at = format!("variants[{v}]");
+            if variant.name.is_empty() {
+                return Err(invalid(format!("{at}.name"), "must not be empty".into()));
+            }
+            if self.variants[..v].iter().any(|other| other.name == variant.name) {
+                return Err(invalid(format!("{at}.name"), format!("`{}` appears twice", variant.name)));
+            }
+            if !(0.0..=1.0).contains(&variant.accuracy) {
+                return Err(invalid(format!("{at}.accuracy"), format!("must be a fraction in 0..=1, got {}", crate::error::Num(variant.accuracy))));
+            }
+            check_bytes(format!("{at}.param_bytes"), variant.param_bytes)?;
+            if variant.stages.is_empty() || variant.stages.len() > MAX_STAGES {
+                return Err(invalid(
+                    format!("{at}.stages"),
+                    format!("must hold 1..={MAX_STAGES} stages, got {}", variant.stages.len()),
+                ));
+            }
+            for (s, stage) in variant.stages.iter().enumerate() {
+                let at = format!("{at}.stages[{s}]");
+                check_bytes(format!("{at}.output_bytes"), stage.output_bytes)?;
+                check_bytes(format!("{at}.param_bytes"), stage.param_bytes)?;
+                stage.latency_ms.validate(&format!("{at}.latency_ms"))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn variant(&self, name: &str) -> Option<&VariantProfile> {
