@@ -13,7 +13,7 @@ use crate::scenario::WorkloadModel;
 
 /// The truth behind a simulated request, for reference schedulers only.
 pub trait Hindsight {
-    /// The trace's true rate at the request's arrival, Mbit/s.
+    /// The trace's true rate over the second before the request's arrival, Mbit/s.
     fn now_mbps(&self) -> f64;
     /// The request's true world (load, worker queue, compute draws).
     fn world(&self) -> Option<&RequestWorld>;

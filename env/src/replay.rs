@@ -63,6 +63,9 @@ fn load_process(config: &LoadConfig, times: &[f64], rng: &mut SmallRng) -> Vec<f
         .collect()
 }
 
+/// The span over which `oracle-now` knows the true current bandwidth, seconds.
+const NOW_WINDOW_S: f64 = 1.0;
+
 pub struct ReplayEnv {
     scenario: Arc<Scenario>,
     pub trace_index: usize,
@@ -238,7 +241,9 @@ impl ReplayEnv {
 
 impl Hindsight for ReplayEnv {
     fn now_mbps(&self) -> f64 {
-        self.current().map_or(0.0, |r| self.trace().rate_bps_at(r.world.time_s) / 1e6)
+        // the true mean over the last second: a packet trace's (Mahimahi) rate at one instant
+        // is a burst or nothing, not a bandwidth
+        self.current().map_or(0.0, |r| self.trace().bits_between(r.world.time_s - NOW_WINDOW_S, r.world.time_s) / NOW_WINDOW_S / 1e6)
     }
 
     fn world(&self) -> Option<&RequestWorld> {

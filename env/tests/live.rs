@@ -2,30 +2,23 @@
 //! int8 intermediates are smaller than its input, so it has split plans (the digits CNN's input
 //! is 64 bytes, smaller than any cut).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rlsched_env::config::WorkloadMix;
-use rlsched_env::{Env, EnvConfig, LiveEnv, Scenario};
+use rlsched_env::{Env, LiveEnv, Scenario};
 use rlsched_executor::kserve::client::WorkerClient;
 use rlsched_executor::plan::PlanExecutor;
-use rlsched_executor::kserve::worker::{self, WorkerConfig};
 use rlsched_executor::DeviceChoice;
+
+mod common;
 
 #[test]
 fn live_env_steps_against_a_real_worker() {
     let server = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap();
-    server.spawn(worker::run(listener, WorkerConfig::default(), std::future::pending()));
-
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut config = EnvConfig::default();
-    config.profiles_dir = root.join("data/profiles");
-    config.workloads = vec![WorkloadMix { name: "mobilenetv2".into(), weight: 1.0, slo_ms: 150.0, min_accuracy: 0.0 }];
+    let addr = common::start_worker(&server);
+    let mut config = common::mobilenet_config();
     config.requests_per_episode = 12;
-    let scenario = Arc::new(Scenario::load(&config, &[root.join("data/traces/fcc-test")]).unwrap());
+    let scenario = Arc::new(Scenario::load(&config, &[common::repo().join("data/traces/fcc-val")]).unwrap());
     let client = WorkerClient::new(&format!("http://{addr}"), None, Duration::from_secs(30)).unwrap();
     let executor = Arc::new(PlanExecutor::new(DeviceChoice::Flex, vec![client]).unwrap());
     let mut env = LiveEnv::new(scenario.clone(), executor).unwrap();

@@ -1,16 +1,15 @@
 //! The link estimator live, through `rlsched link`. In a test binary of its own, so no other
 //! test computes beside it while it measures.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rlsched_env::config::WorkloadMix;
-use rlsched_env::{EnvConfig, Scenario};
+use rlsched_env::Scenario;
 use rlsched_executor::kserve::client::WorkerClient;
-use rlsched_executor::kserve::worker::{self, WorkerConfig};
 use rlsched_executor::plan::PlanExecutor;
 use rlsched_executor::DeviceChoice;
+
+mod common;
 
 /// The same estimator live: through `rlsched link` replaying a constant trace with a 40 ms RTT,
 /// after a first measured upload (as the simulator's device starts with a probe), the estimate
@@ -21,14 +20,9 @@ fn live_goodput_through_the_link_matches_its_rate() {
     use rlsched_executor::net::trace::Trace;
 
     let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let worker_addr = listener.local_addr().unwrap();
-    server.spawn(worker::run(listener, WorkerConfig::default(), std::future::pending()));
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut config = EnvConfig::default();
-    config.profiles_dir = root.join("data/profiles");
-    config.workloads = vec![WorkloadMix { name: "mobilenetv2".into(), weight: 1.0, slo_ms: 150.0, min_accuracy: 0.0 }];
-    let scenario = Scenario::load(&config, &[root.join("data/traces/fcc-val")]).unwrap();
+    let worker_addr = common::start_worker(&server);
+    let config = common::mobilenet_config();
+    let scenario = Scenario::load(&config, &[common::repo().join("data/traces/fcc-val")]).unwrap();
     let workload = rlsched_executor::Workload::MobileNetV2;
     let input = workload.example_input(3);
     for mbps in [1.0, 8.0, 50.0] {

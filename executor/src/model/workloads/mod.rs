@@ -83,6 +83,16 @@ impl WorkloadSpec {
     }
 }
 
+/// An FP32-input workload with an fp32 variant from its model card and a weight-only int8
+/// variant, which no card measures: it carries the fp32 figure, marked as such.
+fn fp32_and_int8(task: &'static str, input_shape: Vec<usize>, accuracy: f64, cite: &str) -> (&'static str, Vec<usize>, DataType, Vec<VariantSpec>) {
+    let variants = vec![
+        card("fp32", Variant::Fp32, accuracy, "model-card", cite),
+        card("int8", Variant::Int8, accuracy, "model-card-fp32", cite),
+    ];
+    (task, input_shape, DataType::Fp32, variants)
+}
+
 fn card(name: &str, variant: Variant, accuracy: f64, source: &str, citation: &str) -> VariantSpec {
     VariantSpec {
         name: name.to_string(),
@@ -133,30 +143,18 @@ impl Workload {
                     ],
                 )
             }
-            Workload::ResNet18 => {
-                let cite = "torchvision ResNet18_Weights.IMAGENET1K_V1 model card; He et al., CVPR 2016";
-                (
-                    IMAGENET,
-                    vec![1, 3, 224, 224],
-                    DataType::Fp32,
-                    vec![
-                        card("fp32", Variant::Fp32, 0.69758, "model-card", cite),
-                        card("int8", Variant::Int8, 0.69758, "model-card-fp32", cite),
-                    ],
-                )
-            }
-            Workload::Vgg16 => {
-                let cite = "torchvision VGG16_Weights.IMAGENET1K_V1 model card; Simonyan & Zisserman, ICLR 2015";
-                (
-                    IMAGENET,
-                    vec![1, 3, 224, 224],
-                    DataType::Fp32,
-                    vec![
-                        card("fp32", Variant::Fp32, 0.71592, "model-card", cite),
-                        card("int8", Variant::Int8, 0.71592, "model-card-fp32", cite),
-                    ],
-                )
-            }
+            Workload::ResNet18 => fp32_and_int8(
+                IMAGENET,
+                vec![1, 3, 224, 224],
+                0.69758,
+                "torchvision ResNet18_Weights.IMAGENET1K_V1 model card; He et al., CVPR 2016",
+            ),
+            Workload::Vgg16 => fp32_and_int8(
+                IMAGENET,
+                vec![1, 3, 224, 224],
+                0.71592,
+                "torchvision VGG16_Weights.IMAGENET1K_V1 model card; Simonyan & Zisserman, ICLR 2015",
+            ),
             Workload::BertMini => {
                 let cite = "google-research/bert README (BERT-Mini, L=4 H=256, GLUE SST-2 test); Turc et al., arXiv:1908.08962";
                 (
