@@ -17,4 +17,9 @@ if ! python3 -c 'import tritonclient.http, tensorboard' 2>/dev/null; then
         --upgrade --target "$pydeps" "tritonclient[http]" tensorboard
 fi
 
+# The property tests draw the same cases on every run, so a rare case cannot turn one CI run red
+# and the next green; set PROPTEST_RNG_SEED=random (or another number) to explore further.
+export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261127}"
+[ "$PROPTEST_RNG_SEED" = random ] && unset PROPTEST_RNG_SEED
+
 exec cargo test --locked --workspace "$@"
