@@ -61,6 +61,8 @@ pub struct WorkloadSpec {
     pub name: String,
     pub task: String,
     pub input_shape: Vec<usize>,
+    /// What the device holds and sends: UINT8 pixels for images (stage 0 also accepts FP32
+    /// already scaled to [0, 1]), INT64 token ids, FP32 otherwise.
     pub input_datatype: DataType,
     pub variants: Vec<VariantSpec>,
 }
@@ -124,7 +126,7 @@ impl Workload {
                 (
                     IMAGENET,
                     vec![1, 3, 224, 224],
-                    DataType::Fp32,
+                    DataType::Uint8,
                     vec![
                         card("fp32", Variant::Fp32, 0.718, "model-card", cite),
                         card("int8", Variant::Int8, 0.718, "model-card-fp32", cite),
@@ -138,7 +140,7 @@ impl Workload {
                 (
                     IMAGENET,
                     vec![1, 3, 224, 224],
-                    DataType::Fp32,
+                    DataType::Uint8,
                     vec![
                         card("fp32", Variant::Fp32, 0.69758, "model-card", cite),
                         card("int8", Variant::Int8, 0.69758, "model-card-fp32", cite),
@@ -150,7 +152,7 @@ impl Workload {
                 (
                     IMAGENET,
                     vec![1, 3, 224, 224],
-                    DataType::Fp32,
+                    DataType::Uint8,
                     vec![
                         card("fp32", Variant::Fp32, 0.71592, "model-card", cite),
                         card("int8", Variant::Int8, 0.71592, "model-card-fp32", cite),
@@ -178,7 +180,7 @@ impl Workload {
                 (
                     IMAGENET,
                     vec![1, 3, side, side],
-                    DataType::Fp32,
+                    DataType::Uint8,
                     vec![
                         card("fp32", Variant::Fp32, 0.769, "published-evaluation", cite),
                         card("int8", Variant::Int8, 0.769, "published-evaluation-fp32", cite),
@@ -221,7 +223,6 @@ impl Workload {
         })
     }
 
-    /// A deterministic example input for this workload (batch of one).
     /// Side of the square RGB input of an image workload.
     fn image_side(self) -> usize {
         match self {
@@ -230,6 +231,8 @@ impl Workload {
         }
     }
 
+    /// A deterministic example input for this workload (batch of one), in the datatype of
+    /// [`WorkloadSpec::input_datatype`].
     pub fn example_input(self, seed: u64) -> crate::WireTensor {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
@@ -242,8 +245,9 @@ impl Workload {
             Workload::DigitsCnn => crate::model::activation::WireData::F32(
                 (0..64).map(|_| rng.random_range(0.0..1.0)).collect(),
             ),
-            _ => crate::model::activation::WireData::F32(
-                (0..self.image_side().pow(2) * 3).map(|_| rng.random_range(0.0..1.0)).collect(),
+            // a camera frame: what a device has and sends (a quarter of the bytes of FP32)
+            _ => crate::model::activation::WireData::U8(
+                (0..self.image_side().pow(2) * 3).map(|_| rng.random()).collect(),
             ),
         };
         let shape = match self {
