@@ -16,6 +16,7 @@ pub mod replay;
 pub mod request;
 pub mod scenario;
 pub mod schedulers;
+pub mod sim_to_real;
 
 use serde::Serialize;
 

@@ -88,6 +88,7 @@ fn profile() -> impl Strategy<Value = Profile> {
             host: "prop".into(),
             input_shape,
             input_bytes,
+            idle_ms: 0.0,
             variants,
         },
     )

@@ -13,8 +13,7 @@ use rlsched_executor::plan::{Plan, PlanExecutor};
 use rlsched_executor::net::trace::Trace;
 use rlsched_executor::kserve::worker::{self, WorkerConfig};
 use rlsched_executor::model::workloads::Workload;
-use rlsched_executor::model::activation::WireData;
-use rlsched_executor::{DeviceChoice, WireTensor};
+use rlsched_executor::DeviceChoice;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -37,14 +36,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let client = WorkerClient::new(&format!("http://{link_addr}"), None, Duration::from_secs(120))?;
         let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client])?;
         for (workload, cuts) in [(Workload::Vgg16, vec![4, 10, 13]), (Workload::MobileNetV2, vec![4, 14, 19])] {
-            // images travel in their natural encoding, uint8 pixels
-            let input = match workload.example_input(1) {
-                WireTensor { shape, data: WireData::F32(v) } if shape.len() == 4 => WireTensor::new(
-                    shape,
-                    WireData::U8(v.iter().map(|x| (x * 255.0) as u8).collect()),
-                )?,
-                other => other,
-            };
+            // images travel in their natural encoding, uint8 pixels, as a camera gives them
+            let input = workload.example_input(1);
             let mut plans = vec![Plan::Local { variant: "fp32".into() }, Plan::Offload { variant: "fp32".into(), worker: 0 }];
             plans.extend(cuts.into_iter().map(|cut| Plan::Split { variant: "fp32".into(), cut, worker: 0, int8: false }));
             // warm both sides (weights, allocations) before measuring

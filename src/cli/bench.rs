@@ -1,4 +1,4 @@
-//! `rlsched bench`: throughput benchmarks.
+//! `rlsched bench`: throughput benchmarks, and the sim-to-real check's table.
 
 use anyhow::{bail, Result};
 
@@ -6,7 +6,8 @@ use super::ConfigArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// What to measure: `env` (VecEnv steps per second on one core).
+    /// What to measure: `env` (VecEnv steps per second on one core), or `sim2real` (live vs
+    /// simulated latency per plan; data read beside the config file; about a minute).
     pub target: String,
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -16,14 +17,38 @@ pub struct BenchArgs {
     /// Seconds to measure for.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
+    /// sim2real: measured requests per plan and workload (default: the CI check's, 15).
+    #[arg(long)]
+    pub requests: Option<usize>,
+    /// sim2real: `measured` (profiled here during the check) or a committed profile suffix
+    /// (`cpu2`: then it also checks those profiles against this machine).
+    #[arg(long, default_value = "measured")]
+    pub profiles: String,
+}
+
+fn sim2real(args: &BenchArgs) -> Result<()> {
+    use rlsched_env::sim_to_real::{self, ProfileSource, SimToRealConfig};
+    let mut config = SimToRealConfig::bundled(args.config.dir());
+    // zero is refused by the check itself
+    if let Some(requests) = args.requests {
+        config.requests_per_plan = requests;
+    }
+    if args.profiles != "measured" {
+        config.profiles = ProfileSource::Committed(args.profiles.clone());
+    }
+    println!("{}", sim_to_real::run(&config)?);
+    println!("host: {}", rlsched_executor::profile::profiler::host_description());
+    Ok(())
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     if !(args.seconds > 0.0 && args.seconds.is_finite()) {
         bail!("--seconds must be a positive number of seconds, got {}", args.seconds);
     }
-    if args.target != "env" {
-        bail!("unknown benchmark `{}` (available: env)", args.target);
+    match args.target.as_str() {
+        "env" => {}
+        "sim2real" => return sim2real(&args),
+        other => bail!("unknown benchmark `{other}` (available: env, sim2real)"),
     }
     let config = args.config.load()?;
     let scenario = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);

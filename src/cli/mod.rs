@@ -39,7 +39,8 @@ pub enum Command {
     Link(LinkArgs),
     /// Serve inference requests, scheduling each one with the learned policy.
     Serve(Unbuilt),
-    /// Benchmarks: `rlsched bench env` measures simulator throughput.
+    /// Benchmarks: `rlsched bench env` measures simulator throughput, `rlsched bench sim2real`
+    /// compares simulated with live latencies.
     Bench(BenchArgs),
 }
 

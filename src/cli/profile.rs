@@ -23,6 +23,11 @@ pub struct ProfileArgs {
     /// Timed runs per variant, after one warm-up run.
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
+    /// Idle time before each timed run, ms: 0 measures back to back; a pause measures a device
+    /// that idles between requests (on the 2-core VM its first stages then run up to ~40%
+    /// slower).
+    #[arg(long, default_value_t = 0.0)]
+    pub idle_ms: f64,
     /// Output file (JSON). Default: standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -45,9 +50,13 @@ pub fn run(args: ProfileArgs) -> Result<()> {
     let name = args.workload.expect("clap requires --workload without --list");
     let workload: Workload = name.parse()?;
     let device: DeviceChoice = args.device.parse()?;
+    let idle = std::time::Duration::try_from_secs_f64(args.idle_ms / 1e3)
+        .ok()
+        .filter(|d| d.as_secs() < 3600)
+        .ok_or_else(|| anyhow::anyhow!("--idle-ms must be a number of ms in 0..3600000, got {}", args.idle_ms))?;
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let result = profiler::profile(workload, &args.variants, device, args.runs, |msg| {
+    let result = profiler::profile(workload, &args.variants, device, args.runs, idle, |msg| {
         bar.set_message(msg.to_string())
     });
     bar.finish_and_clear();

@@ -206,30 +206,52 @@ async fn model_metadata(Path(model): Path<String>) -> Result<Json<Value>, ApiErr
     })))
 }
 
+/// Most bytes of a refused (oversize) body read and dropped before the refusal is answered, the
+/// longest time spent on it, and the longest wait for its next bytes. Closing a connection
+/// whose data is unread resets it, and a client still sending then sees a broken pipe instead
+/// of the 413; past these bounds it does (and a client that sends nothing waits no longer).
+const DRAIN_BYTES: u64 = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+const DRAIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+async fn next_frame(body: &mut Body) -> Option<Result<axum::body::Bytes, ApiError>> {
+    let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await?;
+    match frame {
+        Err(e) => Some(Err(ApiError(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")))),
+        // trailers carry no data
+        Ok(frame) => Some(Ok(frame.into_data().unwrap_or_default())),
+    }
+}
+
 /// Reads the body, refusing it as soon as it passes `limit`. A body that breaks off or is
 /// malformed (bad chunked encoding) is a 400 of its own, not mistaken for an oversized one.
-async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let too_large = || {
-        ApiError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body exceeds the worker's limit of {limit} bytes"),
-        )
-    };
-    // a declared length past the limit is refused before a byte of it is read
-    if body.size_hint().lower() > limit as u64 {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::with_capacity(body.size_hint().lower() as usize);
-    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")))?;
-        if let Ok(data) = frame.into_data() {
+/// `drain`: read on past the limit before refusing (not for a client that expects
+/// `100-continue`: reading would ask it to send what is refused).
+async fn read_body(mut body: Body, limit: usize, drain: bool) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = Vec::new();
+    // a declared length past the limit is refused before a byte of it is kept
+    if body.size_hint().lower() <= limit as u64 {
+        bytes.reserve(body.size_hint().lower() as usize);
+        loop {
+            let Some(data) = next_frame(&mut body).await else { return Ok(bytes) };
+            let data = data?;
             if data.len() > limit - bytes.len() {
-                return Err(too_large());
+                break;
             }
             bytes.extend_from_slice(&data);
         }
     }
-    Ok(bytes)
+    if drain && body.size_hint().lower() <= DRAIN_BYTES {
+        let drain = async {
+            let mut drained = 0;
+            while drained < DRAIN_BYTES {
+                let Ok(Some(Ok(data))) = tokio::time::timeout(DRAIN_PAUSE, next_frame(&mut body)).await else { break };
+                drained += data.len() as u64;
+            }
+        };
+        tokio::time::timeout(DRAIN_TIME, drain).await.ok();
+    }
+    Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds the worker's limit of {limit} bytes")))
 }
 
 async fn infer(
@@ -239,7 +261,8 @@ async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let workload = workload_of(&model)?;
-    let body = read_body(body, state.config.max_body_bytes).await?;
+    let expects_continue = headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let body = read_body(body, state.config.max_body_bytes, !expects_continue).await?;
     // The clock starts once the whole body is here: reading it is the upload, the client's part.
     let received = Instant::now();
     state.received.fetch_add(1, Ordering::SeqCst);

@@ -148,6 +148,7 @@ pub fn profile(table_path: &Path, device_name: &str) -> Result<Profile, ExecErro
         host: format!("{device_name} CPU, Once-for-All latency lookup table {} (Apache-2.0; Cai et al., ICLR 2020)", table_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()),
         input_shape: spec.input_shape.clone(),
         input_bytes: spec.input_shape.iter().product::<usize>() as u64,
+        idle_ms: 0.0,
         variants: vec![VariantProfile {
             name: "fp32".into(),
             accuracy: card.accuracy,

@@ -2,14 +2,14 @@
 //! records per-stage latency statistics, FLOPs and output sizes. Its JSON is the simulator's
 //! ground truth for compute time and transfer size.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::model::workloads::Workload;
-use crate::{Activation, DeviceChoice, ExecError};
+use crate::model::workloads::{VariantSpec, Workload};
+use crate::{Activation, DeviceChoice, ExecError, Network};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LatencyStats {
@@ -80,6 +80,10 @@ pub struct Profile {
     /// Bytes of the workload's input in its natural encoding (uint8 images, int64 tokens).
     #[serde(default)]
     pub input_bytes: u64,
+    /// Idle time before each timed run, ms: 0 measures back to back (a busy device); a pause
+    /// measures a device that idles between requests, whose first stages then run slower.
+    #[serde(default)]
+    pub idle_ms: f64,
     pub variants: Vec<VariantProfile>,
 }
 
@@ -213,12 +217,83 @@ fn elapsed_ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
 
-/// Profiles the given variants (all of them when empty) of a workload.
+/// One timed pass over every stage of `network` from `first`, after `idle` of doing nothing:
+/// milliseconds per stage. After an idle spell the first stages run slower (caches and clocks
+/// gone cold): a device whose requests arrive now and then sees that, not the back-to-back time.
+pub fn time_stages(network: &Network, first: &Activation, device: &Device, idle: Duration) -> Result<Vec<f64>, ExecError> {
+    std::thread::sleep(idle);
+    let mut x = first.clone();
+    let mut times = Vec::with_capacity(network.stage_count());
+    for stage in 0..network.stage_count() {
+        let start = Instant::now();
+        x = network.run(stage, stage + 1, x)?;
+        // a lazy backend would otherwise charge this stage's work to the next one
+        device.sync().map_err(|e| ExecError::Backend(format!("{e:?}")))?;
+        times.push(elapsed_ms(start));
+    }
+    Ok(times)
+}
+
+/// The profile of one variant of `network` from its passes (`time_stages` results, one per run).
+pub fn variant_profile(network: &Network, variant: &VariantSpec, passes: &[Vec<f64>]) -> Result<VariantProfile, ExecError> {
+    let stages = network.stage_count();
+    if passes.is_empty() || passes.iter().any(|p| p.len() != stages) {
+        return Err(invalid("passes".into(), format!("need at least one pass of {stages} stage times")));
+    }
+    let stage_profiles = network
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| {
+            let samples: Vec<f64> = passes.iter().map(|p| p[i]).collect();
+            Ok(StageProfile {
+                name: stage.name.clone(),
+                flops: stage.flops(&network.boundary_dims[i]),
+                output_bytes: network.output_bytes(i) as u64,
+                param_bytes: record_bytes(stage)?,
+                latency_ms: LatencyStats::from_samples(&samples),
+            })
+        })
+        .collect::<Result<_, ExecError>>()?;
+    Ok(VariantProfile {
+        name: variant.name.clone(),
+        accuracy: variant.accuracy,
+        accuracy_source: variant.accuracy_source.clone(),
+        param_bytes: record_bytes(network)?,
+        stages: stage_profiles,
+    })
+}
+
+impl Profile {
+    /// A profile of `workload` on this host from measured variants.
+    pub fn measured(workload: Workload, device: DeviceChoice, idle: Duration, variants: Vec<VariantProfile>) -> Result<Self, ExecError> {
+        let spec = workload.spec()?;
+        let input = workload.example_input(1);
+        let natural_bytes = match input.datatype() {
+            crate::DataType::Int64 => input.byte_len(),
+            // images travel as uint8 pixels
+            _ => input.shape.iter().product::<usize>(),
+        } as u64;
+        Ok(Profile {
+            workload: workload.name().to_string(),
+            device: device.name().to_string(),
+            host: host_description(),
+            input_shape: spec.input_shape,
+            input_bytes: natural_bytes,
+            idle_ms: idle.as_secs_f64() * 1e3,
+            variants,
+        })
+    }
+}
+
+/// Profiles the given variants (all of them when empty) of a workload, each timed run after
+/// `idle` of doing nothing (zero: back to back).
 pub fn profile(
     workload: Workload,
     variants: &[String],
     device_choice: DeviceChoice,
     runs: usize,
+    idle: Duration,
     mut progress: impl FnMut(&str),
 ) -> Result<Profile, ExecError> {
     let runs = runs.max(1);
@@ -236,54 +311,15 @@ pub fn profile(
         progress(&format!("{}/{}: building", workload.name(), name));
         let network = workload.build(name, &device)?;
         let first = Activation::from_wire(&input, &device)?;
-        let sync = || device.sync().map_err(|e| ExecError::Backend(format!("{e:?}")));
         // Warm-up: the first pass pays for weight materialisation, allocation and (on GPUs)
         // kernel compilation.
         network.forward(first.clone())?.to_wire()?;
-        let stages = network.stage_count();
-        let mut samples = vec![Vec::with_capacity(runs); stages];
+        let mut passes = Vec::with_capacity(runs);
         for run in 0..runs {
             progress(&format!("{}/{}: run {}/{}", workload.name(), name, run + 1, runs));
-            let mut x = first.clone();
-            for (stage, stage_samples) in samples.iter_mut().enumerate() {
-                let start = Instant::now();
-                x = network.run(stage, stage + 1, x)?;
-                sync()?;
-                stage_samples.push(elapsed_ms(start));
-            }
+            passes.push(time_stages(&network, &first, &device, idle)?);
         }
-        let stage_profiles: Vec<StageProfile> = network
-            .stages
-            .iter()
-            .enumerate()
-            .map(|(i, stage)| Ok(StageProfile {
-                name: stage.name.clone(),
-                flops: stage.flops(&network.boundary_dims[i]),
-                output_bytes: network.output_bytes(i) as u64,
-                param_bytes: record_bytes(stage)?,
-                latency_ms: LatencyStats::from_samples(&samples[i]),
-            }))
-            .collect::<Result<_, ExecError>>()?;
-        let param_bytes = record_bytes(&network)?;
-        profiles.push(VariantProfile {
-            name: name.clone(),
-            accuracy: variant.accuracy,
-            accuracy_source: variant.accuracy_source.clone(),
-            param_bytes,
-            stages: stage_profiles,
-        });
+        profiles.push(variant_profile(&network, variant, &passes)?);
     }
-    let natural_bytes = match input.datatype() {
-        crate::DataType::Int64 => input.byte_len(),
-        // images travel as uint8 pixels
-        _ => input.shape.iter().product::<usize>(),
-    } as u64;
-    Ok(Profile {
-        workload: workload.name().to_string(),
-        device: device_choice.name().to_string(),
-        host: host_description(),
-        input_shape: spec.input_shape,
-        input_bytes: natural_bytes,
-        variants: profiles,
-    })
+    Profile::measured(workload, device_choice, idle, profiles)
 }

@@ -61,6 +61,8 @@ pub struct WorkloadSpec {
     pub name: String,
     pub task: String,
     pub input_shape: Vec<usize>,
+    /// What the device holds and sends: UINT8 pixels for images (stage 0 also accepts FP32
+    /// already scaled to [0, 1]), INT64 token ids, FP32 otherwise.
     pub input_datatype: DataType,
     pub variants: Vec<VariantSpec>,
 }
@@ -83,14 +85,14 @@ impl WorkloadSpec {
     }
 }
 
-/// An FP32-input workload with an fp32 variant from its model card and a weight-only int8
-/// variant, which no card measures: it carries the fp32 figure, marked as such.
+/// An image workload (UINT8 frames in) with an fp32 variant from its model card and a
+/// weight-only int8 variant, which no card measures: it carries the fp32 figure, marked as such.
 fn fp32_and_int8(task: &'static str, input_shape: Vec<usize>, accuracy: f64, cite: &str) -> (&'static str, Vec<usize>, DataType, Vec<VariantSpec>) {
     let variants = vec![
         card("fp32", Variant::Fp32, accuracy, "model-card", cite),
         card("int8", Variant::Int8, accuracy, "model-card-fp32", cite),
     ];
-    (task, input_shape, DataType::Fp32, variants)
+    (task, input_shape, DataType::Uint8, variants)
 }
 
 fn card(name: &str, variant: Variant, accuracy: f64, source: &str, citation: &str) -> VariantSpec {
@@ -134,7 +136,7 @@ impl Workload {
                 (
                     IMAGENET,
                     vec![1, 3, 224, 224],
-                    DataType::Fp32,
+                    DataType::Uint8,
                     vec![
                         card("fp32", Variant::Fp32, 0.718, "model-card", cite),
                         card("int8", Variant::Int8, 0.718, "model-card-fp32", cite),
@@ -176,7 +178,7 @@ impl Workload {
                 (
                     IMAGENET,
                     vec![1, 3, side, side],
-                    DataType::Fp32,
+                    DataType::Uint8,
                     vec![
                         card("fp32", Variant::Fp32, 0.769, "published-evaluation", cite),
                         card("int8", Variant::Int8, 0.769, "published-evaluation-fp32", cite),
@@ -219,7 +221,6 @@ impl Workload {
         })
     }
 
-    /// A deterministic example input for this workload (batch of one).
     /// Side of the square RGB input of an image workload.
     fn image_side(self) -> usize {
         match self {
@@ -228,6 +229,8 @@ impl Workload {
         }
     }
 
+    /// A deterministic example input for this workload (batch of one), in the datatype of
+    /// [`WorkloadSpec::input_datatype`].
     pub fn example_input(self, seed: u64) -> crate::WireTensor {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
@@ -240,8 +243,9 @@ impl Workload {
             Workload::DigitsCnn => crate::model::activation::WireData::F32(
                 (0..64).map(|_| rng.random_range(0.0..1.0)).collect(),
             ),
-            _ => crate::model::activation::WireData::F32(
-                (0..self.image_side().pow(2) * 3).map(|_| rng.random_range(0.0..1.0)).collect(),
+            // a camera frame: what a device has and sends (a quarter of the bytes of FP32)
+            _ => crate::model::activation::WireData::U8(
+                (0..self.image_side().pow(2) * 3).map(|_| rng.random()).collect(),
             ),
         };
         let shape = match self {

@@ -1,0 +1,334 @@
+//! The sim-to-real check: one seeded request sequence run twice, live (burn inference here,
+//! real HTTP to an in-process `rlsched worker`, through the in-process link emulator replaying
+//! a bundled trace with an RTT) and simulated (`ReplayEnv` staged with the same arrival times
+//! and workloads, the same trace and RTT), compared plan by plan. A policy trained in the
+//! simulator is only as good as this match.
+//!
+//! Requests run one at a time, each arriving an idle gap after the previous reply: the live
+//! executor does not serialise concurrent local work (the simulator does), and here the worker
+//! shares the device's cores, which its profile does not model. Both are fine as long as no two
+//! requests overlap, and the comparison is then of the model of one request.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+
+use rlsched_executor::kserve::client::WorkerClient;
+use rlsched_executor::kserve::worker::{self, WorkerConfig};
+use rlsched_executor::net::link::{self, LinkConfig};
+use rlsched_executor::plan::{Breakdown, Plan, PlanExecutor};
+use rlsched_executor::profile::profiler::{self, Profile};
+use rlsched_executor::{Activation, DeviceChoice, ExecError, Network, Workload};
+
+use crate::candidates::candidates;
+use crate::config::WorkloadMix;
+use crate::request::{Request, RequestWorld};
+use crate::{Env, EnvConfig, EnvError, ReplayEnv, Scenario};
+
+mod report;
+pub use report::{PlanComparison, SimToReal};
+
+/// Where the simulator's stage latencies come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProfileSource {
+    /// `<workload>-<suffix>.json` under `data/profiles` (e.g. `cpu2`), for the device and the
+    /// worker alike: tests the committed profiles too, so it only holds on the machine (and
+    /// build) they were measured with.
+    Committed(String),
+    /// Profile fp32 here, during the check: after each live request, one pass over every stage
+    /// of its workload after an idle gap (the device's profile: its requests arrive after idle
+    /// spells too) and one straight after (the worker's: its requests come off the network,
+    /// whose packets keep the CPU awake). Device and worker are both this machine, so the check
+    /// tests the simulator's model whatever the machine's speed, and a machine whose speed
+    /// drifts (a shared VM) moves both sides alike.
+    Measured,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimToRealConfig {
+    /// The repository root: profiles and traces are read from its `data/`.
+    pub root: PathBuf,
+    pub workloads: Vec<Workload>,
+    /// Measured requests per plan and workload (after one warm-up each).
+    pub requests_per_plan: usize,
+    /// A Pensieve or Mahimahi trace, relative to `root`, and its rate multiplier.
+    pub trace: PathBuf,
+    pub bandwidth_scale: f64,
+    pub rtt_ms: f64,
+    /// Idle time between a reply and the next arrival (and before each measured device pass),
+    /// drawn uniformly from this range (s): requests land at different points of the trace, and
+    /// find the device idle, as sporadic requests do.
+    pub idle_gap_s: (f64, f64),
+    pub seed: u64,
+    pub profiles: ProfileSource,
+}
+
+impl SimToRealConfig {
+    /// MobileNetV2 and ResNet-18 over an FCC validation trace ×5 (4.7–11.8 Mbit/s, so uploads
+    /// take tens to hundreds of ms) with a 40 ms RTT, profiles measured during the check.
+    pub fn bundled(root: PathBuf) -> Self {
+        Self {
+            root,
+            workloads: vec![Workload::MobileNetV2, Workload::ResNet18],
+            requests_per_plan: 15,
+            trace: PathBuf::from("data/traces/fcc-val/trace_942092_http---www.facebook.com"),
+            bandwidth_scale: 5.0,
+            rtt_ms: 40.0,
+            idle_gap_s: (0.1, 0.3),
+            seed: 7,
+            profiles: ProfileSource::Measured,
+        }
+    }
+}
+
+/// One request of the sequence: its workload, its plan (an index into the compared plans), the
+/// idle gap before it, and the seed of its input.
+struct Planned {
+    workload: usize,
+    plan: usize,
+    gap_s: f64,
+    input_seed: u64,
+}
+
+/// What the live run measured: each request's arrival on the link's trace clock (s) and its
+/// breakdown, and per workload the stage-time passes of the device (after idle) and worker.
+struct LiveRun {
+    requests: Vec<(f64, Breakdown)>,
+    /// The device's fp32 network of each workload.
+    networks: Vec<Arc<Network>>,
+    device_passes: Vec<Vec<Vec<f64>>>,
+    worker_passes: Vec<Vec<Vec<f64>>>,
+}
+
+/// Runs the check. Errors: unreadable profiles or trace, a worker or link that cannot start,
+/// or a live request that fell back to local (its latency would compare nothing).
+pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
+    let started = Instant::now();
+    let (low, high) = config.idle_gap_s;
+    if !(low >= 0.0 && high >= low && high < 3600.0) {
+        return Err(EnvError::Config(format!("idle_gap_s must be 0 ≤ low ≤ high < 3600 s, got {:?}", config.idle_gap_s)));
+    }
+    if config.requests_per_plan == 0 {
+        return Err(EnvError::Config("requests_per_plan must be at least 1".into()));
+    }
+    let mut scenario = scenario(config)?;
+    let plans = chosen_plans(&scenario)?;
+    let mut rng = SmallRng::seed_from_u64(config.seed);
+    let mut sequence: Vec<Planned> = (0..plans.len())
+        .flat_map(|plan| std::iter::repeat_n(plan, config.requests_per_plan))
+        .map(|plan| Planned { workload: plans[plan].0, plan, gap_s: 0.0, input_seed: 0 })
+        .collect();
+    // interleaved, so that drift (the trace, the machine) does not fall on one plan
+    sequence.shuffle(&mut rng);
+    for planned in &mut sequence {
+        planned.gap_s = rng.random_range(low..=high);
+        planned.input_seed = rng.random();
+    }
+    let measure = config.profiles == ProfileSource::Measured;
+    let live = run_live(config, &scenario, &plans, &sequence, measure)?;
+    let profiles = match &config.profiles {
+        ProfileSource::Committed(suffix) => format!("{suffix} (committed), device and worker"),
+        ProfileSource::Measured => {
+            remodel(&mut scenario, &live, Duration::from_secs_f64((low + high) / 2.0))?;
+            let passes = live.device_passes.iter().map(Vec::len).sum::<usize>();
+            format!("measured during the check ({passes} passes of each: device after an idle gap, worker straight after)")
+        }
+    };
+    let scenario = Arc::new(scenario);
+    let sim = run_sim(&scenario, &plans, &sequence, &live.requests, &mut rng)?;
+    let rows = plans
+        .iter()
+        .enumerate()
+        .map(|(index, (w, plan))| {
+            let pick = |runs: &mut dyn Iterator<Item = &Breakdown>| {
+                sequence.iter().zip(runs).filter(|(p, _)| p.plan == index).map(|(_, b)| b.clone()).collect()
+            };
+            PlanComparison {
+                workload: scenario.workloads[*w].mix.name.clone(),
+                plan: plan.clone(),
+                live: pick(&mut live.requests.iter().map(|r| &r.1)),
+                sim: pick(&mut sim.iter()),
+            }
+        })
+        .collect();
+    let total = |p: &Profile| p.variant("fp32").map_or(f64::NAN, |v| v.total_latency_ms());
+    let profile_ms = scenario.workloads.iter().map(|m| (m.mix.name.clone(), total(&m.device), total(&m.worker))).collect();
+    Ok(SimToReal {
+        rows,
+        profile_ms,
+        trace: format!("{} ×{}", config.trace.display(), config.bandwidth_scale),
+        mean_mbps: scenario.traces[0].mean_mbps(),
+        rtt_ms: config.rtt_ms,
+        profiles,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The scenario of the check: every plan valid, the probe off (the live side sends none), the
+/// committed profiles (`cpu2` when they are to be measured: they give the plans).
+fn scenario(config: &SimToRealConfig) -> Result<Scenario, EnvError> {
+    let suffix = match &config.profiles {
+        ProfileSource::Committed(suffix) => suffix.clone(),
+        ProfileSource::Measured => "cpu2".to_string(),
+    };
+    let mut env = EnvConfig {
+        profiles_dir: config.root.join("data/profiles"),
+        device_profile: suffix.clone(),
+        worker_profile: suffix,
+        bandwidth_scale: config.bandwidth_scale,
+        rtt_ms: config.rtt_ms,
+        device_memory_mb: 1e6,
+        worker_down_probability: 0.0,
+        workloads: config
+            .workloads
+            .iter()
+            .map(|w| WorkloadMix { name: w.name().into(), weight: 1.0, slo_ms: 1e3, min_accuracy: 0.0 })
+            .collect(),
+        ..EnvConfig::default()
+    };
+    env.probe.bytes = 0;
+    Scenario::load(&env, &[config.root.join(&config.trace)])
+}
+
+/// Replaces each workload's profiles with the passes measured live (fp32 only); the plans stay
+/// the same, since a split's cuts depend on sizes alone (stage times only order them).
+fn remodel(scenario: &mut Scenario, live: &LiveRun, idle: Duration) -> Result<(), EnvError> {
+    let (split_points, int8) = (scenario.config.split_points, scenario.config.int8_intermediates);
+    for (w, model) in scenario.workloads.iter_mut().enumerate() {
+        let workload: Workload = model.mix.name.parse()?;
+        let spec = workload.spec()?;
+        let measured = |passes: &[Vec<f64>], idle: Duration| {
+            let variant = profiler::variant_profile(&live.networks[w], spec.variant("fp32")?, passes)?;
+            Profile::measured(workload, DeviceChoice::Flex, idle, vec![variant])
+        };
+        model.device = measured(&live.device_passes[w], idle)?;
+        model.worker = measured(&live.worker_passes[w], Duration::ZERO)?;
+        model.candidates = candidates(&model.device, &model.worker, split_points, int8);
+    }
+    scenario.max_plans = scenario.workloads.iter().map(|w| w.candidates.len()).max().unwrap_or(0);
+    Ok(())
+}
+
+/// Per workload, the plans compared: fp32 local, its first int8 split, fp32 offload.
+fn chosen_plans(scenario: &Scenario) -> Result<Vec<(usize, Plan)>, EnvError> {
+    let mut plans = Vec::new();
+    for (w, model) in scenario.workloads.iter().enumerate() {
+        let find = |wanted: &dyn Fn(&Plan) -> bool, what: &str| {
+            model
+                .candidates
+                .iter()
+                .find(|c| c.plan.variant() == "fp32" && wanted(&c.plan))
+                .map(|c| (w, c.plan.clone()))
+                .ok_or_else(|| EnvError::Config(format!("{}: no fp32 {what} candidate", model.mix.name)))
+        };
+        plans.push(find(&|p| matches!(p, Plan::Local { .. }), "local")?);
+        plans.push(find(&|p| matches!(p, Plan::Split { int8: true, .. }), "int8 split")?);
+        plans.push(find(&|p| matches!(p, Plan::Offload { .. }), "offload")?);
+    }
+    Ok(plans)
+}
+
+/// Runs the sequence for real. `measure`: after each request, time its workload's stages
+/// once after an idle gap and once straight after.
+fn run_live(
+    config: &SimToRealConfig,
+    scenario: &Scenario,
+    plans: &[(usize, Plan)],
+    sequence: &[Planned],
+    measure: bool,
+) -> Result<LiveRun, EnvError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| EnvError::Config(format!("starting the async runtime: {e}")))?;
+    let bind = || runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).map_err(|e| ExecError::io("127.0.0.1:0", e));
+    let worker_listener = bind()?;
+    let worker_addr = worker_listener.local_addr().map_err(|e| ExecError::io("worker listener", e))?;
+    let link_listener = bind()?;
+    let link_addr = link_listener.local_addr().map_err(|e| ExecError::io("link listener", e))?;
+    // both serve until the runtime is dropped, when this function returns
+    runtime.spawn(worker::run(worker_listener, WorkerConfig::default(), std::future::pending()));
+    let link_config = LinkConfig { trace: scenario.traces[0].clone(), rtt_ms: config.rtt_ms, upstream: worker_addr.to_string() };
+    // the link's trace starts when it starts: arrivals are measured from here (the task is
+    // polled within a fraction of a millisecond; the trace's segments last seconds)
+    let trace_start = Instant::now();
+    runtime.spawn(link::run(link_listener, link_config, std::future::pending()));
+    let client = WorkerClient::new(&format!("http://{link_addr}"), None, Duration::from_secs(60))?;
+    let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client])?;
+    let device = DeviceChoice::Flex.device()?;
+    let workloads = scenario
+        .workloads
+        .iter()
+        .map(|m| m.mix.name.parse::<Workload>().map_err(EnvError::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    let execute = |planned: &Planned| -> Result<Breakdown, EnvError> {
+        let (workload, plan) = (workloads[planned.workload], &plans[planned.plan].1);
+        let input = workload.example_input(planned.input_seed);
+        let run = runtime.block_on(executor.execute(workload, plan, input))?;
+        match run.breakdown.fallback {
+            Some(why) => Err(EnvError::Config(format!("{} {plan:?} fell back to local: {why}", workload.name()))),
+            None => Ok(run.breakdown),
+        }
+    };
+    // warm-up: builds each network on both sides and opens the connection, which real
+    // devices do once, not per request, and the simulator does not model
+    for (plan, (workload, _)) in plans.iter().enumerate() {
+        execute(&Planned { workload: *workload, plan, gap_s: 0.0, input_seed: 0 })?;
+    }
+    let mut live = LiveRun {
+        requests: Vec::new(),
+        networks: workloads.iter().map(|&w| executor.network(w, "fp32")).collect::<Result<_, _>>()?,
+        device_passes: vec![Vec::new(); workloads.len()],
+        worker_passes: vec![Vec::new(); workloads.len()],
+    };
+    for planned in sequence {
+        std::thread::sleep(Duration::from_secs_f64(planned.gap_s));
+        let arrival = trace_start.elapsed().as_secs_f64();
+        live.requests.push((arrival, execute(planned)?));
+        if measure {
+            let (w, gap) = (planned.workload, Duration::from_secs_f64(planned.gap_s));
+            let first = Activation::from_wire(&workloads[w].example_input(planned.input_seed), &device)?;
+            live.device_passes[w].push(profiler::time_stages(&live.networks[w], &first, &device, gap)?);
+            live.worker_passes[w].push(profiler::time_stages(&live.networks[w], &first, &device, Duration::ZERO)?);
+        }
+    }
+    Ok(live)
+}
+
+/// The same sequence simulated: the live arrivals, the same workloads and plans, idle device
+/// and worker, compute drawn from the profiles.
+fn run_sim(
+    scenario: &Arc<Scenario>,
+    plans: &[(usize, Plan)],
+    sequence: &[Planned],
+    live: &[(f64, Breakdown)],
+    rng: &mut SmallRng,
+) -> Result<Vec<Breakdown>, EnvError> {
+    let index = |planned: &Planned| {
+        let (w, plan) = &plans[planned.plan];
+        scenario.workloads[*w]
+            .candidates
+            .iter()
+            .position(|c| &c.plan == plan)
+            .ok_or_else(|| EnvError::Config(format!("{plan:?} is not a plan of the measured profiles")))
+    };
+    let mut requests = Vec::with_capacity(sequence.len());
+    for (planned, (arrival, _)) in sequence.iter().zip(live) {
+        let stages = scenario.workloads[planned.workload].candidates[index(planned)?].stages;
+        let mut draws = || (0..stages).map(|_| rng.sample(StandardNormal)).collect::<Vec<f64>>();
+        let (device_noise, worker_noise) = (draws(), draws());
+        let world = RequestWorld { time_s: *arrival, device_load: 0.0, worker_queue: 0.0, worker_up: true, device_noise, worker_noise };
+        requests.push(Request { workload: planned.workload, observed_load: 0.0, world });
+    }
+    let mut env = ReplayEnv::new(scenario.clone());
+    env.compute_oracle = false;
+    env.restart(requests);
+    // restart keeps the order: the live arrivals increase
+    sequence.iter().map(|planned| Ok(env.step(index(planned)?)?.info.outcome)).collect()
+}
