@@ -55,6 +55,11 @@ impl Candidate {
         self.local_mean
     }
 
+    /// The local stages' profile-mean time on a device that other work loads by `load`.
+    pub fn expected_local_ms(&self, load: f64) -> f64 {
+        self.local_mean * load_slowdown(load)
+    }
+
     pub fn remote_mean_ms(&self) -> f64 {
         self.remote_mean
     }
@@ -165,6 +170,12 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize, int8:
     out
 }
 
+/// How much longer compute takes when other work holds `load` of the device (0..1; capped at
+/// 0.95 so that a saturated device is slow, not stopped).
+pub fn load_slowdown(load: f64) -> f64 {
+    1.0 / (1.0 - load.clamp(0.0, 0.95))
+}
+
 fn sampled(stats: &(f64, f64), z: f64) -> f64 {
     (stats.0 + stats.1 * z).max(0.25 * stats.0)
 }
@@ -194,7 +205,7 @@ pub fn outcome(
     service_ms: f64,
 ) -> (Breakdown, Timeline) {
     let arrival = world.time_s;
-    let slowdown = 1.0 / (1.0 - world.device_load.clamp(0.0, 0.95));
+    let slowdown = load_slowdown(world.device_load);
     let compute_ms: f64 = candidate.device_stages[..candidate.cut]
         .iter()
         .zip(&world.device_noise)

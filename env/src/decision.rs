@@ -6,7 +6,7 @@
 use crate::candidates::Candidate;
 use crate::config::EnvConfig;
 use crate::measurements::Measurements;
-use crate::obs::Obs;
+use crate::obs::{predict, Obs};
 use crate::queues::DeviceQueues;
 use crate::request::RequestWorld;
 use crate::scenario::WorkloadModel;
@@ -39,6 +39,15 @@ impl Decision<'_> {
 
     pub fn slo_ms(&self) -> f64 {
         self.model.mix.slo_ms
+    }
+
+    /// The valid candidate with the best predicted reward at this device load, bandwidth and
+    /// worker queue, behind the device's own queues.
+    pub fn best_predicted(&self, load: f64, mbps: Option<f64>, worker_queue: f64) -> usize {
+        self.best_valid(|_, c| {
+            let p = predict(c, load, mbps, worker_queue, self.queues, self.config);
+            self.config.reward.reward(c.accuracy, p.total_ms(), self.slo_ms(), c.bytes_up)
+        })
     }
 
     /// The valid candidate with the highest score (first on ties). The mask always keeps one.

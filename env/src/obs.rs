@@ -58,7 +58,7 @@ pub fn predict(
     config: &EnvConfig,
 ) -> Prediction {
     let device_wait = if candidate.cut > 0 { device.local_ahead_ms } else { 0.0 };
-    let local_ms = device_wait + candidate.local_mean_ms() / (1.0 - load.clamp(0.0, 0.95));
+    let local_ms = device_wait + candidate.expected_local_ms(load);
     if !candidate.uses_worker() {
         return Prediction { local_ms, ..Default::default() };
     }

@@ -311,7 +311,7 @@ impl ReplayEnv {
         let candidate = &self.scenario.workloads[workload].candidates[action];
         if candidate.cut > 0 {
             self.queues.device_free_at = timeline.local_done_s;
-            let expected_ms = candidate.local_mean_ms() / (1.0 - observed_load.clamp(0.0, 0.95));
+            let expected_ms = candidate.expected_local_ms(observed_load);
             self.queues.device_expected_free_at = self.queues.device_expected_free_at.max(now) + expected_ms / 1e3;
         }
         if let Some((start, end)) = timeline.upload_s {

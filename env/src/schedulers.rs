@@ -8,7 +8,6 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::decision::Decision;
-use crate::obs::predict;
 use crate::replay::ReplayEnv;
 use crate::{Env, EnvError};
 
@@ -79,11 +78,7 @@ impl Scheduler for Predictive {
             Estimate::Harmonic => link.harmonic_mbps(),
             Estimate::Robust => link.robust_mbps(),
         };
-        let queue = d.measurements.reported_queue;
-        d.best_valid(|_, c| {
-            let p = predict(c, d.observed_load, mbps, queue, d.queues, d.config);
-            d.config.reward.reward(c.accuracy, p.total_ms(), d.slo_ms(), c.bytes_up)
-        })
+        d.best_predicted(d.observed_load, mbps, d.measurements.reported_queue)
     }
 }
 
@@ -169,11 +164,7 @@ impl Scheduler for OracleNow {
     fn choose(&mut self, d: &Decision) -> usize {
         let truth = d.hindsight.expect("oracle-now runs in the simulator only");
         let world = truth.world().expect("a current request");
-        let mbps = truth.now_mbps();
-        d.best_valid(|_, c| {
-            let p = predict(c, world.device_load, Some(mbps), world.worker_queue, d.queues, d.config);
-            d.config.reward.reward(c.accuracy, p.total_ms(), d.slo_ms(), c.bytes_up)
-        })
+        d.best_predicted(world.device_load, Some(truth.now_mbps()), world.worker_queue)
     }
 }
 
