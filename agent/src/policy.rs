@@ -17,6 +17,9 @@ use crate::ModelConfig;
 
 /// Logit given to masked plans: far below any real score, finite so no NaN appears.
 const MASKED_LOGIT: f32 = -1e9;
+/// A plan score this far from zero has run away (healthy scores are tens at most): it is
+/// approaching the masked logit, and the masked softmax stops meaning anything.
+pub const RUNAWAY_SCORE: f32 = 1e6;
 
 #[derive(Module, Debug)]
 pub struct Mlp {

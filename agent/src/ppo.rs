@@ -18,7 +18,7 @@ use rlsched_env::{EnvError, Scenario, VecEnv};
 use std::path::Path;
 
 use crate::checkpoint::{self, CheckpointError};
-use crate::policy::{ObsBatch, Policy};
+use crate::policy::{ObsBatch, Policy, RUNAWAY_SCORE};
 use crate::{ModelConfig, PpoConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +173,11 @@ pub fn train(
             }
             let step_batch = ObsBatch::from_flat(states[s0..].to_vec(), plans[p0..].to_vec(), masks[m0..].to_vec(), n, s_dim, max_plans, &inference);
             let (logits, value) = actor.forward(&step_batch);
+            let scores: Vec<f32> = logits.clone().into_data().try_to_vec().expect("f32 logits");
+            let runaway = scores.iter().zip(&masks[m0..]).any(|(s, &valid)| valid && s.abs() >= RUNAWAY_SCORE);
+            if runaway {
+                return Err(TrainError::Diverged { step: global_step, what: "the plan scores (they ran away from zero)" });
+            }
             let probs: Vec<f32> = softmax(logits, 1).into_data().try_to_vec().expect("f32 probabilities");
             let value: Vec<f32> = value.into_data().try_to_vec().expect("f32 values");
             if !probs.iter().chain(&value).all(|x| x.is_finite()) {
