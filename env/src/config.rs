@@ -164,7 +164,7 @@ impl Default for EnvConfig {
             int8_intermediates: true,
             history: 5,
             min_sample_bytes: 4096,
-            min_sample_ms: 25.0,
+            min_sample_ms: 40.0,
             device_load: LoadConfig::default(),
             worker_queue: LoadConfig { idle: 0.5, busy: 6.0, mean_idle_s: 30.0, mean_busy_s: 10.0, jitter: 0.2 },
             worker_service_ms: 15.0,

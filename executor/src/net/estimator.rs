@@ -27,7 +27,7 @@ pub struct EstimatorConfig {
 
 impl Default for EstimatorConfig {
     fn default() -> Self {
-        Self { history: 5, min_sample_bytes: 4096, min_sample_ms: 25.0 }
+        Self { history: 5, min_sample_bytes: 4096, min_sample_ms: 40.0 }
     }
 }
 
