@@ -17,7 +17,7 @@ TAGS = [
     "losses/approx_kl", "losses/clipfrac", "losses/explained_variance",
     "sched/latency_ms_mean", "sched/latency_ms_p95", "sched/slo_miss_rate", "sched/accuracy",
     "sched/regret", "sched/regret_ratio", "sched/plan_frac/local", "sched/plan_frac/split",
-    "sched/plan_frac/offload", "sched/compressed_frac",
+    "sched/plan_frac/offload", "sched/compressed_frac", "sched/margin",
 ]
 
 acc = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0, "tensors": 0})

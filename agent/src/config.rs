@@ -30,10 +30,14 @@ pub struct PpoConfig {
     /// Adam learning rate (annealed linearly to zero when `anneal_lr`).
     pub learning_rate: f64,
     pub anneal_lr: bool,
-    /// Discount. Requests are nearly independent, so it is small.
+    /// Discount. A choice delays the few requests queued behind it, so credit reaches a few
+    /// requests ahead, not far.
     pub gamma: f64,
     /// GAE λ.
     pub gae_lambda: f64,
+    /// Whether an episode's end is a truncation (the device keeps serving after its last
+    /// request: bootstrap from the value there) or a termination (the return stops).
+    pub truncate_episodes: bool,
     /// Minibatches per epoch.
     pub num_minibatches: usize,
     /// Optimisation epochs per rollout.
@@ -59,8 +63,9 @@ impl Default for PpoConfig {
             num_steps: 128,
             learning_rate: 1e-3,
             anneal_lr: true,
-            gamma: 0.5,
-            gae_lambda: 0.9,
+            gamma: 0.7,
+            gae_lambda: 0.95,
+            truncate_episodes: true,
             num_minibatches: 4,
             update_epochs: 4,
             norm_adv: true,
@@ -84,6 +89,14 @@ impl PpoConfig {
 
     pub fn num_iterations(&self) -> usize {
         (self.total_steps / self.batch_size().max(1)).max(1)
+    }
+
+    pub fn episode_end(&self) -> crate::ppo::EpisodeEnd {
+        if self.truncate_episodes {
+            crate::ppo::EpisodeEnd::Truncation
+        } else {
+            crate::ppo::EpisodeEnd::Termination
+        }
     }
 }
 

@@ -36,8 +36,21 @@ pub enum TrainError {
     Diverged { step: usize, what: &'static str },
 }
 
+/// How a step that ends an episode is treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpisodeEnd {
+    /// The world ends there: nothing follows, the return is the reward alone.
+    Termination,
+    /// The episode is cut by a step limit while the world goes on (a device keeps serving after
+    /// 200 requests): the step bootstraps from the value of its own state, the best stand-in
+    /// for the state after it, which the simulator does not draw.
+    Truncation,
+}
+
 /// Generalised advantage estimation over one rollout stored step-major (`[t][env]`).
-/// `dones[t][e]` marks that the step ended an episode, so nothing is bootstrapped across it.
+/// `dones[t][e]` marks that the step ended an episode: advantages never flow across it, and
+/// `end` says whether its return bootstraps.
+#[allow(clippy::too_many_arguments)]
 pub fn gae(
     rewards: &[f64],
     values: &[f64],
@@ -46,6 +59,7 @@ pub fn gae(
     num_envs: usize,
     gamma: f64,
     lambda: f64,
+    end: EpisodeEnd,
 ) -> (Vec<f64>, Vec<f64>) {
     let steps = rewards.len() / num_envs;
     let mut advantages = vec![0.0; rewards.len()];
@@ -53,9 +67,14 @@ pub fn gae(
         let mut last = 0.0;
         for t in (0..steps).rev() {
             let i = t * num_envs + e;
-            let next_value = if t + 1 == steps { next_values[e] } else { values[i + num_envs] };
+            let next_value = match (dones[i], end) {
+                (true, EpisodeEnd::Termination) => 0.0,
+                (true, EpisodeEnd::Truncation) => values[i],
+                (false, _) if t + 1 == steps => next_values[e],
+                (false, _) => values[i + num_envs],
+            };
             let not_done = if dones[i] { 0.0 } else { 1.0 };
-            let delta = rewards[i] + gamma * next_value * not_done - values[i];
+            let delta = rewards[i] + gamma * next_value - values[i];
             last = delta + gamma * lambda * not_done * last;
             advantages[i] = last;
         }
@@ -225,7 +244,7 @@ pub fn train(
         let next: Vec<_> = envs.envs.iter().map(|e| e.observation()).collect();
         let (_, next_value) = actor.forward(&policy.batch(&next, &inference));
         let next_values: Vec<f64> = next_value.into_data().try_to_vec::<f32>().expect("f32").iter().map(|&v| v as f64).collect();
-        let (advantages, returns) = gae(&rewards, &values, &dones, &next_values, n, config.gamma, config.gae_lambda);
+        let (advantages, returns) = gae(&rewards, &values, &dones, &next_values, n, config.gamma, config.gae_lambda, config.episode_end());
 
         // 3. Optimise the clipped surrogate for a few epochs of minibatches.
         let mut order: Vec<usize> = (0..batch).collect();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use burn::tensor::Device;
 use rlsched_agent::policy::{Policy, PolicyScheduler};
-use rlsched_agent::ppo::{gae, train};
+use rlsched_agent::ppo::{gae, train, EpisodeEnd};
 use rlsched_agent::{ModelConfig, PpoConfig};
 use rlsched_env::eval::evaluate;
 use rlsched_env::schedulers::Scheduler;
@@ -19,7 +19,7 @@ fn gae_matches_hand_computation() {
     let values = [0.5, 1.0, 1.5];
     let dones = [false, true, false];
     let (gamma, lambda) = (0.9, 0.8);
-    let (adv, ret) = gae(&rewards, &values, &dones, &[2.0], 1, gamma, lambda);
+    let (adv, ret) = gae(&rewards, &values, &dones, &[2.0], 1, gamma, lambda, EpisodeEnd::Termination);
     let d2 = 3.0 + 0.9 * 2.0 - 1.5; // 3.3
     let d1 = 2.0 - 1.0; // episode ended: no bootstrap
     let d0 = 1.0 + 0.9 * 1.0 - 0.5; // 1.4
@@ -30,8 +30,16 @@ fn gae_matches_hand_computation() {
     }
     assert!((ret[0] - (a0 + 0.5)).abs() < 1e-12);
     // two envs interleaved step-major give the same per-env answers
-    let (adv2, _) = gae(&[1.0, 1.0, 2.0, 2.0, 3.0, 3.0], &[0.5, 0.5, 1.0, 1.0, 1.5, 1.5], &[false, false, true, true, false, false], &[2.0, 2.0], 2, gamma, lambda);
+    let (adv2, _) = gae(&[1.0, 1.0, 2.0, 2.0, 3.0, 3.0], &[0.5, 0.5, 1.0, 1.0, 1.5, 1.5], &[false, false, true, true, false, false], &[2.0, 2.0], 2, gamma, lambda, EpisodeEnd::Termination);
     assert!((adv2[0] - a0).abs() < 1e-12 && (adv2[1] - a0).abs() < 1e-12 && (adv2[4] - d2).abs() < 1e-12);
+    // truncated: the step that ends the episode bootstraps from its own value, and still
+    // nothing flows across the boundary
+    let (adv3, _) = gae(&rewards, &values, &dones, &[2.0], 1, gamma, lambda, EpisodeEnd::Truncation);
+    let t1 = 2.0 + 0.9 * 1.0 - 1.0;
+    let t0 = d0 + gamma * lambda * t1;
+    for (got, want) in adv3.iter().zip([t0, t1, d2]) {
+        assert!((got - want).abs() < 1e-12, "{adv3:?}");
+    }
 }
 
 fn scenario() -> Arc<Scenario> {

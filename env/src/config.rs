@@ -99,6 +99,13 @@ pub struct EnvConfig {
     /// Training only: replay the training traces at each of these scales (empty: only at
     /// `bandwidth_scale`), so that the policy meets slow and fast links alike.
     pub training_bandwidth_scales: Vec<f64>,
+    /// Training only: when above zero, replay each training trace at this many scales drawn
+    /// log-uniformly between the smallest and the largest `training_bandwidth_scales` (seeded,
+    /// so every run draws the same), instead of at exactly those scales: the policy meets a
+    /// continuum of link speeds, not three.
+    pub training_scale_draws: usize,
+    /// Training only: synthetic Markov traces added to the training traces.
+    pub synthetic: crate::synthetic::SyntheticConfig,
     /// Round-trip time to the worker, milliseconds.
     pub rtt_ms: f64,
     /// Folder of stage profiles (`<workload>-<device>.json`).
@@ -147,6 +154,8 @@ impl Default for EnvConfig {
             validation_traces: vec![data.join("traces/fcc-val")],
             bandwidth_scale: 5.0,
             training_bandwidth_scales: Vec::new(),
+            training_scale_draws: 0,
+            synthetic: Default::default(),
             rtt_ms: 40.0,
             profiles_dir: data.join("profiles"),
             device_profile: "cpu2".into(),
@@ -212,6 +221,8 @@ pub const INTERARRIVAL_RANGE_S: (f64, f64) = (1e-3, 3_600.0);
 pub const MAX_REQUESTS_PER_EPISODE: usize = 1_000_000;
 /// Most throughput samples remembered (the state vector grows with it).
 pub const MAX_HISTORY: usize = 1_000;
+/// Each draw holds a scaled copy of every training trace in memory.
+pub const MAX_SCALE_DRAWS: usize = 64;
 /// Largest probe, bytes.
 pub const MAX_PROBE_BYTES: usize = 64 << 20;
 /// Largest weight (mix share or reward weight): the sums stay finite.
@@ -246,6 +257,13 @@ impl EnvConfig {
         check_range("env.bandwidth_scale", self.bandwidth_scale, low, high)?;
         for (i, &scale) in self.training_bandwidth_scales.iter().enumerate() {
             check_range(&format!("env.training_bandwidth_scales[{i}]"), scale, low, high)?;
+        }
+        if self.training_scale_draws > MAX_SCALE_DRAWS {
+            return Err(format!("env.training_scale_draws must be at most {MAX_SCALE_DRAWS}, got {}", self.training_scale_draws));
+        }
+        self.synthetic.validate()?;
+        if self.training_scale_draws > 0 && self.training_bandwidth_scales.is_empty() {
+            return Err("env.training_scale_draws needs env.training_bandwidth_scales to give the range".into());
         }
         check_range("env.rtt_ms", self.rtt_ms, 0.0, MAX_RTT_MS)?;
         check_positive("env.device_memory_mb", self.device_memory_mb)?;

@@ -17,7 +17,8 @@ pub trait Hindsight {
     fn now_mbps(&self) -> f64;
     /// The request's true world (load, worker queue, compute draws).
     fn world(&self) -> Option<&RequestWorld>;
-    /// The valid plan with the best true reward given the current queues.
+    /// The clairvoyant reference's choice: the valid plan with the best true reward over this
+    /// request and the next few, given the current queues.
     fn best(&self) -> Option<usize>;
 }
 

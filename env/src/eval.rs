@@ -121,6 +121,19 @@ pub fn evaluate(
     seed: u64,
     traces_label: &str,
 ) -> Result<EvalReport, EnvError> {
+    evaluate_against(scenario, schedulers, episodes, seed, traces_label, None)
+}
+
+/// `evaluate`, with the oracle's mean reward on these same episodes already known (from an
+/// earlier report), so a repeated check does not run the oracle again.
+pub fn evaluate_against(
+    scenario: Arc<Scenario>,
+    schedulers: &mut [Box<dyn Scheduler>],
+    episodes: usize,
+    seed: u64,
+    traces_label: &str,
+    known_oracle_mean: Option<f64>,
+) -> Result<EvalReport, EnvError> {
     let mut env = ReplayEnv::new(scenario.clone());
     env.compute_oracle = false;
     let mut results = Vec::new();
@@ -183,9 +196,10 @@ pub fn evaluate(
     }
     // The reference is the clairvoyant greedy oracle on its own trajectory (with contention,
     // each scheduler's choices leave different queues).
-    let oracle_mean = match results.iter().find(|r| r.name == "oracle") {
-        Some(r) => r.mean_reward,
-        None => evaluate(scenario, &mut [Box::new(Oracle) as Box<dyn Scheduler>], episodes, seed, traces_label)?.schedulers[0].mean_reward,
+    let oracle_mean = match (results.iter().find(|r| r.name == "oracle"), known_oracle_mean) {
+        (Some(r), _) => r.mean_reward,
+        (None, Some(mean)) => mean,
+        (None, None) => evaluate(scenario, &mut [Box::new(Oracle) as Box<dyn Scheduler>], episodes, seed, traces_label)?.schedulers[0].mean_reward,
     };
     let requests = results.first().map_or(0, |r| r.rewards.len());
     for r in &mut results {

@@ -17,6 +17,7 @@ pub mod request;
 pub mod scenario;
 pub mod schedulers;
 pub mod sim_to_real;
+pub mod synthetic;
 
 use serde::Serialize;
 

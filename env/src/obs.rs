@@ -13,9 +13,11 @@ use crate::queues::DeviceQueues;
 use crate::request::Request;
 use crate::scenario::WorkloadModel;
 
+/// Features per remembered goodput sample: its rate, its age and its size.
+pub const PER_SAMPLE: usize = 3;
 /// Features of the state that do not depend on `history`.
-pub const STATE_EXTRA: usize = 12;
-pub const PLAN_FEATURES: usize = 14;
+pub const STATE_EXTRA: usize = 13;
+pub const PLAN_FEATURES: usize = 17;
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Obs {
@@ -28,7 +30,7 @@ pub struct Obs {
 }
 
 pub fn state_dim(config: &EnvConfig) -> usize {
-    config.history + STATE_EXTRA
+    config.history * PER_SAMPLE + STATE_EXTRA
 }
 
 /// Causal predictions a scheduler can make for one plan.
@@ -100,10 +102,16 @@ impl Obs {
         let state = &mut self.state;
         state.fill(0.0);
         let link = &seen.link;
+        // newest first: rate, age (a stale sample says less about the link now), size (a large
+        // transfer's rate is the better measurement)
         for (i, sample) in link.samples().rev().take(k).enumerate() {
             state[i] = (sample.mbps / 10.0) as f32;
+            state[k + i] = since(Some(sample.at_s)) / 10.0;
+            state[2 * k + i] = ((sample.bytes as f64 / 1e3).ln_1p() / 10.0) as f32;
         }
         let extra = [
+            // RobustMPC's measure of how far the estimate can be trusted
+            link.max_relative_error().min(10.0) as f32,
             link.samples().len() as f32 / k.max(1) as f32,
             since(link.last_transfer_s()) / 10.0,
             link.rtt_ms().unwrap_or(0.0) as f32 / 100.0,
@@ -117,17 +125,24 @@ impl Obs {
             (queues.local_ahead_ms / slo).min(10.0) as f32,
             ((queues.uplink_backlog_bytes / 1e3).ln_1p() / 10.0) as f32,
         ];
-        state[k..k + STATE_EXTRA].copy_from_slice(&extra);
+        state[PER_SAMPLE * k..PER_SAMPLE * k + STATE_EXTRA].copy_from_slice(&extra);
 
         self.plans.fill(0.0);
         self.mask.fill(false);
         self.n_plans = model.candidates.len();
         let mbps = link.harmonic_mbps();
+        let (last, robust) = (link.last_mbps(), link.robust_mbps());
         let memory = config.device_memory_mb * 1e6;
         let in_slos = |ms: f64| (ms / slo).min(10.0) as f32;
         for (i, c) in model.candidates.iter().enumerate() {
             let p = predict(c, request.observed_load, mbps, seen.reported_queue, queues, config);
             let total = p.total_ms();
+            // The predicted reward under each bandwidth estimate: what the greedy baselines
+            // maximise, so the scorer starts from their judgement and learns where to depart.
+            let predicted_reward = |mbps: Option<f64>| {
+                let total = predict(c, request.observed_load, mbps, seen.reported_queue, queues, config).total_ms();
+                config.reward.reward(c.accuracy, total, slo, c.bytes_up).clamp(-50.0, 50.0) as f32
+            };
             let [local, split, offload, compressed, up, down] = c.static_features;
             let row = [
                 local,
@@ -144,6 +159,9 @@ impl Obs {
                 in_slos(p.queue_ms),
                 in_slos(total),
                 (total > slo) as u8 as f32,
+                predicted_reward(mbps),
+                predicted_reward(last),
+                predicted_reward(robust),
             ];
             self.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES].copy_from_slice(&row);
             self.mask[i] = c.accuracy >= model.mix.min_accuracy

@@ -66,6 +66,13 @@ fn load_process(config: &LoadConfig, times: &[f64], rng: &mut SmallRng) -> Vec<f
 /// The span over which `oracle-now` knows the true current bandwidth, seconds.
 const NOW_WINDOW_S: f64 = 1.0;
 
+/// Requests the clairvoyant reference plans over: each valid plan for this request, followed by
+/// the clairvoyant greedy choice for the next ones. With contention a choice delays later
+/// requests, which a one-request look cannot see; this many covers the device's queue at the
+/// default arrival rate several times over.
+pub const ORACLE_LOOKAHEAD: usize = 8;
+
+#[derive(Clone)]
 pub struct ReplayEnv {
     scenario: Arc<Scenario>,
     pub trace_index: usize,
@@ -229,13 +236,50 @@ impl ReplayEnv {
     }
 
     /// The clairvoyant greedy choice: the valid plan with the best true reward for the current
-    /// request, given the queues left by the choices made so far. With contention it is a strong
-    /// reference, not a bound: a choice that is best now can delay later requests.
+    /// request, given the queues left by the choices made so far. A choice that is best now can
+    /// delay later requests, which is why the reference (`lookahead_oracle`) looks further.
     pub fn oracle(&self) -> Option<(usize, f64)> {
         (0..self.obs.n_plans)
             .filter(|&i| self.obs.mask[i])
             .filter_map(|i| self.evaluate(i).map(|(_, _, r)| (i, r)))
             .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// The clairvoyant reference's choice: the valid plan whose true reward, plus the true
+    /// rewards of the clairvoyant greedy choices for the next `horizon − 1` requests behind
+    /// the queues it leaves, is the highest (a rollout of the greedy oracle).
+    pub fn lookahead_oracle(&self, horizon: usize) -> Option<usize> {
+        let valid: Vec<usize> = (0..self.obs.n_plans).filter(|&i| self.obs.mask[i]).collect();
+        if horizon <= 1 {
+            return self.oracle().map(|o| o.0);
+        }
+        if valid.len() <= 1 {
+            return valid.first().copied();
+        }
+        valid
+            .into_iter()
+            .filter_map(|i| self.rollout_reward(i, horizon).map(|total| (i, total)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|best| best.0)
+    }
+
+    /// The true reward of plan `first` for the current request plus those of the clairvoyant
+    /// greedy choices for the next `horizon − 1` requests (fewer where the episode ends), on a
+    /// copy of this episode.
+    pub fn rollout_reward(&self, first: usize, horizon: usize) -> Option<f64> {
+        let mut sim = self.clone();
+        sim.compute_oracle = false;
+        let (mut total, mut done) = sim.step_in_place(first).ok()?;
+        for _ in 1..horizon {
+            if done {
+                break;
+            }
+            let (next, _) = sim.oracle()?;
+            let (reward, finished) = sim.step_in_place(next).ok()?;
+            total += reward;
+            done = finished;
+        }
+        Some(total)
     }
 }
 
@@ -251,7 +295,7 @@ impl Hindsight for ReplayEnv {
     }
 
     fn best(&self) -> Option<usize> {
-        self.oracle().map(|o| o.0)
+        self.lookahead_oracle(ORACLE_LOOKAHEAD)
     }
 }
 

@@ -29,6 +29,9 @@ pub struct Scenario {
     pub max_plans: usize,
 }
 
+/// Seeds the log-uniform training scales: every run draws the same ones.
+const SCALE_DRAW_SEED: u64 = 0x5ca1e;
+
 fn is_trace_file(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
     !(name.starts_with("license") || name.starts_with("readme") || name.starts_with('.') || name.ends_with(".md"))
@@ -137,10 +140,28 @@ impl Scenario {
             .unwrap_or(0)
     }
 
-    /// The training scenario: the training traces at every `training_bandwidth_scales` entry.
+    /// The training scenario: the training traces at every `training_bandwidth_scales` entry (or
+    /// at log-uniform draws between them), plus any synthetic Markov traces.
     pub fn load_training(config: &EnvConfig) -> Result<Self, EnvError> {
         let mut scenario = Self::load(config, &config.traces)?;
-        if !config.training_bandwidth_scales.is_empty() {
+        if config.training_scale_draws > 0 {
+            use rand::{Rng, SeedableRng};
+            let scales = &config.training_bandwidth_scales;
+            let low = scales.iter().copied().fold(f64::INFINITY, f64::min).ln();
+            let high = scales.iter().copied().fold(f64::NEG_INFINITY, f64::max).ln();
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(SCALE_DRAW_SEED);
+            let mut traces = Vec::new();
+            for trace in load_scaled_traces(&config.traces, None, 1.0, "env.traces")? {
+                for _ in 0..config.training_scale_draws {
+                    let scale = (low + (high - low) * rng.random::<f64>()).exp();
+                    let scaled = trace.scaled(scale).map_err(|e| {
+                        EnvError::Config(format!("env.training_scale_draws: scale {} does not suit {}: {e}", Num(scale), trace.name))
+                    })?;
+                    traces.push(Arc::new(scaled));
+                }
+            }
+            scenario.traces = traces;
+        } else if !config.training_bandwidth_scales.is_empty() {
             let mut traces = Vec::new();
             for (i, &scale) in config.training_bandwidth_scales.iter().enumerate() {
                 let field = format!("env.training_bandwidth_scales[{i}]");
@@ -148,6 +169,8 @@ impl Scenario {
             }
             scenario.traces = traces;
         }
+        // Markov traces are generated across the whole range of rates already: not scaled.
+        scenario.traces.extend(config.synthetic.generate()?);
         Ok(scenario)
     }
 

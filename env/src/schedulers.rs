@@ -168,8 +168,10 @@ impl Scheduler for OracleNow {
     }
 }
 
-/// The clairvoyant greedy choice: the best true reward under the future trace and the same
-/// compute draws, given the queues left by its own earlier choices.
+/// The clairvoyant reference: it knows the future trace and every compute draw, and chooses
+/// the plan with the best true reward over this request and the next `ORACLE_LOOKAHEAD − 1`
+/// (followed greedily), given the queues left by its own earlier choices. Not a proven bound,
+/// but it sees the delay a choice causes later requests, which a one-request oracle did not.
 pub struct Oracle;
 impl Scheduler for Oracle {
     fn name(&self) -> String {

@@ -6,6 +6,7 @@ mod eval;
 mod profile;
 mod server;
 mod train;
+mod validation;
 
 use std::path::{Path, PathBuf};
 

@@ -57,18 +57,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let resolved = toml::to_string_pretty(&config).context("serialising the config")?;
     sink.text("hyperparameters", &format!("```toml\n{resolved}\n```"), 0);
 
-    // The baselines on the validation requests, once: the policy's regret ratio is measured
-    // against the best of them, and training reports when the policy first beats them all.
-    let probe_episodes = 10;
-    let mut fit_env = rlsched_env::ReplayEnv::new(std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?));
-    let mut baselines = schedulers::BASELINES
-        .iter()
-        .map(|n| schedulers::by_name(n, &mut fit_env, ppo.seed))
-        .collect::<Result<Vec<_>, _>>()?;
-    let reference = rlsched_env::eval::evaluate(validation.clone(), &mut baselines, probe_episodes, 7, "validation")?;
-    let best = reference.schedulers.iter().find(|r| r.name == reference.best_baseline).expect("best baseline present");
-    let (best_reward, best_regret) = (best.mean_reward, best.regret);
-    let best_deployable: Vec<f64> = reference.schedulers.iter().filter(|r| r.deployable).map(|r| r.mean_reward).collect();
+    // The baselines on the validation requests at every training scale, once: the policy's
+    // regret ratio is measured against the best of them, and the checkpoint is chosen there.
+    let probe = super::validation::ValidationProbe::new(&config.env, ppo.seed)?;
+    let probe_cells: Vec<String> = probe.cells.iter().map(|c| format!("×{} {} {:.3}", c.scale, c.best_name, c.best_reward)).collect();
 
     let bar = indicatif::ProgressBar::new(ppo.num_iterations() as u64 * ppo.batch_size() as u64);
     bar.set_style(
@@ -76,9 +68,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .expect("valid template"),
     );
     let started = std::time::Instant::now();
-    let mut first_beat: Option<(usize, f64)> = None;
+    let mut quality = TimeToQuality::default();
     let (mut first_step, mut last_step) = (None, 0);
-    let mut last_regret = f64::NAN;
+    let (mut last_ratio, mut last_margin) = (f64::NAN, f64::NAN);
+    let mut selected: Option<Selected> = None;
     let mut eval_error = None;
     let iterations = ppo.num_iterations();
     let dir = base.join("checkpoints").join(&args.run_name);
@@ -98,16 +91,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
         first_step.get_or_insert(stats.global_step - ppo.batch_size());
         last_step = stats.global_step;
         if stats.iteration % args.eval_every.max(1) == 0 || stats.iteration == iterations {
-            let mut list: Vec<Box<dyn rlsched_env::schedulers::Scheduler>> =
-                vec![Box::new(rlsched_agent::PolicyScheduler { policy: policy.valid(), device: burn::tensor::Device::flex() })];
-            match rlsched_env::eval::evaluate(validation.clone(), &mut list, probe_episodes, 7, "validation") {
-                Ok(report) => {
-                    let mut result = report.schedulers[0].clone();
-                    result.regret_ratio = if best_regret > 1e-12 { result.regret / best_regret } else { f64::NAN };
-                    rlsched_agent::metrics::log_schedule(&mut sink, "sched", &result, stats.global_step);
-                    last_regret = result.regret;
-                    if first_beat.is_none() && best_deployable.iter().all(|&b| result.mean_reward > b) {
-                        first_beat = Some((stats.global_step, started.elapsed().as_secs_f64()));
+            let scheduler = rlsched_agent::PolicyScheduler { policy: policy.valid(), device: burn::tensor::Device::flex() };
+            match probe.check(Box::new(scheduler)) {
+                Ok(result) => {
+                    let step = stats.global_step;
+                    // sched/* (DESIGN.md's tags): the cell at the config's scale, with the
+                    // regret ratio over every scale; each scale's own under sched/x<scale>/
+                    for (cell, r) in probe.cells.iter().zip(&result.cells) {
+                        rlsched_agent::metrics::log_schedule(&mut sink, &format!("sched/x{}", cell.scale), r, step);
+                    }
+                    let main = probe.cells.iter().position(|c| c.scale == config.env.bandwidth_scale).unwrap_or(0);
+                    let overall = rlsched_env::eval::SchedulerResult { regret_ratio: result.regret_ratio, ..result.cells[main].clone() };
+                    rlsched_agent::metrics::log_schedule(&mut sink, "sched", &overall, step);
+                    sink.scalar("sched/margin", result.margin, step);
+                    quality.record(&result, step, started.elapsed().as_secs_f64());
+                    (last_ratio, last_margin) = (result.regret_ratio, result.margin);
+                    if selected.as_ref().is_none_or(|s| result.margin > s.margin) {
+                        selected = Some(Selected { policy: policy.valid(), step, margin: result.margin, ratio: result.regret_ratio });
                     }
                 }
                 Err(e) => eval_error = Some(e),
@@ -115,31 +115,36 @@ pub fn run(args: TrainArgs) -> Result<()> {
             sink.flush();
         }
         bar.set_position(stats.global_step as u64);
-        bar.set_message(format!(
-            "mean reward {:.3}, validation regret {:.3} (best baseline {:.3} at reward {:.3})",
-            stats.mean_reward, last_regret, best_regret, best_reward
-        ));
+        bar.set_message(format!("mean reward {:.3}, validation regret ratio {last_ratio:.2}, margin {last_margin:+.3}", stats.mean_reward));
     })?;
-    let policy = trained.policy;
     bar.finish_and_clear();
     sink.flush();
     if let Some(e) = eval_error {
-        return Err(e.into());
+        return Err(e);
     }
     let seconds = started.elapsed().as_secs_f64();
     let steps = last_step - first_step.unwrap_or(0);
     println!("trained {steps} steps, to step {last_step}, in {seconds:.1} s ({:.0} steps/s)", steps as f64 / seconds);
-    match first_beat {
-        Some((step, at)) => println!("the policy first beat every deployable baseline on the validation probe at step {step}, {at:.1} s"),
-        None => println!("the policy did not beat every deployable baseline on the validation probe"),
-    }
+    println!("validation probe (best baseline per scale): {}", probe_cells.join(", "));
+    print!("{quality}");
     println!("TensorBoard: {}", base.join("runs").join(&args.run_name).display());
     if let Some(e) = save_error {
         return Err(e.into());
     }
-    rlsched_agent::checkpoint::save(&dir, &policy, &sidecar(&policy, last_step), Some(trained.optimizer))?;
+    // The policy with the best validation margin is the checkpoint; Adam's state belongs to the
+    // last policy, so it is kept only when that is the one chosen.
+    let final_policy = trained.policy;
+    let (policy, step, optimizer) = match selected {
+        Some(s) if s.step != last_step => {
+            println!("selected the policy of step {} (validation margin {:+.3}, regret ratio {:.2}); the last one's Adam state is not kept", s.step, s.margin, s.ratio);
+            (s.policy, s.step, None)
+        }
+        _ => (final_policy, last_step, Some(trained.optimizer)),
+    };
+    rlsched_agent::checkpoint::save(&dir, &policy, &sidecar(&policy, step), optimizer)?;
     println!("checkpoint written to {}", dir.display());
     // best-static is fitted as `eval` fits it: on the training traces at the evaluated scale
+    let mut fit_env = rlsched_env::ReplayEnv::new(std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?));
     let mut list = schedulers::BASELINES
         .iter()
         .map(|n| schedulers::by_name(n, &mut fit_env, ppo.seed))
@@ -152,3 +157,45 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+
+/// The best policy on the validation probe so far.
+struct Selected {
+    policy: rlsched_agent::Policy,
+    step: usize,
+    margin: f64,
+    ratio: f64,
+}
+
+/// When the policy first reached each level of quality on the validation probe.
+#[derive(Default)]
+struct TimeToQuality {
+    beat_all: Option<(usize, f64)>,
+    ratio_below_1: Option<(usize, f64)>,
+    ratio_below_half: Option<(usize, f64)>,
+}
+
+impl TimeToQuality {
+    fn record(&mut self, result: &super::validation::ProbeResult, step: usize, seconds: f64) {
+        if result.beats_all {
+            self.beat_all.get_or_insert((step, seconds));
+        }
+        if result.regret_ratio < 1.0 {
+            self.ratio_below_1.get_or_insert((step, seconds));
+        }
+        if result.regret_ratio < 0.5 {
+            self.ratio_below_half.get_or_insert((step, seconds));
+        }
+    }
+}
+
+impl std::fmt::Display for TimeToQuality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = |what: &str, when: Option<(usize, f64)>| match when {
+            Some((step, seconds)) => format!("{what} at step {step}, {seconds:.1} s"),
+            None => format!("{what}: not reached"),
+        };
+        writeln!(f, "validation probe: {}", at("regret ratio first below 1.0", self.ratio_below_1))?;
+        writeln!(f, "validation probe: {}", at("regret ratio first below 0.5", self.ratio_below_half))?;
+        writeln!(f, "validation probe: {}", at("first beat every deployable baseline at every scale", self.beat_all))
+    }
+}

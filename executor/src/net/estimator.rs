@@ -146,11 +146,15 @@ impl LinkEstimator {
         Some(self.samples.len() as f64 / inverse)
     }
 
+    /// The largest relative error of the recent harmonic-mean predictions (0 before any).
+    pub fn max_relative_error(&self) -> f64 {
+        self.errors.iter().copied().fold(0.0, f64::max)
+    }
+
     /// RobustMPC's estimate: the harmonic mean divided by one plus the largest recent relative
     /// prediction error.
     pub fn robust_mbps(&self) -> Option<f64> {
-        let max_error = self.errors.iter().copied().fold(0.0, f64::max);
-        self.harmonic_mbps().map(|h| h / (1.0 + max_error))
+        self.harmonic_mbps().map(|h| h / (1.0 + self.max_relative_error()))
     }
 }
 

@@ -1,0 +1,149 @@
+//! Synthetic bandwidth traces from a Markov model of rate regimes, generated at run time from a
+//! seed, as Pensieve trained on for generalisation: the link dwells in one of a few rate levels
+//! (log-spaced between a floor and a ceiling), jumps mostly to nearby levels, and varies around
+//! its level second by second. Training on them exposes the policy to regime changes and rates
+//! the recorded traces lack.
+
+use std::sync::Arc;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use rlsched_executor::net::trace::Trace;
+use serde::{Deserialize, Serialize};
+
+use crate::EnvError;
+
+/// `[env.synthetic]`: how many Markov traces training adds, and their model.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticConfig {
+    /// Traces generated for training (0: none).
+    pub traces: usize,
+    /// Length of each trace, seconds (it loops, like a recorded one).
+    pub duration_s: f64,
+    /// Lowest and highest regime level, Mbit/s.
+    pub min_mbps: f64,
+    pub max_mbps: f64,
+    /// Regime levels, log-spaced between the two.
+    pub levels: usize,
+    /// Mean time the link stays in one regime, seconds.
+    pub mean_dwell_s: f64,
+    /// Relative standard deviation of the per-second rate around its regime's level.
+    pub noise: f64,
+    /// Seed of the generator: every run with the same config trains on the same traces.
+    pub seed: u64,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        Self { traces: 0, duration_s: 320.0, min_mbps: 0.3, max_mbps: 60.0, levels: 12, mean_dwell_s: 8.0, noise: 0.15, seed: 1 }
+    }
+}
+
+/// Each trace holds a segment per second: bounded so a config cannot exhaust memory.
+const MAX_TRACES: usize = 1_000;
+const MAX_DURATION_S: f64 = 86_400.0;
+const MAX_LEVELS: usize = 1_000;
+
+impl SyntheticConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let field = |name: &str| format!("env.synthetic.{name}");
+        if self.traces > MAX_TRACES {
+            return Err(format!("{} must be at most {MAX_TRACES}, got {}", field("traces"), self.traces));
+        }
+        if !(self.duration_s >= 1.0 && self.duration_s <= MAX_DURATION_S) {
+            return Err(format!("{} must be between 1 and {MAX_DURATION_S} s, got {}", field("duration_s"), self.duration_s));
+        }
+        if !(self.min_mbps >= 0.01 && self.min_mbps.is_finite()) {
+            return Err(format!("{} must be at least 0.01 Mbit/s, got {}", field("min_mbps"), self.min_mbps));
+        }
+        if !(self.max_mbps >= self.min_mbps && self.max_mbps <= 1e5) {
+            return Err(format!("{} must lie between min_mbps and 100000, got {}", field("max_mbps"), self.max_mbps));
+        }
+        if !(1..=MAX_LEVELS).contains(&self.levels) {
+            return Err(format!("{} must be between 1 and {MAX_LEVELS}, got {}", field("levels"), self.levels));
+        }
+        if !(self.mean_dwell_s >= 1.0 && self.mean_dwell_s <= MAX_DURATION_S) {
+            return Err(format!("{} must be between 1 and {MAX_DURATION_S} s, got {}", field("mean_dwell_s"), self.mean_dwell_s));
+        }
+        if !(self.noise >= 0.0 && self.noise <= 1.0) {
+            return Err(format!("{} must be between 0 and 1, got {}", field("noise"), self.noise));
+        }
+        Ok(())
+    }
+
+    /// The configured traces, the same for the same seed.
+    pub fn generate(&self) -> Result<Vec<Arc<Trace>>, EnvError> {
+        let mut rng = SmallRng::seed_from_u64(self.seed);
+        (0..self.traces).map(|i| self.one(i, &mut rng).map(Arc::new)).collect()
+    }
+
+    fn level_mbps(&self, level: usize) -> f64 {
+        if self.levels <= 1 {
+            return self.min_mbps;
+        }
+        let (low, high) = (self.min_mbps.ln(), self.max_mbps.ln());
+        (low + (high - low) * level as f64 / (self.levels - 1) as f64).exp()
+    }
+
+    fn one(&self, index: usize, rng: &mut SmallRng) -> Result<Trace, EnvError> {
+        let seconds = self.duration_s.ceil() as usize;
+        let switch = 1.0 / self.mean_dwell_s;
+        let mut level = rng.random_range(0..self.levels);
+        let (mut starts, mut rates) = (Vec::with_capacity(seconds), Vec::with_capacity(seconds));
+        for second in 0..seconds {
+            if rng.random_bool(switch.clamp(0.0, 1.0)) {
+                // mostly a neighbouring regime, sometimes a far one (a handover, a tunnel)
+                let jump: f64 = StandardNormal.sample(rng);
+                let step = (jump * 2.0).round() as i64;
+                let step = if step == 0 { if rng.random_bool(0.5) { 1 } else { -1 } } else { step };
+                level = (level as i64 + step).clamp(0, self.levels as i64 - 1) as usize;
+            }
+            let noise: f64 = StandardNormal.sample(rng);
+            let mbps = self.level_mbps(level) * (1.0 + self.noise * noise).max(0.1);
+            starts.push(second as f64);
+            rates.push(mbps * 1e6);
+        }
+        let trace = Trace { name: format!("markov-{index}"), starts, rates_bps: rates, duration_s: seconds as f64 };
+        trace.validate()?;
+        Ok(trace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_traces_are_seeded_valid_and_visit_several_regimes() {
+        let config = SyntheticConfig { traces: 4, ..SyntheticConfig::default() };
+        let a = config.generate().unwrap();
+        let b = config.generate().unwrap();
+        assert_eq!(a.len(), 4);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.rates_bps, y.rates_bps, "same seed, same trace");
+            let low = x.rates_bps.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = x.rates_bps.iter().copied().fold(0.0, f64::max);
+            // 320 s with 8 s dwells: dozens of switches, so the rate spans well over 2×
+            assert!(high / low > 2.0, "{}: {low}..{high}", x.name);
+            assert!(low >= 0.1 * config.min_mbps * 1e6 && high <= 2.0 * config.max_mbps * 1e6);
+        }
+        let other = SyntheticConfig { seed: 2, ..config.clone() }.generate().unwrap();
+        assert_ne!(a[0].rates_bps, other[0].rates_bps);
+    }
+
+    #[test]
+    fn bad_settings_name_their_field() {
+        for (config, field) in [
+            (SyntheticConfig { levels: 0, ..Default::default() }, "levels"),
+            (SyntheticConfig { max_mbps: 0.1, ..Default::default() }, "max_mbps"),
+            (SyntheticConfig { duration_s: f64::NAN, ..Default::default() }, "duration_s"),
+            (SyntheticConfig { noise: 2.0, ..Default::default() }, "noise"),
+            (SyntheticConfig { traces: usize::MAX, ..Default::default() }, "traces"),
+        ] {
+            let error = config.validate().unwrap_err();
+            assert!(error.contains(&format!("env.synthetic.{field}")), "{error}");
+        }
+    }
+}
