@@ -20,8 +20,8 @@ done
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
-print("| traces | scale | best baseline (reward) | policy reward | policy − best, 95% (episodes) | oracle-now − best | oracle − best | device busy: local / oracle / policy |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| traces | scale | best baseline (reward) | policy reward | regret ratio | policy − best, 95% (episodes) | oracle-now − best | oracle − best | device busy: local / oracle / policy |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for name in ["fcc-test", "norway-hsdpa", "mahimahi"]:
     for scale in [1, 5, 20]:
         report = json.load(open(f"{out}/{name}-x{scale}.json"))
@@ -31,7 +31,7 @@ for name in ["fcc-test", "norway-hsdpa", "mahimahi"]:
         d = p["vs_best_baseline"]
         gap = lambda n: rows[n]["mean_reward"] - best["mean_reward"]
         util = " / ".join(f"{rows[n]['device_utilization']:.2f}" for n in ["local", "oracle", "policy"])
-        print(f"| {name} | ×{scale} | {best['name']} ({best['mean_reward']:.3f}) | {p['mean_reward']:.3f} | "
+        print(f"| {name} | ×{scale} | {best['name']} ({best['mean_reward']:.3f}) | {p['mean_reward']:.3f} | {p['regret_ratio']:.2f} | "
               f"{d['mean']:+.3f} [{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}] | {gap('oracle-now'):+.3f} | {gap('oracle'):+.3f} | {util} |")
 # every scheduler on one cell: the default scenario (fcc/test at x5)
 report = json.load(open(f"{out}/fcc-test-x5.json"))

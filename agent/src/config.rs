@@ -44,6 +44,11 @@ pub struct PpoConfig {
     pub update_epochs: usize,
     /// Normalise advantages per minibatch.
     pub norm_adv: bool,
+    /// Also scale each environment's advantages in a rollout by their own spread first. A
+    /// rollout's segment of one environment is mostly one episode on one trace at one
+    /// bandwidth scale; on a slow link rewards swing by whole units, on a fast one by
+    /// hundredths, and without this the slow episodes drown out what the fast ones teach.
+    pub norm_adv_per_env: bool,
     /// PPO clip coefficient.
     pub clip_coef: f64,
     /// Value loss coefficient.
@@ -69,6 +74,7 @@ impl Default for PpoConfig {
             num_minibatches: 4,
             update_epochs: 4,
             norm_adv: true,
+            norm_adv_per_env: false,
             clip_coef: 0.2,
             vf_coef: 0.5,
             ent_coef: 0.01,

@@ -83,6 +83,23 @@ pub fn gae(
     (advantages, returns)
 }
 
+/// Scales each environment's advantages (stored step-major) to unit spread around their mean.
+pub fn normalize_per_env(advantages: &mut [f64], num_envs: usize) {
+    let steps = advantages.len() / num_envs.max(1);
+    if steps < 2 {
+        return;
+    }
+    for e in 0..num_envs {
+        let column = (0..steps).map(|t| t * num_envs + e);
+        let mean = column.clone().map(|i| advantages[i]).sum::<f64>() / steps as f64;
+        let var = column.clone().map(|i| (advantages[i] - mean).powi(2)).sum::<f64>() / (steps - 1) as f64;
+        let std = var.sqrt() + 1e-8;
+        for i in column {
+            advantages[i] = (advantages[i] - mean) / std;
+        }
+    }
+}
+
 /// What one iteration did, for progress bars and metric sinks.
 #[derive(Clone, Debug, Default)]
 pub struct IterationStats {
@@ -244,7 +261,10 @@ pub fn train(
         let next: Vec<_> = envs.envs.iter().map(|e| e.observation()).collect();
         let (_, next_value) = actor.forward(&policy.batch(&next, &inference));
         let next_values: Vec<f64> = next_value.into_data().try_to_vec::<f32>().expect("f32").iter().map(|&v| v as f64).collect();
-        let (advantages, returns) = gae(&rewards, &values, &dones, &next_values, n, config.gamma, config.gae_lambda, config.episode_end());
+        let (mut advantages, returns) = gae(&rewards, &values, &dones, &next_values, n, config.gamma, config.gae_lambda, config.episode_end());
+        if config.norm_adv_per_env {
+            normalize_per_env(&mut advantages, n);
+        }
 
         // 3. Optimise the clipped surrogate for a few epochs of minibatches.
         let mut order: Vec<usize> = (0..batch).collect();
