@@ -12,6 +12,7 @@ use rlsched_env::obs::{Obs, PLAN_FEATURES};
 use rlsched_env::schedulers::Scheduler;
 use rlsched_env::Decision;
 
+use crate::inference::{InferenceCache, InferenceError, PlainScorer};
 use crate::normalize::ObsNormalizer;
 use crate::ModelConfig;
 
@@ -49,6 +50,9 @@ pub struct Policy {
     /// Running observation statistics: learned while training, saved in the checkpoint sidecar.
     #[module(skip)]
     pub normalizer: ObsNormalizer,
+    /// The scorer and normaliser in plain f32, built on the first decision (`plain`).
+    #[module(skip)]
+    pub inference: InferenceCache,
 }
 
 /// A batch of normalised observations as tensors.
@@ -108,7 +112,15 @@ impl Policy {
             scorer: Mlp::new(state_dim + PLAN_FEATURES, config.hidden, 1, device),
             value: Mlp::new(state_dim + PLAN_FEATURES, config.hidden, 1, device),
             normalizer: ObsNormalizer::new(state_dim, config.obs_clip),
+            inference: InferenceCache::default(),
         }
+    }
+
+    /// The scorer for decisions, read out of this policy's weights and statistics the first
+    /// time it is asked for. Only for a policy that is no longer trained: the copy is not
+    /// refreshed when the weights change (a clone, such as `valid()`, starts afresh).
+    pub fn plain(&self) -> Result<&PlainScorer, &InferenceError> {
+        self.inference.get_or_init(|| PlainScorer::new(&self.scorer, &self.normalizer)).as_ref()
     }
 
     /// The name of the first weight or bias that holds a NaN or an infinity, if any: such a
@@ -172,9 +184,26 @@ impl Scheduler for PolicyScheduler {
     }
 
     fn choose(&mut self, decision: &Decision) -> usize {
-        let batch = self.policy.batch(&[decision.obs], &self.device);
-        let (logits, _) = self.policy.forward(&batch);
-        let scores: Vec<f32> = logits.into_data().try_to_vec().unwrap_or_default();
+        // a scorer the plain path cannot read (a layer it does not know) still decides, slowly
+        let mut scores = Vec::with_capacity(decision.obs.n_plans);
+        match self.policy.plain().map(|p| p.choose(decision, &mut scores)) {
+            Ok(Ok(choice)) => choice,
+            _ => self.choose_burn(decision),
+        }
+    }
+}
+
+impl PolicyScheduler {
+    /// The same choice through burn's forward pass (the training path).
+    pub fn choose_burn(&self, decision: &Decision) -> usize {
+        let scores = self.burn_scores(decision.obs);
         decision.best_valid(|i, _| scores.get(i).map_or(f64::MIN, |&s| s as f64))
+    }
+
+    /// burn's masked logits for one observation, one per padded plan slot.
+    pub fn burn_scores(&self, obs: &Obs) -> Vec<f32> {
+        let batch = self.policy.batch(&[obs], &self.device);
+        let (logits, _) = self.policy.forward(&batch);
+        logits.into_data().try_to_vec().unwrap_or_default()
     }
 }
