@@ -120,6 +120,10 @@ pub fn run(config: &crate::config::TrainConfig, config_dir: &std::path::Path, ch
 
     let base_decision = replay.decision().context("the measured request")?;
     let mut obs = Obs::new(&scenario.config, scenario.max_plans);
+    replay.observe_into(&mut obs);
+    if &obs != replay.observation() {
+        bail!("ReplayEnv::observe_into built a different observation from the simulator's");
+    }
     let burn_choice = scheduler.choose_burn(&base_decision);
     let plain_choice = scheduler.choose(&base_decision);
     if burn_choice != plain_choice {
