@@ -29,6 +29,8 @@ pub enum InferenceError {
     InputWidth { scorer: usize, state: usize, plan: usize },
     #[error("the scorer gives {0} outputs per plan, not one score")]
     OutputWidth(usize),
+    #[error("the plain scorer disagrees with burn's on a probe batch (burn {burn:?}, plain {plain:?}): the scorer is not Linear layers with tanh between them")]
+    Disagrees { burn: Vec<f32>, plain: Vec<f32> },
     #[error("observation has {got} state features, the policy expects {expected}")]
     StateWidth { got: usize, expected: usize },
 }

@@ -120,7 +120,34 @@ impl Policy {
     /// time it is asked for. Only for a policy that is no longer trained: the copy is not
     /// refreshed when the weights change (a clone, such as `valid()`, starts afresh).
     pub fn plain(&self) -> Result<&PlainScorer, &InferenceError> {
-        self.inference.get_or_init(|| PlainScorer::new(&self.scorer, &self.normalizer)).as_ref()
+        self.inference.get_or_init(|| self.checked_plain()).as_ref()
+    }
+
+    /// The plain scorer, refused unless it agrees with burn's scorer on a probe batch: it
+    /// assumes `Linear` layers with tanh between them, and a scorer built otherwise must keep
+    /// deciding through burn rather than decide wrongly.
+    fn checked_plain(&self) -> Result<PlainScorer, InferenceError> {
+        let plain = PlainScorer::new(&self.scorer, &self.normalizer)?;
+        let d_in = plain.mlp().d_in();
+        let rows = 8;
+        // inputs across the normalised range, different in every row and column
+        let probe: Vec<f32> = (0..rows * d_in).map(|i| 3.0 * ((i as f32) * 0.7391).sin()).collect();
+        let device = self.scorer.devices().into_iter().next().unwrap_or_else(Device::flex);
+        let burn: Vec<f32> = self
+            .scorer
+            .forward(Tensor::<2>::from_data(TensorData::new(probe.clone(), [rows, d_in]), &device))
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap_or_default();
+        let mut ours = Vec::with_capacity(rows);
+        plain.mlp().forward_rows(&probe, &mut ours);
+        let agree = burn.len() == ours.len()
+            && burn.iter().zip(&ours).all(|(b, o)| (b - o).abs() <= 1e-4 * b.abs().max(o.abs()).max(1.0));
+        if !agree {
+            return Err(InferenceError::Disagrees { burn, plain: ours });
+        }
+        Ok(plain)
     }
 
     /// The name of the first weight or bias that holds a NaN or an infinity, if any: such a

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use burn::module::Module;
 use burn::tensor::Device;
 use rlsched_agent::inference::{InferenceError, PlainMlp, PlainScorer};
 use rlsched_agent::policy::{Policy, PolicyScheduler};
@@ -132,3 +133,16 @@ fn mismatched_inputs_are_errors() {
     assert!(matches!(PlainMlp::from_module(&norm), Err(InferenceError::Layer { .. })));
 }
 
+
+#[test]
+fn a_clone_reads_its_own_weights_again() {
+    let state_dim = rlsched_env::obs::state_dim(&EnvConfig::default());
+    let policy = Policy::new(&ModelConfig::default(), state_dim, &Device::flex());
+    assert_eq!(format!("{:?}", policy.inference), "InferenceCache(empty)");
+    policy.plain().expect("a Linear/tanh scorer passes the probe check");
+    assert_eq!(format!("{:?}", policy.inference), "InferenceCache(built)");
+    // a clone (as `valid()` makes for validation during training) may carry other weights
+    // later, so it must not inherit the copy
+    assert_eq!(format!("{:?}", policy.clone().inference), "InferenceCache(empty)");
+    assert_eq!(format!("{:?}", policy.valid().inference), "InferenceCache(empty)");
+}
