@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rlsched::plot::{latency_cdf, regret_bars, BarCell, LatencySeries, PlotError};
+use rlsched::plot::{latency_cdf, margin_bars, regret_bars, BarCell, LatencySeries, MarginCell, PlotError};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rlsched-plots-{name}-{}", std::process::id()));
@@ -71,6 +71,8 @@ fn nothing_to_plot_and_unwritable_dirs_are_errors() {
     assert!(matches!(regret_bars(&dir, "bars", "t", &[]), Err(PlotError::Empty(_))));
     let nan = [BarCell { label: "x".into(), ratios: vec![("mpc".into(), f64::NAN)] }];
     assert!(regret_bars(&dir, "bars", "t", &nan).unwrap_err().to_string().contains("no finite regret ratio"));
+    let nan = [MarginCell { label: "x".into(), margins: vec![("policy".into(), (0.1, f64::NAN, 0.2))] }];
+    assert!(matches!(margin_bars(&dir, "margin", "t", &nan), Err(PlotError::Empty(_))));
 
     // a directory beneath a regular file can never be made, whoever runs the test
     std::fs::create_dir_all(&dir).unwrap();
@@ -115,6 +117,8 @@ fn eval_plot_draws_every_figure_over_sets_and_scales() {
     }
     assert_svg(&dir.join("regret-ratio.svg"), &["mpc", "local", "policy", "fcc-val ×1", "norway ×"]);
     assert_png(&dir.join("regret-ratio.png"), 700);
+    assert_svg(&dir.join("margin.svg"), &["policy", "oracle", "fcc-val ×1", "norway ×20", "best baseline"]);
+    assert_png(&dir.join("margin.png"), 700);
     // the timeline: the first cell's best baseline (mpc, the only deployable baseline besides
     // local, unless local wins), the policy and the oracle on one episode
     assert_svg(&dir.join("timeline.svg"), &["policy", "oracle", "Mbit/s", "device queue", "offload"]);

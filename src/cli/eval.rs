@@ -48,7 +48,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Draw the figures into this directory, each as SVG and PNG: a latency CDF per cell,
-    /// regret-ratio bars over every cell, and the first cell's timeline of one episode.
+    /// regret-ratio bars over every cell, the policy's and the references' reward margin over
+    /// the best baseline per cell, and the first cell's timeline of one episode.
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Schedulers on the timeline, comma-separated (default: the cell's best baseline, the
@@ -197,7 +198,7 @@ fn plot(
     list: &mut [Box<dyn Scheduler>],
     args: &EvalArgs,
 ) -> Result<Vec<PathBuf>> {
-    use crate::plot::{latency_cdf, regret_bars, timeline, BarCell, LatencySeries, Timeline};
+    use crate::plot::{latency_cdf, margin_bars, regret_bars, timeline, BarCell, LatencySeries, MarginCell, Timeline};
     let mut written = Vec::new();
     for cell in cells {
         let series: Vec<LatencySeries> = cell
@@ -219,6 +220,24 @@ fn plot(
         })
         .collect();
     written.extend(regret_bars(dir, "regret-ratio", "Regret ratio against the best deployable baseline (lower is better)", &bars)?);
+    // the policy and the references: the baselines' own margins are the table's business
+    let margins: Vec<MarginCell> = cells
+        .iter()
+        .map(|c| MarginCell {
+            label: cell_label(c),
+            margins: c
+                .report
+                .schedulers
+                .iter()
+                .filter(|s| s.name == "policy" || !s.deployable)
+                .map(|s| (s.name.clone(), (s.vs_best_baseline.mean, s.vs_best_baseline.ci95_low, s.vs_best_baseline.ci95_high)))
+                .collect(),
+        })
+        .collect();
+    if margins.iter().any(|m| !m.margins.is_empty()) {
+        let title = "Reward margin over the best deployable baseline, paired, 95% interval over episodes";
+        written.extend(margin_bars(dir, "margin", title, &margins)?);
+    }
 
     let first = &cells[0];
     let wanted: Vec<String> = if args.timeline_schedulers.is_empty() {

@@ -1,11 +1,13 @@
 //! Figures for `rlsched eval --plot`, drawn with plotters, each written as SVG and PNG: a
 //! latency CDF per scheduler (`cdf.rs`), regret-ratio bars per trace set × scale
-//! (`bars.rs`), and one episode's timeline (`timeline.rs`). Text is drawn with DejaVu Sans,
+//! (`bars.rs`), the paired margin over the best baseline with its interval (`margin.rs`), and
+//! one episode's timeline (`timeline.rs`). Text is drawn with DejaVu Sans,
 //! compiled into the binary (`data/fonts/`), through plotters' `ab_glyph` feature: no
 //! fontconfig or freetype on the machine, and the same pixels everywhere.
 
 mod bars;
 mod cdf;
+mod margin;
 mod timeline;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use plotters::prelude::*;
 
 pub use bars::{regret_bars, BarCell};
 pub use cdf::{latency_cdf, LatencySeries};
+pub use margin::{margin_bars, MarginCell};
 pub use timeline::{timeline, Timeline};
 
 /// The family every figure's text names; registered once, from the bundled font.
