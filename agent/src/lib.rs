@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
+pub mod inference;
 pub mod metrics;
 pub mod normalize;
 pub mod policy;

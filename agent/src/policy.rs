@@ -12,6 +12,7 @@ use rlsched_env::obs::{Obs, PLAN_FEATURES};
 use rlsched_env::schedulers::Scheduler;
 use rlsched_env::Decision;
 
+use crate::inference::{InferenceCache, InferenceError, PlainScorer};
 use crate::normalize::ObsNormalizer;
 use crate::ModelConfig;
 
@@ -49,6 +50,9 @@ pub struct Policy {
     /// Running observation statistics: learned while training, saved in the checkpoint sidecar.
     #[module(skip)]
     pub normalizer: ObsNormalizer,
+    /// The scorer and normaliser in plain f32, built on the first decision (`plain`).
+    #[module(skip)]
+    pub inference: InferenceCache,
 }
 
 /// A batch of normalised observations as tensors.
@@ -108,7 +112,42 @@ impl Policy {
             scorer: Mlp::new(state_dim + PLAN_FEATURES, config.hidden, 1, device),
             value: Mlp::new(state_dim + PLAN_FEATURES, config.hidden, 1, device),
             normalizer: ObsNormalizer::new(state_dim, config.obs_clip),
+            inference: InferenceCache::default(),
         }
+    }
+
+    /// The scorer for decisions, read out of this policy's weights and statistics the first
+    /// time it is asked for. Only for a policy that is no longer trained: the copy is not
+    /// refreshed when the weights change (a clone, such as `valid()`, starts afresh).
+    pub fn plain(&self) -> Result<&PlainScorer, &InferenceError> {
+        self.inference.get_or_init(|| self.checked_plain()).as_ref()
+    }
+
+    /// The plain scorer, refused unless it agrees with burn's scorer on a probe batch: it
+    /// assumes `Linear` layers with tanh between them, and a scorer built otherwise must keep
+    /// deciding through burn rather than decide wrongly.
+    fn checked_plain(&self) -> Result<PlainScorer, InferenceError> {
+        let plain = PlainScorer::new(&self.scorer, &self.normalizer)?;
+        let d_in = plain.mlp().d_in();
+        let rows = 8;
+        // inputs across the normalised range, different in every row and column
+        let probe: Vec<f32> = (0..rows * d_in).map(|i| 3.0 * ((i as f32) * 0.7391).sin()).collect();
+        let device = self.scorer.devices().into_iter().next().unwrap_or_else(Device::flex);
+        let burn: Vec<f32> = self
+            .scorer
+            .forward(Tensor::<2>::from_data(TensorData::new(probe.clone(), [rows, d_in]), &device))
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap_or_default();
+        let mut ours = Vec::with_capacity(rows);
+        plain.mlp().forward_rows(&probe, &mut ours);
+        let agree = burn.len() == ours.len()
+            && burn.iter().zip(&ours).all(|(b, o)| (b - o).abs() <= 1e-4 * b.abs().max(o.abs()).max(1.0));
+        if !agree {
+            return Err(InferenceError::Disagrees { burn, plain: ours });
+        }
+        Ok(plain)
     }
 
     /// The name of the first weight or bias that holds a NaN or an infinity, if any: such a
@@ -172,9 +211,26 @@ impl Scheduler for PolicyScheduler {
     }
 
     fn choose(&mut self, decision: &Decision) -> usize {
-        let batch = self.policy.batch(&[decision.obs], &self.device);
-        let (logits, _) = self.policy.forward(&batch);
-        let scores: Vec<f32> = logits.into_data().try_to_vec().unwrap_or_default();
+        // a scorer the plain path cannot read (a layer it does not know) still decides, slowly
+        let mut scores = Vec::with_capacity(decision.obs.n_plans);
+        match self.policy.plain().map(|p| p.choose(decision, &mut scores)) {
+            Ok(Ok(choice)) => choice,
+            _ => self.choose_burn(decision),
+        }
+    }
+}
+
+impl PolicyScheduler {
+    /// The same choice through burn's forward pass (the training path).
+    pub fn choose_burn(&self, decision: &Decision) -> usize {
+        let scores = self.burn_scores(decision.obs);
         decision.best_valid(|i, _| scores.get(i).map_or(f64::MIN, |&s| s as f64))
+    }
+
+    /// burn's masked logits for one observation, one per padded plan slot.
+    pub fn burn_scores(&self, obs: &Obs) -> Vec<f32> {
+        let batch = self.policy.batch(&[obs], &self.device);
+        let (logits, _) = self.policy.forward(&batch);
+        logits.into_data().try_to_vec().unwrap_or_default()
     }
 }

@@ -51,6 +51,10 @@ pub struct SchedulerResult {
     /// Requests per episode, in order (not serialised).
     #[serde(skip)]
     pub episode_sizes: Vec<usize>,
+    /// Every request's latency, ms, in ascending order (not serialised): the whole
+    /// distribution, for CDFs.
+    #[serde(skip)]
+    pub latencies_ms: Vec<f64>,
 }
 
 /// A paired difference in mean reward with its bootstrap interval.
@@ -192,6 +196,7 @@ pub fn evaluate_against(
             device_utilization: if span_s > 0.0 { busy_s / span_s } else { 0.0 },
             rewards,
             episode_sizes,
+            latencies_ms: latencies,
         });
     }
     // The reference is the clairvoyant greedy oracle on its own trajectory (with contention,

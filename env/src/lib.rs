@@ -6,6 +6,7 @@
 pub mod candidates;
 pub mod config;
 pub mod decision;
+pub mod episode;
 pub mod error;
 pub mod eval;
 pub mod live;

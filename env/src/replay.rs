@@ -177,6 +177,16 @@ impl ReplayEnv {
         &self.obs
     }
 
+    /// Builds the current request's observation into `obs` again from the device's view (its
+    /// measurements and queues as they stand), changing nothing: the work a deployed scheduler
+    /// does per decision, for `rlsched bench decision`. `obs` must come from `Obs::new` with
+    /// this scenario's plan count.
+    pub fn observe_into(&self, obs: &mut Obs) {
+        let Some(request) = self.current() else { return };
+        let model = &self.scenario.workloads[request.workload];
+        obs.fill(&self.scenario.config, model, request, &self.measurements, self.known, request.world.time_s);
+    }
+
     pub fn trace(&self) -> &rlsched_executor::net::trace::Trace {
         &self.scenario.traces[self.trace_index]
     }

@@ -1,4 +1,5 @@
-//! `rlsched bench`: throughput benchmarks, and the sim-to-real check's table.
+//! `rlsched bench`: throughput benchmarks, the decision's cost (`bench_decision.rs`), and the
+//! sim-to-real check's table.
 
 use anyhow::{bail, Result};
 
@@ -6,15 +7,19 @@ use super::ConfigArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// What to measure: `env` (VecEnv steps per second on one core), or `sim2real` (live vs
-    /// simulated latency per plan; data read beside the config file; about a minute).
+    /// What to measure: `env` (VecEnv steps per second on one core), `decision` (p50/p99 of
+    /// one 16-plan scheduling decision by the policy), or `sim2real` (live vs simulated latency
+    /// per plan; data read beside the config file; about a minute).
     pub target: String,
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Environments stepped together.
     #[arg(long, default_value_t = 64)]
     pub envs: usize,
-    /// Seconds to measure for.
+    /// decision: the policy checkpoint (default: `checkpoints/default` beside the config).
+    #[arg(long)]
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// Seconds to measure for (decision: for each of its four measurements).
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
     /// sim2real: measured requests per plan and workload (default: the CI check's, 15).
@@ -48,7 +53,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.target.as_str() {
         "env" => {}
         "sim2real" => return sim2real(&args),
-        other => bail!("unknown benchmark `{other}` (available: env, sim2real)"),
+        "decision" => return super::bench_decision::run(&args.config.load()?, &args.config.dir(), args.checkpoint.clone(), args.seconds),
+        other => bail!("unknown benchmark `{other}` (available: env, decision, sim2real)"),
     }
     let config = args.config.load()?;
     let scenario = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);

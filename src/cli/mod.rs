@@ -2,6 +2,7 @@
 //! file holds the command enum, the `--config`/`--set` arguments they share, and dispatch.
 
 mod bench;
+mod bench_decision;
 mod eval;
 mod profile;
 mod server;
@@ -40,8 +41,9 @@ pub enum Command {
     Link(LinkArgs),
     /// Serve inference requests, scheduling each one with the learned policy.
     Serve(Unbuilt),
-    /// Benchmarks: `rlsched bench env` measures simulator throughput, `rlsched bench sim2real`
-    /// compares simulated with live latencies.
+    /// Benchmarks: `rlsched bench env` measures simulator throughput, `rlsched bench decision`
+    /// the cost of one scheduling decision, `rlsched bench sim2real` compares simulated with
+    /// live latencies.
     Bench(BenchArgs),
 }
 

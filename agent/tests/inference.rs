@@ -1,0 +1,148 @@
+//! The plain-f32 decision path against burn's forward pass: the same scores (to 1e-5
+//! relative) and the same choice on real observations of the simulator, for the shipped
+//! policy, an untrained one, and one of another hidden width.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use rlsched_agent::inference::{InferenceError, PlainMlp, PlainScorer};
+use rlsched_agent::policy::{Policy, PolicyScheduler};
+use rlsched_agent::ModelConfig;
+use rlsched_env::schedulers::Scheduler;
+use rlsched_env::{Env, EnvConfig, Obs, ReplayEnv, Scenario};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The validation traces under the default config, with more split points than the default
+/// so requests of up to 16 plans occur.
+fn scenario(split_points: usize) -> Arc<Scenario> {
+    let root = root();
+    let config = EnvConfig {
+        traces: vec![root.join("data/traces/fcc-train")],
+        validation_traces: vec![root.join("data/traces/fcc-val")],
+        profiles_dir: root.join("data/profiles"),
+        split_points,
+        ..EnvConfig::default()
+    };
+    Arc::new(Scenario::load(&config, &config.validation_traces).unwrap())
+}
+
+/// Real observations: several episodes, each request decided by the scheduler itself, so the
+/// queues and measurements are the ones the policy's own choices produce.
+fn observations(scenario: Arc<Scenario>, scheduler: &mut PolicyScheduler, episodes: usize) -> Vec<Obs> {
+    let mut env = ReplayEnv::new(scenario);
+    env.compute_oracle = false;
+    let mut all = Vec::new();
+    for episode in 0..episodes {
+        env.reset_on(episode, 7 + episode as u64).unwrap();
+        while let Some(decision) = env.decision() {
+            all.push(decision.obs.clone());
+            let action = scheduler.choose(&decision);
+            env.step(action).unwrap();
+        }
+    }
+    all
+}
+
+/// 1e-5 relative; for scores below 1 in size, 1e-5 absolute (the two paths sum in different
+/// orders, and a relative bound means nothing near zero).
+fn close(a: f32, b: f32) -> bool {
+    (a - b).abs() <= 1e-5 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Scores and choices agree on every observation; returns how many observations were checked
+/// and the largest plan count seen.
+fn assert_same(policy: Policy, scenario: Arc<Scenario>, episodes: usize) -> (usize, usize) {
+    let device = Device::flex();
+    let mut scheduler = PolicyScheduler { policy, device };
+    let observations = observations(scenario.clone(), &mut scheduler, episodes);
+    let plain = scheduler.policy.plain().expect("the scorer reads").clone();
+    let mut env = ReplayEnv::new(scenario);
+    env.compute_oracle = false;
+    let (mut scores, mut checked, mut widest) = (Vec::new(), 0, 0);
+    for obs in &observations {
+        plain.scores(obs, &mut scores).unwrap();
+        let burn = scheduler.burn_scores(obs);
+        assert_eq!(scores.len(), obs.n_plans);
+        for (i, (&p, &b)) in scores.iter().zip(&burn).enumerate() {
+            if obs.mask[i] {
+                assert!(close(p, b), "plan {i}: plain {p} burn {b}");
+            } else {
+                assert_eq!(p, f32::NEG_INFINITY);
+            }
+        }
+        let best = |s: &[f32]| (0..obs.n_plans).filter(|&i| obs.mask[i]).fold(None, |b: Option<usize>, i| match b {
+            Some(j) if s[j] >= s[i] => Some(j),
+            _ => Some(i),
+        });
+        assert_eq!(best(&scores), best(&burn), "{scores:?} vs {burn:?}");
+        checked += 1;
+        widest = widest.max(obs.n_plans);
+    }
+    // the choice through the Scheduler trait (plain) equals burn's on a fresh episode
+    env.reset_on(99, 99).unwrap();
+    while let Some(decision) = env.decision() {
+        let choice = scheduler.choose(&decision);
+        assert_eq!(choice, scheduler.choose_burn(&decision));
+        env.step(choice).unwrap();
+    }
+    (checked, widest)
+}
+
+#[test]
+fn shipped_policy_scores_and_chooses_as_burn_does() {
+    let device = Device::flex();
+    let (policy, _) = rlsched_agent::checkpoint::load(&root().join("checkpoints/default"), &device).unwrap();
+    let (checked, widest) = assert_same(policy, scenario(3), 4);
+    assert!(checked >= 400, "{checked}");
+    assert_eq!(widest, 16, "the 16-plan requests are among those checked");
+}
+
+#[test]
+fn untrained_policies_of_other_widths_match_too() {
+    let state_dim = rlsched_env::obs::state_dim(&EnvConfig::default());
+    for hidden in [24, 64, 96] {
+        let model = ModelConfig { hidden, ..ModelConfig::default() };
+        let policy = Policy::new(&model, state_dim, &Device::flex());
+        let plain = PlainScorer::new(&policy.scorer, &policy.normalizer).unwrap();
+        assert_eq!(plain.mlp().widths(), vec![state_dim + rlsched_env::obs::PLAN_FEATURES, hidden, hidden, 1]);
+        let (checked, _) = assert_same(policy, scenario(2), 1);
+        assert!(checked > 0);
+    }
+}
+
+#[test]
+fn mismatched_inputs_are_errors() {
+    let config = EnvConfig::default();
+    let state_dim = rlsched_env::obs::state_dim(&config);
+    let policy = Policy::new(&ModelConfig::default(), state_dim, &Device::flex());
+    // the value network reads [state ⊕ pooled plan] too, but the normaliser of a policy with a
+    // longer history does not fit this scorer
+    let other = rlsched_agent::normalize::ObsNormalizer::new(state_dim + 3, 10.0);
+    assert!(matches!(PlainScorer::new(&policy.scorer, &other), Err(InferenceError::InputWidth { .. })));
+    let plain = PlainScorer::new(&policy.scorer, &policy.normalizer).unwrap();
+    let short = Obs::new(&EnvConfig { history: config.history + 1, ..config }, 4);
+    assert!(matches!(plain.scores(&short, &mut Vec::new()), Err(InferenceError::StateWidth { .. })));
+    // a module with no Linear layer, and one with parameters outside any Linear
+    assert!(matches!(PlainMlp::from_module(&burn::nn::Relu::new()), Err(InferenceError::NoLayers)));
+    let norm = burn::nn::LayerNormConfig::new(4).init(&Device::flex());
+    assert!(matches!(PlainMlp::from_module(&norm), Err(InferenceError::Layer { .. })));
+}
+
+
+#[test]
+fn a_clone_reads_its_own_weights_again() {
+    let state_dim = rlsched_env::obs::state_dim(&EnvConfig::default());
+    let policy = Policy::new(&ModelConfig::default(), state_dim, &Device::flex());
+    assert_eq!(format!("{:?}", policy.inference), "InferenceCache(empty)");
+    policy.plain().expect("a Linear/tanh scorer passes the probe check");
+    assert_eq!(format!("{:?}", policy.inference), "InferenceCache(built)");
+    // a clone (as `valid()` makes for validation during training) may carry other weights
+    // later, so it must not inherit the copy
+    assert_eq!(format!("{:?}", policy.clone().inference), "InferenceCache(empty)");
+    assert_eq!(format!("{:?}", policy.valid().inference), "InferenceCache(empty)");
+}
