@@ -55,15 +55,6 @@ impl Figure for Bars<'_> {
         let lowest = self.cells.iter().flat_map(|c| c.1.iter().map(|r| r.1)).fold(0.0, f64::min).max(-CAP);
         let n = self.cells.len() as f64;
         let labels: Vec<&str> = self.cells.iter().map(|c| c.0.as_str()).collect();
-        let formatter = |x: &f64| {
-            let i = x.floor();
-            // a label only at each cell's centre
-            if (x - i - 0.5).abs() < 1e-6 && i >= 0.0 {
-                labels.get(i as usize).map_or(String::new(), |l| l.to_string())
-            } else {
-                String::new()
-            }
-        };
         let mut chart = ChartBuilder::on(area)
             .caption(self.title, text(22))
             .margin(12)
@@ -71,17 +62,7 @@ impl Figure for Bars<'_> {
             .y_label_area_size(55)
             .build_cartesian_2d(0.0..n, (lowest - 0.15)..(CAP + 1.9))
             .map_err(msg)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(self.cells.len() * 2 + 1)
-            .x_label_formatter(&formatter)
-            .y_desc("regret / best baseline's regret")
-            .y_label_formatter(&|v| format!("{v:.1}"))
-            .label_style(text(14))
-            .axis_desc_style(text(15))
-            .draw()
-            .map_err(msg)?;
+        super::cell_axes(&mut chart, &labels, "regret / best baseline's regret", &|v| format!("{v:.1}"))?;
         let slot = 0.8 / self.names.len() as f64;
         for (k, &name) in self.names.iter().enumerate() {
             let color = color_of(name);
@@ -113,14 +94,7 @@ impl Figure for Bars<'_> {
         for (level, style) in [(1.0, BLACK.stroke_width(1)), (0.5, RGBColor(214, 39, 40).stroke_width(1)), (0.0, BLACK.stroke_width(1))] {
             chart.draw_series(LineSeries::new([(0.0, level), (n, level)], style)).map_err(msg)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(text(13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(msg)?;
+        super::legend(&mut chart, SeriesLabelPosition::UpperRight, 13)?;
         Ok(())
     }
 }

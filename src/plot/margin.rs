@@ -58,14 +58,6 @@ impl Figure for Margins<'_> {
         let pad = ((hi - lo) * 0.08).max(0.005);
         let n = self.cells.len() as f64;
         let labels: Vec<&str> = self.cells.iter().map(|c| c.0).collect();
-        let formatter = |x: &f64| {
-            let i = x.floor();
-            if (x - i - 0.5).abs() < 1e-6 && i >= 0.0 {
-                labels.get(i as usize).map_or(String::new(), |l| l.to_string())
-            } else {
-                String::new()
-            }
-        };
         let mut chart = ChartBuilder::on(area)
             .caption(self.title, text(20))
             .margin(12)
@@ -73,17 +65,7 @@ impl Figure for Margins<'_> {
             .y_label_area_size(65)
             .build_cartesian_2d(0.0..n, (lo - pad)..(hi + pad * 3.0))
             .map_err(msg)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(self.cells.len() * 2 + 1)
-            .x_label_formatter(&formatter)
-            .y_label_formatter(&|v| format!("{v:+.2}"))
-            .y_desc("reward per request − best baseline's")
-            .label_style(text(14))
-            .axis_desc_style(text(15))
-            .draw()
-            .map_err(msg)?;
+        super::cell_axes(&mut chart, &labels, "reward per request − best baseline's", &|v| format!("{v:+.2}"))?;
         let slot = 0.8 / self.names.len() as f64;
         for (k, &name) in self.names.iter().enumerate() {
             let color = color_of(name);
@@ -107,14 +89,7 @@ impl Figure for Margins<'_> {
             chart.draw_series(whiskers).map_err(msg)?;
         }
         chart.draw_series(LineSeries::new([(0.0, 0.0), (n, 0.0)], BLACK.stroke_width(1))).map_err(msg)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(text(13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(msg)?;
+        super::legend(&mut chart, SeriesLabelPosition::UpperRight, 13)?;
         Ok(())
     }
 }

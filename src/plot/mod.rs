@@ -117,3 +117,48 @@ pub fn color_of(name: &str) -> RGBColor {
 fn text(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().into()
 }
+
+/// The legend box every figure draws, at `position` with labels of `size` pixels.
+fn legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>, position: SeriesLabelPosition, size: u32) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: plotters::coord::CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(text(size))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(msg)
+}
+
+/// The axes of a figure with one slot per cell on `0..labels.len()`: each cell's name at its
+/// centre, no vertical grid, the y axis described and formatted as given.
+fn cell_axes<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    labels: &[&str],
+    y_desc: &str,
+    y_format: &dyn Fn(&f64) -> String,
+) -> Result<(), String> {
+    let formatter = |x: &f64| {
+        let i = x.floor();
+        if (x - i - 0.5).abs() < 1e-6 && i >= 0.0 {
+            labels.get(i as usize).map_or(String::new(), |l| l.to_string())
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(labels.len() * 2 + 1)
+        .x_label_formatter(&formatter)
+        .y_desc(y_desc)
+        .y_label_formatter(y_format)
+        .label_style(text(14))
+        .axis_desc_style(text(15))
+        .draw()
+        .map_err(msg)
+}

@@ -72,14 +72,7 @@ impl Figure for Timeline<'_> {
                 .label(format!("{} estimate", e.scheduler))
                 .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(text(12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(msg)?;
+        super::legend(&mut chart, SeriesLabelPosition::UpperLeft, 12)?;
 
         // the device's queue as it stood at each decision
         let queue_max = episodes
@@ -112,14 +105,7 @@ impl Figure for Timeline<'_> {
                 .label(e.scheduler.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(text(12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(msg)?;
+        super::legend(&mut chart, SeriesLabelPosition::UpperRight, 12)?;
 
         // the plan each scheduler chose: one row per scheduler, colour by kind, hollow when
         // the variant is compressed
@@ -168,14 +154,7 @@ impl Figure for Timeline<'_> {
             .map_err(msg)?
             .label("compressed (outline)")
             .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 12, y + 6)], BLACK.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(text(12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(msg)?;
+        super::legend(&mut chart, SeriesLabelPosition::UpperRight, 12)?;
         Ok(())
     }
 }
