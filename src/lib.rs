@@ -1,5 +1,7 @@
-//! The `rlsched` binary's library: the command line (`cli`, one module per subcommand) and the
-//! training configuration file (`config`). `main.rs` only parses and reports errors.
+//! The `rlsched` binary's library: the command line (`cli`, one module per subcommand), the
+//! training configuration file (`config`) and the serving front end (`serve`). `main.rs` only
+//! parses and reports errors.
 
 pub mod cli;
 pub mod config;
+pub mod serve;

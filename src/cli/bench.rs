@@ -6,8 +6,10 @@ use super::ConfigArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// What to measure: `env` (VecEnv steps per second on one core), or `sim2real` (live vs
-    /// simulated latency per plan; data read beside the config file; about a minute).
+    /// What to measure: `env` (VecEnv steps per second on one core), `sim2real` (live vs
+    /// simulated latency per plan; data read beside the config file; about a minute), or
+    /// `serve` (what `rlsched serve` adds over direct local execution of digits-cnn, and
+    /// requests per second).
     pub target: String,
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -24,6 +26,15 @@ pub struct BenchArgs {
     /// (`cpu2`: then it also checks those profiles against this machine).
     #[arg(long, default_value = "measured")]
     pub profiles: String,
+    /// serve: the policy to serve with.
+    #[arg(long, default_value = "checkpoints/default")]
+    pub checkpoint: std::path::PathBuf,
+    /// serve: requests measured each way (direct and through serve).
+    #[arg(long, default_value_t = 2000)]
+    pub serve_requests: usize,
+    /// serve: concurrent clients for the requests-per-second figure.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
 }
 
 fn sim2real(args: &BenchArgs) -> Result<()> {
@@ -48,7 +59,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.target.as_str() {
         "env" => {}
         "sim2real" => return sim2real(&args),
-        other => bail!("unknown benchmark `{other}` (available: env, sim2real)"),
+        "serve" => return super::bench_serve::run(&args.config, args.checkpoint.clone(), args.serve_requests, args.clients),
+        other => bail!("unknown benchmark `{other}` (available: env, sim2real, serve)"),
     }
     let config = args.config.load()?;
     let scenario = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);

@@ -2,19 +2,22 @@
 //! file holds the command enum, the `--config`/`--set` arguments they share, and dispatch.
 
 mod bench;
+mod bench_serve;
 mod eval;
 mod profile;
+mod serve;
 mod server;
 mod train;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 pub use bench::BenchArgs;
 pub use eval::EvalArgs;
 pub use profile::ProfileArgs;
+pub use serve::ServeArgs;
 pub use server::{LinkArgs, WorkerArgs};
 pub use train::TrainArgs;
 
@@ -37,18 +40,11 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Shape a TCP connection to a bandwidth trace (user-space link emulator).
     Link(LinkArgs),
-    /// Serve inference requests, scheduling each one with the learned policy.
-    Serve(Unbuilt),
+    /// Serve inference requests (KServe V2 REST), scheduling each one with the learned policy.
+    Serve(ServeArgs),
     /// Benchmarks: `rlsched bench env` measures simulator throughput, `rlsched bench sim2real`
     /// compares simulated with live latencies.
     Bench(BenchArgs),
-}
-
-/// Arguments of a subcommand that this build does not provide yet.
-#[derive(clap::Args, Debug)]
-pub struct Unbuilt {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
 }
 
 /// `--config` and `--set`, shared by every subcommand that reads train.toml.
@@ -81,7 +77,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Worker(args) => server::worker(args),
         Command::Link(args) => server::link(args),
-        Command::Serve(_) => bail!("`rlsched serve` is not implemented yet in this build"),
+        Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
