@@ -40,6 +40,13 @@ pub struct ServeArgs {
     /// Backend for local stages: flex (CPU, default), or ndarray/wgpu when compiled in.
     #[arg(long, default_value = "flex")]
     pub device: String,
+    /// Learn while serving (settings in `[online]` of the config): PPO updates swapped in,
+    /// predictions corrected by measurements, a guardrail that rolls back.
+    #[arg(long)]
+    pub online: bool,
+    /// Where `--online` writes TensorBoard files and its checkpoints (`<runs-dir>/checkpoint`).
+    #[arg(long, default_value = "runs/serve")]
+    pub runs_dir: PathBuf,
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -67,7 +74,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if args.poll_ms == 0 || args.worker_timeout_ms == 0 {
         anyhow::bail!("--poll-ms and --worker-timeout-ms must be above 0");
     }
-    let mut config = ServeConfig::new(train.env, args.checkpoint);
+    let mut config = ServeConfig::new(train.env.clone(), args.checkpoint);
     config.workers = args.workers;
     config.token = args.token;
     config.max_body_bytes = args.max_body_bytes;
@@ -75,6 +82,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     config.worker_timeout = Duration::from_millis(args.worker_timeout_ms);
     config.poll_interval = Duration::from_millis(args.poll_ms);
     config.device = device;
+    config.online = args.online.then(|| train.online.clone());
+    config.agent = train.agent.clone();
+    config.runs_dir = args.runs_dir;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;

@@ -106,13 +106,17 @@ pub struct Choice {
 /// Everything a decision reads; shared by every request.
 pub struct Decider {
     pub config: EnvConfig,
-    pub policy: Mutex<PolicyScheduler>,
+    /// The serving policy; online learning swaps a new one in under this lock.
+    pub policy: Arc<Mutex<PolicyScheduler>>,
     pub executor: Arc<PlanExecutor>,
     pub board: Arc<WorkerBoard>,
     pub device: Arc<DeviceState>,
     /// Chance of sampling the plan from the policy rather than taking its best (online only).
     pub explore: f64,
     pub online: bool,
+    /// Plans in the largest served model: every observation is padded to it, so that online
+    /// learning can batch requests of different workloads.
+    pub max_plans: usize,
 }
 
 impl Decider {
@@ -134,7 +138,7 @@ impl Decider {
             Measurements::observed(self.executor.link_estimate(w), queue, at)
         };
         let primary = (0..workers).find(|&w| self.board.up(w)).unwrap_or(0);
-        let max_plans = model.candidates.len();
+        let max_plans = self.max_plans;
         let reading = |w: usize| LiveReading { workload: served.index, load, worker_up: self.board.up(w), now };
         let primary_measurements = measure(primary);
         let mut obs = Obs::new(&self.config, max_plans);

@@ -7,11 +7,15 @@
 //! - `device`: the device's load and its own queues;
 //! - `workers`: each worker's health and reported queue;
 //! - `routes`: the HTTP routes, admission and the response's plan and breakdown;
-//! - `metrics`: Prometheus metrics.
+//! - `metrics`: Prometheus metrics;
+//! - `online` (`--online`): transitions, PPO updates swapped in, guardrail, checkpoints;
+//!   `demand`: measured-over-predicted corrections of each plan's predictions.
 
 pub mod decide;
+pub mod demand;
 pub mod device;
 pub mod metrics;
+pub mod online;
 pub mod routes;
 pub mod workers;
 
@@ -23,6 +27,7 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use axum::Router;
 use rlsched_agent::checkpoint::{self, CheckpointError};
+use rlsched_agent::online::OnlineLearner;
 use rlsched_agent::policy::PolicyScheduler;
 use rlsched_env::{EnvConfig, EnvError, Scenario};
 use rlsched_executor::kserve::client::WorkerClient;
@@ -65,6 +70,11 @@ pub struct ServeConfig {
     /// How often every worker is probed (health, RTT, queue).
     pub poll_interval: Duration,
     pub device: DeviceChoice,
+    /// `--online`: learn from the requests served (`[online]`), with PPO's losses from
+    /// `agent.ppo`; TensorBoard files and checkpoints go to `runs_dir`.
+    pub online: Option<rlsched_agent::OnlineConfig>,
+    pub agent: rlsched_agent::AgentConfig,
+    pub runs_dir: PathBuf,
 }
 
 impl ServeConfig {
@@ -79,6 +89,9 @@ impl ServeConfig {
             worker_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
             device: DeviceChoice::Flex,
+            online: None,
+            agent: Default::default(),
+            runs_dir: PathBuf::from("runs/serve"),
         }
     }
 }
@@ -97,6 +110,7 @@ pub struct ServeState {
     pub admission: Arc<tokio::sync::Semaphore>,
     pub max_queue: usize,
     pub max_body_bytes: usize,
+    pub online: Option<Arc<online::Online>>,
 }
 
 /// Builds the serving state: the scenario's workloads (plans per worker), the policy, the
@@ -139,21 +153,37 @@ pub fn state(config: &ServeConfig) -> Result<ServeState, ServeError> {
     }
     let metrics = Arc::new(Metrics::new());
     let board = Arc::new(WorkerBoard::new(config.workers.len()));
+    let max_plans = models.iter().map(|m| m.base.candidates.len()).max().unwrap_or(1);
+    let slot = Arc::new(Mutex::new(PolicyScheduler { policy, device }));
+    let online = match &config.online {
+        None => None,
+        Some(settings) => {
+            settings.validate().map_err(ServeError::Config)?;
+            let autodiff = burn::tensor::Device::flex().autodiff();
+            let (training_copy, _) = checkpoint::load(&config.checkpoint, &autodiff)?;
+            let optimizer = checkpoint::load_optimizer(&config.checkpoint)?;
+            let learner = OnlineLearner::new(training_copy, autodiff, optimizer, &config.agent.ppo, settings, sidecar.seed);
+            let plan = online::CheckpointPlan { dir: config.runs_dir.join("checkpoint"), loaded: sidecar, env: config.env.clone(), max_plans };
+            Some(online::Online::start(settings.clone(), learner, slot.clone(), metrics.clone(), plan, &config.runs_dir)?)
+        }
+    };
     Ok(ServeState {
         decider: Decider {
             config: config.env.clone(),
-            policy: Mutex::new(PolicyScheduler { policy, device }),
+            policy: slot,
             executor,
             board,
             device: Arc::new(DeviceState::default()),
-            explore: 0.0,
-            online: false,
+            explore: config.online.as_ref().map_or(0.0, |o| o.explore),
+            online: config.online.is_some(),
+            max_plans,
         },
         models,
         metrics,
         admission: Arc::new(tokio::sync::Semaphore::new(config.max_queue)),
         max_queue: config.max_queue,
         max_body_bytes: config.max_body_bytes,
+        online,
     })
 }
 
@@ -201,6 +231,13 @@ pub async fn run(
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     background.iter().for_each(|task| task.abort());
     served.map_err(|e| ExecError::io("serve listener", e))?;
+    // Every request has drained: the final checkpoint holds what they taught.
+    if let Some(online) = state.online.clone() {
+        tokio::task::spawn_blocking(move || online.finish())
+            .await
+            .map_err(|e| ServeError::Config(e.to_string()))?
+            .map_err(|e| ServeError::Config(format!("final online checkpoint: {e}")))?;
+    }
     let answered = state.metrics.encode().ok().map_or(0, |text| count_responses(&text));
     Ok(ServeSummary { answered })
 }

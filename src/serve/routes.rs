@@ -134,6 +134,9 @@ pub async fn infer(
     if b.total_ms > slo_ms {
         state.metrics.slo_misses.inc();
     }
+    if let Some(online) = &state.online {
+        online.record(served, &choice, b, reward);
+    }
 
     let mut parameters = Map::new();
     parameters.insert("strategy".into(), json!(candidate.kind()));
