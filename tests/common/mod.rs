@@ -14,6 +14,8 @@ pub fn private_config(name: &str) -> PathBuf {
     dir
 }
 
+pub mod curves;
+
 /// Things the serving tests share: a scenario config, an in-process `serve`, a worker process.
 #[allow(dead_code)]
 pub mod serve {
@@ -102,5 +104,43 @@ pub mod serve {
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
         (child, url)
+    }
+}
+
+/// Driving a served workload with a seeded request stream, for the experiments.
+pub mod stream {
+    use rlsched_executor::Workload;
+    use serde_json::{json, Value};
+
+    use crate::common::curves::Point;
+
+    /// The `index`-th request of the seeded stream for `workload`, as a JSON infer body.
+    pub fn request(workload: Workload, index: usize) -> Vec<u8> {
+        let input = workload.example_input(1000 + index as u64);
+        serde_json::to_vec(&json!({
+            "inputs": [{"name": "input", "shape": input.shape, "datatype": input.datatype().name(),
+                        "data": rlsched_executor::kserve::protocol::json_values(&input)}],
+        }))
+        .unwrap()
+    }
+
+    /// Sends request `index` and returns what serving reported of it.
+    pub async fn send(client: &reqwest::Client, url: &str, workload: Workload, index: usize, run: &str) -> Point {
+        let response = client
+            .post(format!("{url}/v2/models/{}/infer", workload.name()))
+            .header("content-type", "application/json")
+            .body(request(workload, index))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let p: Value = response.json::<Value>().await.unwrap()["parameters"].clone();
+        Point {
+            run: run.into(),
+            index,
+            plan: format!("{}/{}", p["strategy"].as_str().unwrap(), p["variant"].as_str().unwrap()),
+            latency_ms: p["total_ms"].as_f64().unwrap(),
+            reward: p["reward"].as_f64().unwrap(),
+        }
     }
 }
