@@ -1,5 +1,5 @@
 //! Adaptation to what the observation cannot see: the worker computes 4× slower than its
-//! profile says (`rlsched worker --slowdown 4`). The same seeded request stream goes through
+//! profile says (`rlsched worker --slowdown 4`), behind a 20 Mbit/s link (`rlsched link`). The same seeded request stream goes through
 //! `serve` twice against that worker, frozen and then `--online`; online demand estimation
 //! (measured over predicted time per plan) and the PPO updates must beat the frozen policy on
 //! mean reward by more than the 95% interval. Both curves are written as CSV and SVG.
@@ -12,12 +12,12 @@ use common::curves::{self, Point};
 use common::serve::{self as helpers};
 use rlsched_executor::Workload;
 
-const REQUESTS: usize = 60;
-const BERT: &str = r#"env.workloads=[{name="bert-mini",weight=1.0,slo_ms=120.0,min_accuracy=0.85}]"#;
+const REQUESTS: usize = 40;
+const RESNET: &str = r#"env.workloads=[{name="resnet18",weight=1.0,slo_ms=300.0,min_accuracy=0.69}]"#;
 
 async fn run(worker: &str, online: bool) -> Vec<Point> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let train = rlsched::config::load(&root.join("train.toml"), true, &[BERT.to_string()]).unwrap();
+    let train = rlsched::config::load(&root.join("train.toml"), true, &[RESNET.to_string()]).unwrap();
     let mut config = helpers::config(train.env);
     config.workers = vec![worker.to_string()];
     config.poll_interval = Duration::from_millis(200);
@@ -41,7 +41,7 @@ async fn run(worker: &str, online: bool) -> Vec<Point> {
     }
     let mut points = Vec::new();
     for i in 0..REQUESTS {
-        points.push(common::stream::send(&client, &server.url, Workload::BertMini, i, name).await);
+        points.push(common::stream::send(&client, &server.url, Workload::ResNet18, i, name).await);
     }
     server.stop().await;
     std::fs::remove_dir_all(runs).ok();
@@ -50,17 +50,20 @@ async fn run(worker: &str, online: bool) -> Vec<Point> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_beats_the_frozen_policy_when_the_worker_slows_down() {
-    let (mut worker, url) = helpers::spawn_worker("127.0.0.1:0", &["--slowdown", "4"]);
+    let (worker, worker_url) = helpers::spawn_worker("127.0.0.1:0", &["--slowdown", "4"]);
+    let _worker = helpers::Killed(worker);
+    let trace = std::env::temp_dir().join(format!("rlsched-slowdown-{}.txt", std::process::id()));
+    std::fs::write(&trace, "0 20\n3600 20\n").unwrap();
+    let (link, url, _) = helpers::spawn_link(&trace, worker_url.trim_start_matches("http://"));
+    let _link = helpers::Killed(link);
     let frozen = run(&url, false).await;
     let online = run(&url, true).await;
-    worker.kill().ok();
-    worker.wait().ok();
 
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("experiments");
     std::fs::create_dir_all(&out).unwrap();
     let all: Vec<Point> = frozen.iter().chain(&online).cloned().collect();
     curves::write_csv(&out.join("slowdown.csv"), &all);
-    curves::write_svg(&out.join("slowdown.svg"), "bert-mini, worker 4x slower than its profile: frozen vs --online", &all);
+    curves::write_svg(&out.join("slowdown.svg"), "resnet18, worker 4x slower than its profile: frozen vs --online", &all);
     let remote = |points: &[Point]| points.iter().filter(|p| !p.plan.starts_with("local")).count();
     let reward = |points: &[Point]| points.iter().map(|p| p.reward).collect::<Vec<f64>>();
     let (difference, half) = curves::mean_difference(&reward(&online), &reward(&frozen));

@@ -185,6 +185,15 @@ impl PlanExecutor {
         Ok(reply)
     }
 
+    /// The active probe, as the simulator's: uploads about `bytes` to `worker` and records the
+    /// transfer as a goodput sample. The payload is a batch of digits-cnn images, which any
+    /// rlsched worker serves and computes in a moment.
+    pub async fn probe_upload(&self, worker: usize, bytes: usize) -> Result<(), ExecError> {
+        let images = (bytes / 256).max(1);
+        let input = WireTensor::new(vec![images, 1, 8, 8], crate::model::activation::WireData::F32(vec![0.0; images * 64]))?;
+        self.remote(worker, Workload::DigitsCnn, "fp32", 0, &input, false).await.map(|_| ())
+    }
+
     /// Executes `plan` on `input`. Input errors (wrong shape, unknown variant) are returned;
     /// remote failures are not errors but fallbacks.
     pub async fn execute(&self, workload: Workload, plan: &Plan, input: WireTensor) -> Result<Execution, ExecError> {

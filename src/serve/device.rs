@@ -1,6 +1,6 @@
-//! The serving device's own state, read at every decision without blocking: the CPU load (a
-//! background task samples sysinfo; a sample needs two readings some time apart, so requests
-//! read the latest instead of sampling), and its own queues: local work admitted and not yet
+//! The serving device's own state, read at every decision without blocking: the CPU load that
+//! other work puts on it (a background task samples sysinfo; a sample needs two readings some
+//! time apart, so requests read the latest instead of sampling), and its own queues: local work admitted and not yet
 //! finished, bytes queued for the uplink. Each request holds a guard for what it added, so a
 //! request that ends in any way gives it back.
 
@@ -55,13 +55,24 @@ impl DeviceState {
         QueueGuard { device: self.clone(), local_us, bytes }
     }
 
-    /// Samples the monitor every `interval` until the task is aborted.
+    /// Samples the monitor every `interval` until the task is aborted. The load is the
+    /// simulator's device load, the CPU share *other* work takes: this process's own share
+    /// (serving's inference) is left out, or every local plan would make local plans look
+    /// slower.
     pub async fn monitor(self: Arc<Self>, interval: Duration) {
+        use sysinfo::{ProcessRefreshKind, ProcessesToUpdate};
         let mut monitor = ResourceMonitor::new();
+        let pid = sysinfo::get_current_pid().ok();
+        let mut own = sysinfo::System::new();
         let mut ticker = tokio::time::interval(interval);
         loop {
             ticker.tick().await;
-            let load = monitor.sample().cpu_utilization;
+            let sample = monitor.sample();
+            let own_share = pid.map_or(0.0, |pid| {
+                own.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), false, ProcessRefreshKind::nothing().with_cpu());
+                own.process(pid).map_or(0.0, |p| p.cpu_usage() as f64 / 100.0 / sample.cores.max(1) as f64)
+            });
+            let load = (sample.cpu_utilization - own_share).clamp(0.0, 1.0);
             self.load_bits.store(load.to_bits(), Ordering::Relaxed);
         }
     }

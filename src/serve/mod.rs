@@ -217,13 +217,15 @@ pub async fn run(
 ) -> Result<ServeSummary, ServeError> {
     let state = Arc::new(state(&config)?);
     // The first probe before the first request: plans need to know which workers answer.
-    workers::poll_once(&state.decider.board, &state.decider.executor, &state.metrics).await;
+    let probe = config.env.probe.clone();
+    workers::poll_once(&state.decider.board, &state.decider.executor, &state.metrics, &probe).await;
     let background = [
         tokio::spawn(workers::poll(
             state.decider.board.clone(),
             state.decider.executor.clone(),
             state.metrics.clone(),
             config.poll_interval,
+            probe,
         )),
         tokio::spawn(state.decider.device.clone().monitor(Duration::from_millis(250))),
     ];

@@ -88,6 +88,32 @@ pub mod serve {
             .sum()
     }
 
+    /// A child process killed when dropped, so a failing test leaves no worker or link behind.
+    pub struct Killed(pub Child);
+
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            self.0.kill().ok();
+            self.0.wait().ok();
+        }
+    }
+
+    /// Starts `rlsched link` replaying `trace` in front of `upstream` (`host:port`): the child,
+    /// its URL, and when its trace's clock started.
+    pub fn spawn_link(trace: &Path, upstream: &str) -> (Child, String, std::time::Instant) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rlsched"))
+            .args(["link", "--trace", trace.to_str().unwrap(), "--listen", "127.0.0.1:0", "--upstream", upstream])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        // the trace's clock starts when the link starts, just before it prints
+        let started = std::time::Instant::now();
+        let address = line.split_whitespace().nth(4).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+        (child, format!("http://{address}"), started)
+    }
+
     /// Starts `rlsched worker` on `listen` and returns it with the URL it printed.
     pub fn spawn_worker(listen: &str, extra: &[&str]) -> (Child, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rlsched"))
