@@ -40,7 +40,8 @@ pub fn run(config: &super::ConfigArgs, checkpoint: std::path::PathBuf, requests:
         }))?;
         let client = reqwest::Client::new();
         let plan = Plan::Local { variant: "fp32".into() };
-        let (mut direct, mut served, mut decisions) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut direct, mut served, mut decisions, mut floor) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let ready = url.replace("/v2/models/digits-cnn/infer", "/v2/health/ready");
         // warm-up: networks built, connections open
         for _ in 0..50 {
             executor.execute(Workload::DigitsCnn, &plan, input.clone()).await?;
@@ -61,6 +62,10 @@ pub fn run(config: &super::ConfigArgs, checkpoint: std::path::PathBuf, requests:
                 let reply: serde_json::Value = response.json().await?;
                 served.push(start.elapsed().as_secs_f64() * 1e6);
                 decisions.push(reply["parameters"]["decision_us"].as_f64().unwrap_or(f64::NAN));
+                // the HTTP floor: a round trip that does nothing on the server
+                let start = Instant::now();
+                client.get(&ready).send().await?.bytes().await?;
+                floor.push(start.elapsed().as_secs_f64() * 1e6);
             }
         }
         let start = Instant::now();
@@ -82,12 +87,12 @@ pub fn run(config: &super::ConfigArgs, checkpoint: std::path::PathBuf, requests:
         let rate = done as f64 / start.elapsed().as_secs_f64();
         stop.send(()).ok();
         server.await??;
-        for v in [&mut direct, &mut served, &mut decisions] {
+        for v in [&mut direct, &mut served, &mut decisions, &mut floor] {
             v.sort_by(f64::total_cmp);
         }
         println!("digits-cnn, local fp32, {} requests each way, one client (µs):", direct.len());
         println!("{:>24} {:>9} {:>9} {:>9}", "", "p50", "p90", "p99");
-        for (name, v) in [("direct (PlanExecutor)", &direct), ("through serve (HTTP)", &served), ("decision alone", &decisions)] {
+        for (name, v) in [("direct (PlanExecutor)", &direct), ("through serve (HTTP)", &served), ("decision alone", &decisions), ("empty HTTP round trip", &floor)] {
             println!("{name:>24} {:>9.0} {:>9.0} {:>9.0}", percentile(v, 0.5), percentile(v, 0.9), percentile(v, 0.99));
         }
         println!(
