@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub struct TrainConfig {
     pub env: EnvConfig,
     pub agent: rlsched_agent::AgentConfig,
+    /// `[online]`: learning while serving (`rlsched serve --online`).
+    pub online: rlsched_agent::OnlineConfig,
 }
 
 /// Parses `value` as a TOML value (number, bool, array, quoted string), or else as a bare string.
@@ -78,5 +80,6 @@ pub fn load(path: &Path, explicit: bool, sets: &[String]) -> Result<TrainConfig>
     let overrides = if sets.is_empty() { String::new() } else { format!(" after --set {}", sets.join(" --set ")) };
     config.env.validate().map_err(|e| anyhow::anyhow!("{}{overrides}: {e}", path.display()))?;
     config.agent.validate().map_err(|e| anyhow::anyhow!("{}{overrides}: {e}", path.display()))?;
+    config.online.validate().map_err(|e| anyhow::anyhow!("{}{overrides}: {e}", path.display()))?;
     Ok(config)
 }

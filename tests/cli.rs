@@ -19,10 +19,14 @@ fn help_lists_every_subcommand() {
 }
 
 #[test]
-fn unbuilt_subcommand_says_so_and_fails() {
-    let out = rlsched().arg("serve").output().unwrap();
+fn serve_refuses_a_missing_checkpoint_and_an_empty_queue() {
+    let out = rlsched().args(["serve", "--listen", "127.0.0.1:0", "--checkpoint", "no/such/checkpoint"]).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no/such/checkpoint") && err.contains("no such checkpoint directory"), "{err}");
+    let out = rlsched().args(["serve", "--listen", "127.0.0.1:0", "--max-queue", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-queue must be at least 1"));
 }
 
 #[test]

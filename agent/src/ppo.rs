@@ -6,11 +6,10 @@
 use std::sync::Arc;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, OptimizerRecord};
-use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::optim::{AdamConfig, OptimizerRecord};
+use burn::tensor::activation::softmax;
+use burn::tensor::Device;
 use rand::rngs::SmallRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rlsched_env::obs::{state_dim, PLAN_FEATURES};
 use rlsched_env::{EnvError, Scenario, VecEnv};
@@ -19,6 +18,7 @@ use std::path::Path;
 
 use crate::checkpoint::{self, CheckpointError};
 use crate::policy::{ObsBatch, Policy, RUNAWAY_SCORE};
+use crate::update::{update, Rollout};
 use crate::{ModelConfig, PpoConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -119,10 +119,6 @@ pub struct IterationStats {
     pub episodic_length: Option<f64>,
     /// Environment steps per second of wall time so far.
     pub sps: f64,
-}
-
-fn scalar(t: Tensor<1>) -> f64 {
-    t.into_data().try_to_vec::<f32>().map(|v| v[0] as f64).unwrap_or(f64::NAN)
 }
 
 /// A trained policy (with its observation statistics) and the optimizer's state, which a
@@ -287,62 +283,8 @@ pub fn train(
             sps: global_step as f64 / started.elapsed().as_secs_f64().max(1e-9),
             ..Default::default()
         };
-        let mut updates = 0.0;
-        for _ in 0..config.update_epochs {
-            order.shuffle(&mut rng);
-            for chunk in order.chunks(config.minibatch_size()) {
-                let m = chunk.len();
-                let gather = |src: &[f32], width: usize| chunk.iter().flat_map(|&i| src[i * width..(i + 1) * width].iter().copied()).collect::<Vec<f32>>();
-                let mask: Vec<bool> = chunk.iter().flat_map(|&i| masks[i * max_plans..(i + 1) * max_plans].iter().copied()).collect();
-                let obs = ObsBatch::from_flat(gather(&states, s_dim), gather(&plans, row), mask, m, s_dim, max_plans, &device);
-                let mut adv: Vec<f32> = chunk.iter().map(|&i| advantages[i] as f32).collect();
-                if config.norm_adv && m > 1 {
-                    let mean = adv.iter().sum::<f32>() / m as f32;
-                    let std = (adv.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / (m - 1) as f32).sqrt();
-                    adv.iter_mut().for_each(|a| *a = (*a - mean) / (std + 1e-8));
-                }
-                let vector = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), &device);
-                let adv = vector(adv);
-                let old_logp = vector(chunk.iter().map(|&i| logprobs[i] as f32).collect());
-                let ret = vector(chunk.iter().map(|&i| returns[i] as f32).collect());
-                let act = Tensor::<2, Int>::from_data(TensorData::new(chunk.iter().map(|&i| actions[i] as i64).collect::<Vec<_>>(), [m, 1]), &device);
-
-                let (logits, value) = policy.forward(&obs);
-                let logp_all = log_softmax(logits, 1);
-                let entropy = -(logp_all.clone().exp() * logp_all.clone()).sum_dim(1).reshape([m]).mean();
-                let new_logp = logp_all.gather(1, act).reshape([m]);
-                let log_ratio = new_logp - old_logp;
-                let ratio = log_ratio.clone().exp();
-                let c = config.clip_coef as f32;
-                let pg1 = -adv.clone() * ratio.clone();
-                let pg2 = -adv * ratio.clone().clamp(1.0 - c, 1.0 + c);
-                let policy_loss = pg1.max_pair(pg2).mean();
-                let value_loss = (value - ret).powf_scalar(2.0).mean() * 0.5;
-                let loss = policy_loss.clone() - entropy.clone() * config.ent_coef as f32 + value_loss.clone() * config.vf_coef as f32;
-
-                // diagnostics, from the same forward pass
-                let old_approx_kl = scalar((-log_ratio.clone()).mean().detach());
-                let approx_kl = scalar(((ratio.clone() - 1.0) - log_ratio).mean().detach());
-                let clipped = scalar((ratio - 1.0).abs().greater_elem(c).float().mean().detach());
-                if !scalar(loss.clone().detach()).is_finite() {
-                    return Err(TrainError::Diverged { step: global_step, what: "the PPO loss" });
-                }
-                stats.policy_loss += scalar(policy_loss.detach());
-                stats.value_loss += scalar(value_loss.detach());
-                stats.entropy += scalar(entropy.detach());
-                stats.approx_kl += approx_kl;
-                stats.old_approx_kl += old_approx_kl;
-                stats.clipfrac += clipped;
-                updates += 1.0;
-
-                let mut grads = GradientsParams::from_grads(loss.backward(), &policy);
-                crate::clip::clip_global_norm(&policy, &mut grads, config.max_grad_norm as f64);
-                policy = optimizer.step(lr, policy, grads);
-            }
-        }
-        for v in [&mut stats.policy_loss, &mut stats.value_loss, &mut stats.entropy, &mut stats.approx_kl, &mut stats.old_approx_kl, &mut stats.clipfrac] {
-            *v /= updates;
-        }
+        let rollout = Rollout { states: &states, plans: &plans, masks: &masks, actions: &actions, logprobs: &logprobs, advantages: &advantages, returns: &returns, state_dim: s_dim, max_plans };
+        policy = update(policy, &mut optimizer, &rollout, config, lr, &mut order, &mut rng, &device, &mut stats)?;
         on_iteration(&stats, &policy, &|| optimizer.to_record());
     }
     Ok(Trained { optimizer: optimizer.to_record(), policy: policy.valid() })

@@ -63,6 +63,18 @@ impl Candidate {
     pub fn remote_mean_ms(&self) -> f64 {
         self.remote_mean
     }
+
+    /// This plan as the device now believes it performs: its predicted local and remote times
+    /// and its transfer's bytes multiplied by the factors (measured over predicted, from
+    /// serving). The observation's static features keep the profile's sizes.
+    pub fn corrected(&self, local: f64, remote: f64, transfer: f64) -> Candidate {
+        let mut c = self.clone();
+        c.local_mean *= local;
+        c.remote_mean *= remote;
+        c.bytes_up *= transfer;
+        c.bytes_down *= transfer;
+        c
+    }
 }
 
 fn stage_stats(v: &VariantProfile) -> Vec<(f64, f64)> {

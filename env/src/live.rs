@@ -18,8 +18,40 @@ use crate::obs::Obs;
 use crate::queues::DeviceQueues;
 use crate::measurements::Measurements;
 use crate::request::{Request, RequestWorld};
-use crate::scenario::Scenario;
+use crate::config::EnvConfig;
+use crate::scenario::{Scenario, WorkloadModel};
 use crate::{Env, EnvError, Info, Step};
+
+/// What the real system shows when a request arrives.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveReading {
+    /// Index of the request's workload in the scenario.
+    pub workload: usize,
+    /// The monitor's CPU load, 0..1.
+    pub load: f64,
+    /// Whether the worker answered its last probe.
+    pub worker_up: bool,
+    /// The executor's clock, seconds.
+    pub now: f64,
+}
+
+/// Fills `obs` for a live request: the one way a real device (`LiveEnv`, `rlsched serve`)
+/// turns its readings, measurements and queues into the observation the simulator trains on.
+pub fn observe(obs: &mut Obs, config: &EnvConfig, model: &WorkloadModel, reading: LiveReading, measurements: &Measurements, queues: DeviceQueues) {
+    let request = Request {
+        workload: reading.workload,
+        observed_load: reading.load,
+        world: RequestWorld {
+            time_s: reading.now,
+            device_load: reading.load,
+            worker_queue: measurements.reported_queue,
+            worker_up: reading.worker_up,
+            device_noise: Vec::new(),
+            worker_noise: Vec::new(),
+        },
+    };
+    obs.fill(config, model, &request, measurements, queues, reading.now);
+}
 
 pub struct LiveEnv {
     scenario: Arc<Scenario>,
@@ -93,7 +125,8 @@ impl LiveEnv {
         let link = self.executor.link_estimates().into_iter().next().unwrap_or_default();
         self.measurements = Measurements::observed(link, self.reported_queue.0, self.reported_queue.1);
         // one request runs at a time here, so nothing is queued ahead of it
-        self.obs.fill(&scenario.config, model, &request, &self.measurements, DeviceQueues::default(), now);
+        let reading = LiveReading { workload, load: sample.cpu_utilization, worker_up, now };
+        observe(&mut self.obs, &scenario.config, model, reading, &self.measurements, DeviceQueues::default());
         self.request = Some((request, input));
         Ok(())
     }

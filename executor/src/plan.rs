@@ -78,6 +78,10 @@ pub struct Execution {
 /// Runs plans against local networks and a set of workers.
 pub struct PlanExecutor {
     networks: NetworkCache,
+    /// The device computes one request's stages at a time, as the simulator assumes: concurrent
+    /// requests (in `serve`) wait here, and that wait is their `device_wait_ms`. The permit is
+    /// owned by the computation, so a dropped request cannot free the device early.
+    device: Arc<tokio::sync::Semaphore>,
     workers: Vec<WorkerClient>,
     /// The link to each worker, estimated from this executor's own transfers and probes.
     links: Mutex<Vec<LinkEstimator>>,
@@ -94,6 +98,7 @@ impl PlanExecutor {
         let links = workers.iter().map(|_| LinkEstimator::default()).collect();
         Ok(Self {
             networks: NetworkCache::new(device.device()?),
+            device: Arc::new(tokio::sync::Semaphore::new(1)),
             workers,
             links: Mutex::new(links),
             started: Instant::now(),
@@ -135,25 +140,30 @@ impl PlanExecutor {
         self.links.lock().expect("link lock").clone()
     }
 
+    /// The link estimate to one worker (the default estimate for a worker that does not exist).
+    pub fn link_estimate(&self, worker: usize) -> LinkEstimator {
+        self.links.lock().expect("link lock").get(worker).cloned().unwrap_or_default()
+    }
+
     pub fn network(&self, workload: Workload, variant: &str) -> Result<Arc<Network>, ExecError> {
         self.networks.get(workload, variant)
     }
 
-    async fn run_local(&self, network: Arc<Network>, start: usize, input: WireTensor) -> Result<WireTensor, ExecError> {
+    /// Runs stages `start..end` on the device once it is free: (output, ms waited for it).
+    async fn run_stages(&self, network: Arc<Network>, start: usize, end: Option<usize>, input: WireTensor) -> Result<(WireTensor, f64), ExecError> {
+        let waiting = Instant::now();
+        let permit = self.device.clone().acquire_owned().await.map_err(|e| ExecError::Backend(e.to_string()))?;
+        let wait_ms = ms(waiting);
         let device = self.networks.device().clone();
-        tokio::task::spawn_blocking(move || {
-            let end = network.stage_count();
-            network.run_wire(start, end, &input, &device)
+        let output = tokio::task::spawn_blocking(move || {
+            let end = end.unwrap_or(network.stage_count());
+            let output = network.run_wire(start, end, &input, &device);
+            drop(permit);
+            output
         })
         .await
-        .map_err(|e| ExecError::Backend(e.to_string()))?
-    }
-
-    async fn run_head(&self, network: Arc<Network>, cut: usize, input: WireTensor) -> Result<WireTensor, ExecError> {
-        let device = self.networks.device().clone();
-        tokio::task::spawn_blocking(move || network.run_wire(0, cut, &input, &device))
-            .await
-            .map_err(|e| ExecError::Backend(e.to_string()))?
+        .map_err(|e| ExecError::Backend(e.to_string()))??;
+        Ok((output, wait_ms))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -175,6 +185,15 @@ impl PlanExecutor {
         Ok(reply)
     }
 
+    /// The active probe, as the simulator's: uploads about `bytes` to `worker` and records the
+    /// transfer as a goodput sample. The payload is a batch of digits-cnn images, which any
+    /// rlsched worker serves and computes in a moment.
+    pub async fn probe_upload(&self, worker: usize, bytes: usize) -> Result<(), ExecError> {
+        let images = (bytes / 256).max(1);
+        let input = WireTensor::new(vec![images, 1, 8, 8], crate::model::activation::WireData::F32(vec![0.0; images * 64]))?;
+        self.remote(worker, Workload::DigitsCnn, "fp32", 0, &input, false).await.map(|_| ())
+    }
+
     /// Executes `plan` on `input`. Input errors (wrong shape, unknown variant) are returned;
     /// remote failures are not errors but fallbacks.
     pub async fn execute(&self, workload: Workload, plan: &Plan, input: WireTensor) -> Result<Execution, ExecError> {
@@ -185,7 +204,8 @@ impl PlanExecutor {
         let mut breakdown = Breakdown::default();
         let (start_remote, worker, remote_input, int8) = match plan {
             Plan::Local { .. } => {
-                let output = self.run_local(network, 0, input).await?;
+                let (output, wait_ms) = self.run_stages(network, 0, None, input).await?;
+                breakdown.device_wait_ms = wait_ms;
                 breakdown.local_ms = ms(started);
                 breakdown.total_ms = breakdown.local_ms;
                 return Ok(Execution { output, breakdown });
@@ -195,7 +215,8 @@ impl PlanExecutor {
                     return Err(ExecError::BadStageRange { start: *cut, end: network.stage_count(), stages: network.stage_count() });
                 }
                 let head_start = Instant::now();
-                let head = self.run_head(network.clone(), *cut, input).await?;
+                let (head, wait_ms) = self.run_stages(network.clone(), 0, Some(*cut), input).await?;
+                breakdown.device_wait_ms = wait_ms;
                 breakdown.local_ms = ms(head_start);
                 (*cut, *worker, head, *int8)
             }
@@ -215,7 +236,7 @@ impl PlanExecutor {
             }
             Err(error) => {
                 let fallback_start = Instant::now();
-                let output = self.run_local(network, start_remote, remote_input).await?;
+                let (output, _) = self.run_stages(network, start_remote, None, remote_input).await?;
                 breakdown.local_ms += ms(fallback_start);
                 breakdown.fallback = Some(error.to_string());
                 breakdown.total_ms = ms(started);

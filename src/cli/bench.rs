@@ -8,15 +8,17 @@ use super::ConfigArgs;
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// What to measure: `env` (VecEnv steps per second on one core), `decision` (p50/p99 of
-    /// one 16-plan scheduling decision by the policy), or `sim2real` (live vs simulated latency
-    /// per plan; data read beside the config file; about a minute).
+    /// one 16-plan scheduling decision by the policy), `sim2real` (live vs simulated latency per
+    /// plan; data read beside the config file; about a minute), or `serve` (what `rlsched serve`
+    /// adds over direct local execution of digits-cnn, and requests per second).
     pub target: String,
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Environments stepped together.
     #[arg(long, default_value_t = 64)]
     pub envs: usize,
-    /// decision: the policy checkpoint (default: `checkpoints/default` beside the config).
+    /// decision, serve: the policy checkpoint (default: `checkpoints/default` beside the
+    /// config).
     #[arg(long)]
     pub checkpoint: Option<std::path::PathBuf>,
     /// Seconds to measure for (decision: for each of its four measurements).
@@ -29,6 +31,12 @@ pub struct BenchArgs {
     /// (`cpu2`: then it also checks those profiles against this machine).
     #[arg(long, default_value = "measured")]
     pub profiles: String,
+    /// serve: requests measured each way (direct and through serve).
+    #[arg(long, default_value_t = 2000)]
+    pub serve_requests: usize,
+    /// serve: concurrent clients for the requests-per-second figure.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
 }
 
 fn sim2real(args: &BenchArgs) -> Result<()> {
@@ -54,7 +62,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "env" => {}
         "sim2real" => return sim2real(&args),
         "decision" => return super::bench_decision::run(&args.config.load()?, &args.config.dir(), args.checkpoint.clone(), args.seconds),
-        other => bail!("unknown benchmark `{other}` (available: env, decision, sim2real)"),
+        "serve" => {
+            let checkpoint = args.checkpoint.clone().unwrap_or_else(|| args.config.dir().join("checkpoints/default"));
+            return super::bench_serve::run(&args.config, checkpoint, args.serve_requests, args.clients);
+        }
+        other => bail!("unknown benchmark `{other}` (available: env, decision, sim2real, serve)"),
     }
     let config = args.config.load()?;
     let scenario = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);

@@ -3,20 +3,23 @@
 
 mod bench;
 mod bench_decision;
+mod bench_serve;
 mod eval;
 mod profile;
+mod serve;
 mod server;
 mod train;
 mod validation;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 pub use bench::BenchArgs;
 pub use eval::EvalArgs;
 pub use profile::ProfileArgs;
+pub use serve::ServeArgs;
 pub use server::{LinkArgs, WorkerArgs};
 pub use train::TrainArgs;
 
@@ -39,19 +42,12 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Shape a TCP connection to a bandwidth trace (user-space link emulator).
     Link(LinkArgs),
-    /// Serve inference requests, scheduling each one with the learned policy.
-    Serve(Unbuilt),
+    /// Serve inference requests (KServe V2 REST), scheduling each one with the learned policy.
+    Serve(ServeArgs),
     /// Benchmarks: `rlsched bench env` measures simulator throughput, `rlsched bench decision`
-    /// the cost of one scheduling decision, `rlsched bench sim2real` compares simulated with
-    /// live latencies.
+    /// the cost of one scheduling decision, `rlsched bench serve` what serving adds over local
+    /// execution, `rlsched bench sim2real` compares simulated with live latencies.
     Bench(BenchArgs),
-}
-
-/// Arguments of a subcommand that this build does not provide yet.
-#[derive(clap::Args, Debug)]
-pub struct Unbuilt {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
 }
 
 /// `--config` and `--set`, shared by every subcommand that reads train.toml.
@@ -84,7 +80,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Worker(args) => server::worker(args),
         Command::Link(args) => server::link(args),
-        Command::Serve(_) => bail!("`rlsched serve` is not implemented yet in this build"),
+        Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -21,6 +21,10 @@ pub struct WorkerArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     pub max_body_bytes: usize,
+    /// Test aid: make every computation take F times as long (F >= 1), so an experiment can
+    /// slow the worker down while its profile still says it is fast.
+    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    pub slowdown: f64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,10 +77,14 @@ async fn ctrl_c() {
 
 pub fn worker(args: WorkerArgs) -> Result<()> {
     let device: DeviceChoice = args.device.parse()?;
+    if !(args.slowdown.is_finite() && (1.0..=1000.0).contains(&args.slowdown)) {
+        bail!("--slowdown must be a number in 1..=1000, got {}", Num(args.slowdown));
+    }
     let config = rlsched_executor::kserve::worker::WorkerConfig {
         device,
         token: args.token,
         max_body_bytes: args.max_body_bytes,
+        slowdown: args.slowdown,
     };
     serve(&args.listen, |listener| async move {
         println!("rlsched worker listening on http://{} (device {device})", listener.local_addr()?);

@@ -1,6 +1,8 @@
 //! Remote execution over the Open Inference Protocol (KServe V2 REST): the wire types, the
+//! HTTP pieces every rlsched server shares (errors, token, body limit, infer encoding), the
 //! worker server that runs a stage range, and the client that calls it.
 
 pub mod client;
+pub mod http;
 pub mod protocol;
 pub mod worker;

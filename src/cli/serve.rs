@@ -1,0 +1,96 @@
+//! `rlsched serve`: bind, serve with the learned policy until ctrl-c or SIGTERM, drain.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rlsched_executor::DeviceChoice;
+
+use crate::cli::ConfigArgs;
+use crate::serve::ServeConfig;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; printed on start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// A worker's base URL (`http://host:port`): an rlsched worker, or for offload plans any
+    /// Open Inference Protocol server serving the workload under the same model name.
+    /// Repeatable; plans are made for each.
+    #[arg(long = "worker")]
+    pub workers: Vec<String>,
+    /// The policy to serve with.
+    #[arg(long, default_value = "checkpoints/default")]
+    pub checkpoint: PathBuf,
+    /// Require `Authorization: Bearer TOKEN` on infer and /metrics (also sent to the workers).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_body_bytes: usize,
+    /// Requests admitted at once, running or waiting; past it the answer is 503.
+    #[arg(long, default_value_t = 64)]
+    pub max_queue: usize,
+    /// Longest a remote call may take before the request falls back to local, ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub worker_timeout_ms: u64,
+    /// How often each worker is probed for health, RTT and queue, ms.
+    #[arg(long, default_value_t = 500)]
+    pub poll_ms: u64,
+    /// Backend for local stages: flex (CPU, default), or ndarray/wgpu when compiled in.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+    /// Learn while serving (settings in `[online]` of the config): PPO updates swapped in,
+    /// predictions corrected by measurements, a guardrail that rolls back.
+    #[arg(long)]
+    pub online: bool,
+    /// Where `--online` writes TensorBoard files and its checkpoints (`<runs-dir>/checkpoint`).
+    #[arg(long, default_value = "runs/serve")]
+    pub runs_dir: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return tokio::signal::ctrl_c().await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.ok();
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let train = args.config.load()?;
+    let device: DeviceChoice = args.device.parse()?;
+    if args.poll_ms == 0 || args.worker_timeout_ms == 0 {
+        anyhow::bail!("--poll-ms and --worker-timeout-ms must be above 0");
+    }
+    let mut config = ServeConfig::new(train.env.clone(), args.checkpoint);
+    config.workers = args.workers;
+    config.token = args.token;
+    config.max_body_bytes = args.max_body_bytes;
+    config.max_queue = args.max_queue;
+    config.worker_timeout = Duration::from_millis(args.worker_timeout_ms);
+    config.poll_interval = Duration::from_millis(args.poll_ms);
+    config.device = device;
+    config.online = args.online.then(|| train.online.clone());
+    config.agent = train.agent.clone();
+    config.runs_dir = args.runs_dir;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        println!("rlsched serve listening on http://{} ({} workers)", listener.local_addr()?, config.workers.len());
+        let summary = crate::serve::run(listener, config, stop_signal()).await?;
+        println!("rlsched serve stopped after answering {} requests", summary.answered);
+        Ok(())
+    })
+}

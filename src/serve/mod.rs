@@ -1,0 +1,253 @@
+//! `rlsched serve`: an Open Inference Protocol (KServe V2 REST) front end that schedules every
+//! request with the learned policy and runs it locally, split with a worker, or offloaded.
+//! Like the worker, [`run`] takes a bound listener and a shutdown future, so tests start it on
+//! `127.0.0.1:0`; shutting down stops accepting, then drains the requests in flight.
+//!
+//! - `decide`: the observation (shared live code) and the policy's choice;
+//! - `device`: the device's load and its own queues;
+//! - `workers`: each worker's health and reported queue;
+//! - `routes`: the HTTP routes, admission and the response's plan and breakdown;
+//! - `metrics`: Prometheus metrics;
+//! - `online` (`--online`): transitions, PPO updates swapped in, guardrail, checkpoints;
+//!   `demand`: measured-over-predicted corrections of each plan's predictions.
+
+pub mod decide;
+pub mod demand;
+pub mod device;
+pub mod metrics;
+pub mod online;
+pub mod routes;
+pub mod workers;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use rlsched_agent::checkpoint::{self, CheckpointError};
+use rlsched_agent::online::OnlineLearner;
+use rlsched_agent::policy::PolicyScheduler;
+use rlsched_env::{EnvConfig, EnvError, Scenario};
+use rlsched_executor::kserve::client::WorkerClient;
+use rlsched_executor::kserve::http::{self, ApiError};
+use rlsched_executor::plan::PlanExecutor;
+use rlsched_executor::{DeviceChoice, ExecError, Workload};
+
+use crate::serve::decide::{Decider, ServedModel};
+use crate::serve::device::DeviceState;
+use crate::serve::metrics::Metrics;
+use crate::serve::workers::WorkerBoard;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{0}")]
+    Config(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The scenario: the workloads served (`[env.workloads]`: name, SLO, accuracy floor), their
+    /// profiles, the reward and the estimator's settings.
+    pub env: EnvConfig,
+    pub checkpoint: PathBuf,
+    /// Base URLs of the workers (`http://host:port`), in plan order.
+    pub workers: Vec<String>,
+    /// When set, infer and `/metrics` need `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    pub max_body_bytes: usize,
+    /// Requests admitted at once (running or waiting); past it, 503.
+    pub max_queue: usize,
+    /// Longest a remote call may take before it falls back to local.
+    pub worker_timeout: Duration,
+    /// How often every worker is probed (health, RTT, queue).
+    pub poll_interval: Duration,
+    pub device: DeviceChoice,
+    /// `--online`: learn from the requests served (`[online]`), with PPO's losses from
+    /// `agent.ppo`; TensorBoard files and checkpoints go to `runs_dir`.
+    pub online: Option<rlsched_agent::OnlineConfig>,
+    pub agent: rlsched_agent::AgentConfig,
+    pub runs_dir: PathBuf,
+}
+
+impl ServeConfig {
+    pub fn new(env: EnvConfig, checkpoint: PathBuf) -> Self {
+        Self {
+            env,
+            checkpoint,
+            workers: Vec::new(),
+            token: None,
+            max_body_bytes: 64 << 20,
+            max_queue: 64,
+            worker_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+            device: DeviceChoice::Flex,
+            online: None,
+            agent: Default::default(),
+            runs_dir: PathBuf::from("runs/serve"),
+        }
+    }
+}
+
+/// What one serving run did.
+#[derive(Clone, Debug, Default)]
+pub struct ServeSummary {
+    /// Infer requests answered, with any status.
+    pub answered: u64,
+}
+
+pub struct ServeState {
+    pub decider: Decider,
+    pub models: Vec<ServedModel>,
+    pub metrics: Arc<Metrics>,
+    pub admission: Arc<tokio::sync::Semaphore>,
+    pub max_queue: usize,
+    pub max_body_bytes: usize,
+    pub online: Option<Arc<online::Online>>,
+}
+
+/// Builds the serving state: the scenario's workloads (plans per worker), the policy, the
+/// executor and its workers.
+pub fn state(config: &ServeConfig) -> Result<ServeState, ServeError> {
+    if config.max_queue == 0 {
+        return Err(ServeError::Config("--max-queue must be at least 1".into()));
+    }
+    let mut scenario = Scenario::load(&config.env, &config.env.validation_traces)?;
+    let device = burn::tensor::Device::flex();
+    let (policy, sidecar) = checkpoint::load(&config.checkpoint, &device)?;
+    let state_dim = rlsched_env::obs::state_dim(&config.env);
+    if sidecar.state_dim != state_dim {
+        return Err(ServeError::Config(format!(
+            "{} has a state of {} features, but this config's observation has {state_dim} (env.history must match the training run's)",
+            config.checkpoint.display(),
+            sidecar.state_dim
+        )));
+    }
+    let clients = config
+        .workers
+        .iter()
+        .map(|url| WorkerClient::new(url, config.token.clone(), config.worker_timeout))
+        .collect::<Result<Vec<_>, _>>()?;
+    let executor = Arc::new(PlanExecutor::new(config.device, clients)?.with_estimator(config.env.estimator()));
+    let workloads = std::mem::take(&mut scenario.workloads);
+    let models = workloads
+        .iter()
+        .enumerate()
+        .map(|(i, model)| {
+            let workload: Workload = model.mix.name.parse()?;
+            Ok(ServedModel::new(workload, i, model, config.workers.len()))
+        })
+        .collect::<Result<Vec<_>, ExecError>>()?;
+    // Every variant a plan may run is built now, not on a request's time (VGG-16 takes seconds).
+    for model in &models {
+        for candidate in &model.base.candidates {
+            executor.network(model.workload, candidate.plan.variant())?;
+        }
+    }
+    let metrics = Arc::new(Metrics::new());
+    let board = Arc::new(WorkerBoard::new(config.workers.len()));
+    let max_plans = models.iter().map(|m| m.base.candidates.len()).max().unwrap_or(1);
+    let slot = Arc::new(Mutex::new(PolicyScheduler { policy, device }));
+    let online = match &config.online {
+        None => None,
+        Some(settings) => {
+            settings.validate().map_err(ServeError::Config)?;
+            let autodiff = burn::tensor::Device::flex().autodiff();
+            let (training_copy, _) = checkpoint::load(&config.checkpoint, &autodiff)?;
+            let optimizer = checkpoint::load_optimizer(&config.checkpoint)?;
+            let learner = OnlineLearner::new(training_copy, autodiff, optimizer, &config.agent.ppo, settings, sidecar.seed);
+            let plan = online::CheckpointPlan { dir: config.runs_dir.join("checkpoint"), loaded: sidecar, env: config.env.clone(), max_plans };
+            Some(online::Online::start(settings.clone(), learner, slot.clone(), metrics.clone(), plan, &config.runs_dir)?)
+        }
+    };
+    Ok(ServeState {
+        decider: Decider {
+            config: config.env.clone(),
+            policy: slot,
+            executor,
+            board,
+            device: Arc::new(DeviceState::default()),
+            explore: config.online.as_ref().map_or(0.0, |o| o.explore),
+            online: config.online.is_some(),
+            max_plans,
+        },
+        models,
+        metrics,
+        admission: Arc::new(tokio::sync::Semaphore::new(config.max_queue)),
+        max_queue: config.max_queue,
+        max_body_bytes: config.max_body_bytes,
+        online,
+    })
+}
+
+/// The router over a built state.
+pub fn router(state: Arc<ServeState>, token: Option<&str>) -> Router {
+    let token: http::Token = token.map(Arc::from);
+    let infer = Router::new()
+        .route("/v2/models/{model}/infer", post(routes::infer))
+        .route_layer(axum::middleware::from_fn_with_state(token.clone(), http::require_token))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), routes::count_responses));
+    let admin = Router::new()
+        .route("/metrics", get(routes::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(token, http::require_token));
+    Router::new()
+        .route("/v2", get(routes::server_metadata))
+        .route("/v2/health/live", get(|| async { axum::http::StatusCode::OK }))
+        .route("/v2/health/ready", get(|| async { axum::http::StatusCode::OK }))
+        .route("/v2/models/{model}", get(routes::model_metadata))
+        .route("/v2/models/{model}/ready", get(routes::model_ready))
+        .merge(infer)
+        .merge(admin)
+        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then drains the requests in flight.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<ServeSummary, ServeError> {
+    let state = Arc::new(state(&config)?);
+    // The first probe before the first request: plans need to know which workers answer.
+    let probe = config.env.probe.clone();
+    workers::poll_once(&state.decider.board, &state.decider.executor, &state.metrics, &probe).await;
+    let background = [
+        tokio::spawn(workers::poll(
+            state.decider.board.clone(),
+            state.decider.executor.clone(),
+            state.metrics.clone(),
+            config.poll_interval,
+            probe,
+        )),
+        tokio::spawn(state.decider.device.clone().monitor(Duration::from_millis(250))),
+    ];
+    let app = router(state.clone(), config.token.as_deref());
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    background.iter().for_each(|task| task.abort());
+    served.map_err(|e| ExecError::io("serve listener", e))?;
+    // Every request has drained: the final checkpoint holds what they taught.
+    if let Some(online) = state.online.clone() {
+        tokio::task::spawn_blocking(move || online.finish())
+            .await
+            .map_err(|e| ServeError::Config(e.to_string()))?
+            .map_err(|e| ServeError::Config(format!("final online checkpoint: {e}")))?;
+    }
+    let answered = state.metrics.encode().ok().map_or(0, |text| count_responses(&text));
+    Ok(ServeSummary { answered })
+}
+
+/// Sum of the `rlsched_responses_total` samples in a Prometheus text exposition.
+pub fn count_responses(text: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with("rlsched_responses_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}

@@ -1,0 +1,102 @@
+//! `rlsched serve` with a real worker process: killed in the middle of a run, requests keep
+//! succeeding (falling back to local), the worker's plans are masked until it answers again,
+//! and used again once it does. And NVIDIA's tritonclient reads the plan from `serve`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::serve::{self as helpers, DIGITS};
+use serde_json::{json, Value};
+
+async fn infer(client: &reqwest::Client, url: &str) -> Value {
+    let response = client
+        .post(format!("{url}/v2/models/digits-cnn/infer"))
+        .json(&helpers::digits_request(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response.json::<Value>().await.unwrap()["parameters"].clone()
+}
+
+async fn metric(client: &reqwest::Client, url: &str, name: &str) -> f64 {
+    let text = client.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    helpers::sample(&text, name)
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_is_masked_then_used_again() {
+    let (mut worker, worker_url) = helpers::spawn_worker("127.0.0.1:0", &[]);
+    // No digits plan fits in this device's memory, so every plan that can run uses the
+    // worker; with the worker masked only the local fallback plan remains.
+    let mut config = helpers::config(helpers::env(&[DIGITS, "env.device_memory_mb=0.001"]));
+    config.workers = vec![worker_url.clone()];
+    config.poll_interval = Duration::from_millis(100);
+    let server = helpers::start(config).await;
+    let client = reqwest::Client::new();
+    let url = server.url.clone();
+    let up = r#"rlsched_worker_up{worker="0"}"#;
+    wait_for("the worker to be up", async || metric(&client, &url, up).await == 1.0).await;
+    for _ in 0..5 {
+        let plan = infer(&client, &url).await;
+        assert_ne!(plan["strategy"], "local", "{plan}");
+        assert_eq!(plan["worker"], 0);
+    }
+
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    // Until the next probe the worker may still look up: such a request falls back.
+    let mut local = 0;
+    for _ in 0..20 {
+        let plan = infer(&client, &url).await;
+        assert!(plan["strategy"] == "local" || plan.get("fallback").is_some(), "a remote plan ran on a dead worker: {plan}");
+        local += usize::from(plan["strategy"] == "local");
+    }
+    assert!(local > 0, "the dead worker's plans were never masked");
+    assert_eq!(metric(&client, &url, up).await, 0.0);
+
+    let port = worker_url.rsplit(':').next().unwrap();
+    let (mut worker, _) = helpers::spawn_worker(&format!("127.0.0.1:{port}"), &[]);
+    wait_for("the worker to be up again", async || metric(&client, &url, up).await == 1.0).await;
+    let plan = infer(&client, &url).await;
+    assert_ne!(plan["strategy"], "local", "the worker's plans stay masked after it returned: {plan}");
+    assert!(plan.get("fallback").is_none(), "{plan}");
+    server.stop().await;
+    worker.kill().ok();
+    worker.wait().ok();
+}
+
+#[test]
+fn serve_speaks_to_tritonclient() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_rlsched"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/train.toml")])
+        .args(["--checkpoint", concat!(env!("CARGO_MANIFEST_DIR"), "/checkpoints/default"), "--set", DIGITS])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/triton_serve_check.py");
+    let out = Command::new("python3").arg(script).arg(url.trim_start_matches("http://")).output().expect("python3 runs");
+    serve.kill().ok();
+    serve.wait().ok();
+    assert!(
+        out.status.success(),
+        "tritonclient check failed (pip install \"tritonclient[http]\"):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tritonclient serve checks passed"));
+}
