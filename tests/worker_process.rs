@@ -2,8 +2,7 @@
 //! still leaves the request answered (by local fallback), and NVIDIA's tritonclient, an
 //! independent KServe V2 client, works against it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use rlsched_executor::kserve::client::WorkerClient;
@@ -11,21 +10,11 @@ use rlsched_executor::plan::{Plan, PlanExecutor};
 use rlsched_executor::model::workloads::Workload;
 use rlsched_executor::DeviceChoice;
 
+mod common;
+
 /// Starts `rlsched worker` on port 0 and returns it with the address it printed.
 fn spawn_worker() -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rlsched"))
-        .args(["worker", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    (child, url)
+    common::serve::spawn_worker("127.0.0.1:0", &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
