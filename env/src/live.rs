@@ -112,10 +112,10 @@ impl LiveEnv {
         let now = self.now();
         let request = Request {
             workload,
-            observed_load: sample.cpu_utilization,
+            observed_load: sample.other_utilization,
             world: RequestWorld {
                 time_s: now,
-                device_load: sample.cpu_utilization,
+                device_load: sample.other_utilization,
                 worker_queue: self.reported_queue.0,
                 worker_up,
                 device_noise: Vec::new(),
@@ -125,7 +125,7 @@ impl LiveEnv {
         let link = self.executor.link_estimates().into_iter().next().unwrap_or_default();
         self.measurements = Measurements::observed(link, self.reported_queue.0, self.reported_queue.1);
         // one request runs at a time here, so nothing is queued ahead of it
-        let reading = LiveReading { workload, load: sample.cpu_utilization, worker_up, now };
+        let reading = LiveReading { workload, load: sample.other_utilization, worker_up, now };
         observe(&mut self.obs, &scenario.config, model, reading, &self.measurements, DeviceQueues::default());
         self.request = Some((request, input));
         Ok(())

@@ -60,19 +60,11 @@ impl DeviceState {
     /// (serving's inference) is left out, or every local plan would make local plans look
     /// slower.
     pub async fn monitor(self: Arc<Self>, interval: Duration) {
-        use sysinfo::{ProcessRefreshKind, ProcessesToUpdate};
         let mut monitor = ResourceMonitor::new();
-        let pid = sysinfo::get_current_pid().ok();
-        let mut own = sysinfo::System::new();
         let mut ticker = tokio::time::interval(interval);
         loop {
             ticker.tick().await;
-            let sample = monitor.sample();
-            let own_share = pid.map_or(0.0, |pid| {
-                own.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), false, ProcessRefreshKind::nothing().with_cpu());
-                own.process(pid).map_or(0.0, |p| p.cpu_usage() as f64 / 100.0 / sample.cores.max(1) as f64)
-            });
-            let load = (sample.cpu_utilization - own_share).clamp(0.0, 1.0);
+            let load = monitor.sample().other_utilization;
             self.load_bits.store(load.to_bits(), Ordering::Relaxed);
         }
     }
