@@ -7,12 +7,12 @@ Checks readiness and metadata, classifies the held-out digits through `infer` (b
 both ways), runs a split tail with `start_stage`, and sends BERT token ids as INT64.
 Exits non-zero on any mismatch. The test `worker_speaks_to_tritonclient` runs it.
 """
-import csv
-import os
 import sys
 
 import numpy as np
 import tritonclient.http as httpclient
+
+import digits_test_set
 
 url = sys.argv[1]
 client = httpclient.InferenceServerClient(url=url)
@@ -21,11 +21,7 @@ assert client.is_server_ready(), "server not ready"
 meta = client.get_model_metadata("digits-cnn")
 assert meta["inputs"][0]["shape"] == [-1, 1, 8, 8], meta
 
-root = os.path.join(os.path.dirname(__file__), "..", "data", "digits", "test.csv")
-with open(root) as f:
-    rows = list(csv.reader(f))[1:101]
-labels = np.array([int(r[0]) for r in rows])
-pixels = np.array([[float(v) / 16.0 for v in r[1:]] for r in rows], dtype=np.float32).reshape(-1, 1, 8, 8)
+labels, pixels = digits_test_set.load(100)
 
 inp = httpclient.InferInput("input", list(pixels.shape), "FP32")
 inp.set_data_from_numpy(pixels, binary_data=True)

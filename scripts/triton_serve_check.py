@@ -8,23 +8,19 @@ and reads the chosen plan (strategy, variant, cut, worker) and the measured brea
 response parameters. Exits non-zero on any mismatch. The test `serve_speaks_to_tritonclient`
 runs it.
 """
-import csv
-import os
 import sys
 
 import numpy as np
 import tritonclient.http as httpclient
+
+import digits_test_set
 
 client = httpclient.InferenceServerClient(url=sys.argv[1])
 assert client.is_server_live() and client.is_server_ready(), "server not ready"
 assert client.is_model_ready("digits-cnn"), "digits-cnn not ready"
 assert client.get_model_metadata("digits-cnn")["inputs"][0]["shape"] == [-1, 1, 8, 8]
 
-root = os.path.join(os.path.dirname(__file__), "..", "data", "digits", "test.csv")
-with open(root) as f:
-    rows = list(csv.reader(f))[1:51]
-labels = np.array([int(r[0]) for r in rows])
-pixels = np.array([[float(v) / 16.0 for v in r[1:]] for r in rows], dtype=np.float32).reshape(-1, 1, 8, 8)
+labels, pixels = digits_test_set.load(50)
 
 inp = httpclient.InferInput("input", list(pixels.shape), "FP32")
 inp.set_data_from_numpy(pixels, binary_data=True)
