@@ -13,12 +13,7 @@ use rlsched_env::{EnvConfig, Scenario};
 
 fn config() -> EnvConfig {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    EnvConfig {
-        traces: vec![root.join("data/traces/fcc-train")],
-        validation_traces: vec![root.join("data/traces/fcc-val")],
-        profiles_dir: root.join("data/profiles"),
-        ..EnvConfig::default()
-    }
+    EnvConfig::in_repo(&root)
 }
 
 fn temp(name: &str) -> PathBuf {

@@ -21,13 +21,7 @@ fn root() -> PathBuf {
 /// so requests of up to 16 plans occur.
 fn scenario(split_points: usize) -> Arc<Scenario> {
     let root = root();
-    let config = EnvConfig {
-        traces: vec![root.join("data/traces/fcc-train")],
-        validation_traces: vec![root.join("data/traces/fcc-val")],
-        profiles_dir: root.join("data/profiles"),
-        split_points,
-        ..EnvConfig::default()
-    };
+    let config = EnvConfig { split_points, ..EnvConfig::in_repo(&root) };
     Arc::new(Scenario::load(&config, &config.validation_traces).unwrap())
 }
 

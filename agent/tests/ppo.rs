@@ -44,12 +44,7 @@ fn gae_matches_hand_computation() {
 
 fn scenario() -> Arc<Scenario> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let config = EnvConfig {
-        traces: vec![root.join("data/traces/fcc-train")],
-        validation_traces: vec![root.join("data/traces/fcc-val")],
-        profiles_dir: root.join("data/profiles"),
-        ..EnvConfig::default()
-    };
+    let config = EnvConfig::in_repo(&root);
     Arc::new(Scenario::load(&config, &config.traces).unwrap())
 }
 

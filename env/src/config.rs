@@ -241,6 +241,18 @@ impl LoadConfig {
 }
 
 impl EnvConfig {
+    /// The default scenario with its data (training and validation traces, profiles) read from
+    /// the repository at `root`, wherever the program runs.
+    pub fn in_repo(root: &std::path::Path) -> Self {
+        let defaults = Self::default();
+        Self {
+            traces: defaults.traces.iter().map(|p| root.join(p)).collect(),
+            validation_traces: defaults.validation_traces.iter().map(|p| root.join(p)).collect(),
+            profiles_dir: root.join(&defaults.profiles_dir),
+            ..defaults
+        }
+    }
+
     /// The link estimator this configuration's device keeps.
     pub fn estimator(&self) -> rlsched_executor::net::estimator::EstimatorConfig {
         rlsched_executor::net::estimator::EstimatorConfig {

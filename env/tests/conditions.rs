@@ -16,14 +16,7 @@ fn repo() -> PathBuf {
 
 fn config() -> EnvConfig {
     let root = repo();
-    EnvConfig {
-        traces: vec![root.join("data/traces/fcc-train")],
-        validation_traces: vec![root.join("data/traces/fcc-val")],
-        profiles_dir: root.join("data/profiles"),
-        bandwidth_scale: 1.0,
-        rtt_ms: 40.0,
-        ..EnvConfig::default()
-    }
+    EnvConfig { bandwidth_scale: 1.0, rtt_ms: 40.0, ..EnvConfig::in_repo(&root) }
 }
 
 /// A scenario whose only trace is a constant `mbps` for ten minutes.

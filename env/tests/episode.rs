@@ -13,13 +13,7 @@ use rlsched_executor::net::trace::Trace;
 
 fn scenario() -> Arc<Scenario> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let config = EnvConfig {
-        traces: vec![root.join("data/traces/fcc-train")],
-        validation_traces: vec![root.join("data/traces/fcc-val")],
-        profiles_dir: root.join("data/profiles"),
-        requests_per_episode: 80,
-        ..EnvConfig::default()
-    };
+    let config = EnvConfig { requests_per_episode: 80, ..EnvConfig::in_repo(&root) };
     Arc::new(Scenario::load(&config, &config.validation_traces).unwrap())
 }
 

@@ -21,13 +21,7 @@ fn shared_data() -> PathBuf {
 }
 
 fn config() -> EnvConfig {
-    let mut config = EnvConfig::default();
-    let root = repo();
-    config.traces = vec![root.join("data/traces/fcc-train")];
-    config.validation_traces = vec![root.join("data/traces/fcc-val")];
-    config.profiles_dir = root.join("data/profiles");
-    config.requests_per_episode = 60;
-    config
+    EnvConfig { requests_per_episode: 60, ..EnvConfig::in_repo(&repo()) }
 }
 
 fn scenario() -> Arc<Scenario> {
