@@ -74,6 +74,16 @@ pub struct EvalReport {
     pub schedulers: Vec<SchedulerResult>,
 }
 
+/// A regret over the best baseline's: NaN where that baseline's regret is not above zero (it
+/// matched the oracle), since no ratio means anything there.
+pub fn regret_ratio(regret: f64, best_regret: f64) -> f64 {
+    if best_regret > 1e-12 {
+        regret / best_regret
+    } else {
+        f64::NAN
+    }
+}
+
 /// Mean and 95% half-width of a sample.
 pub fn mean_ci95(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
@@ -217,7 +227,7 @@ pub fn evaluate_against(
         .map(|r| (r.name.clone(), r.regret, r.rewards.clone()));
     if let Some((_, best_regret, best_rewards)) = &best {
         for r in &mut results {
-            r.regret_ratio = if *best_regret > 1e-12 { r.regret / best_regret } else { f64::NAN };
+            r.regret_ratio = regret_ratio(r.regret, *best_regret);
             r.vs_best_baseline = paired_difference(&r.rewards, best_rewards, &r.episode_sizes, seed);
         }
     }

@@ -135,14 +135,12 @@ impl Obs {
         let memory = config.device_memory_mb * 1e6;
         let in_slos = |ms: f64| (ms / slo).min(10.0) as f32;
         for (i, c) in model.candidates.iter().enumerate() {
-            let p = predict(c, request.observed_load, mbps, seen.reported_queue, queues, config);
+            let predict_at = |mbps: Option<f64>| predict(c, request.observed_load, mbps, seen.reported_queue, queues, config);
+            let p = predict_at(mbps);
             let total = p.total_ms();
             // The predicted reward under each bandwidth estimate: what the greedy baselines
             // maximise, so the scorer starts from their judgement and learns where to depart.
-            let predicted_reward = |mbps: Option<f64>| {
-                let total = predict(c, request.observed_load, mbps, seen.reported_queue, queues, config).total_ms();
-                config.reward.reward(c.accuracy, total, slo, c.bytes_up).clamp(-50.0, 50.0) as f32
-            };
+            let reward_of = |total_ms: f64| config.reward.reward(c.accuracy, total_ms, slo, c.bytes_up).clamp(-50.0, 50.0) as f32;
             let [local, split, offload, compressed, up, down] = c.static_features;
             let row = [
                 local,
@@ -159,9 +157,9 @@ impl Obs {
                 in_slos(p.queue_ms),
                 in_slos(total),
                 (total > slo) as u8 as f32,
-                predicted_reward(mbps),
-                predicted_reward(last),
-                predicted_reward(robust),
+                reward_of(total),
+                reward_of(predict_at(last).total_ms()),
+                reward_of(predict_at(robust).total_ms()),
             ];
             self.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES].copy_from_slice(&row);
             self.mask[i] = c.accuracy >= model.mix.min_accuracy

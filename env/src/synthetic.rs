@@ -12,6 +12,7 @@ use rand_distr::{Distribution, StandardNormal};
 use rlsched_executor::net::trace::Trace;
 use serde::{Deserialize, Serialize};
 
+use crate::config::check_range;
 use crate::EnvError;
 
 /// `[env.synthetic]`: how many Markov traces training adds, and their model.
@@ -52,25 +53,14 @@ impl SyntheticConfig {
         if self.traces > MAX_TRACES {
             return Err(format!("{} must be at most {MAX_TRACES}, got {}", field("traces"), self.traces));
         }
-        if !(self.duration_s >= 1.0 && self.duration_s <= MAX_DURATION_S) {
-            return Err(format!("{} must be between 1 and {MAX_DURATION_S} s, got {}", field("duration_s"), self.duration_s));
-        }
-        if !(self.min_mbps >= 0.01 && self.min_mbps.is_finite()) {
-            return Err(format!("{} must be at least 0.01 Mbit/s, got {}", field("min_mbps"), self.min_mbps));
-        }
-        if !(self.max_mbps >= self.min_mbps && self.max_mbps <= 1e5) {
-            return Err(format!("{} must lie between min_mbps and 100000, got {}", field("max_mbps"), self.max_mbps));
-        }
         if !(1..=MAX_LEVELS).contains(&self.levels) {
             return Err(format!("{} must be between 1 and {MAX_LEVELS}, got {}", field("levels"), self.levels));
         }
-        if !(self.mean_dwell_s >= 1.0 && self.mean_dwell_s <= MAX_DURATION_S) {
-            return Err(format!("{} must be between 1 and {MAX_DURATION_S} s, got {}", field("mean_dwell_s"), self.mean_dwell_s));
-        }
-        if !(self.noise >= 0.0 && self.noise <= 1.0) {
-            return Err(format!("{} must be between 0 and 1, got {}", field("noise"), self.noise));
-        }
-        Ok(())
+        check_range(&field("duration_s"), self.duration_s, 1.0, MAX_DURATION_S)?;
+        check_range(&field("min_mbps"), self.min_mbps, 0.01, f64::INFINITY)?;
+        check_range(&field("max_mbps"), self.max_mbps, self.min_mbps, 1e5)?;
+        check_range(&field("mean_dwell_s"), self.mean_dwell_s, 1.0, MAX_DURATION_S)?;
+        check_range(&field("noise"), self.noise, 0.0, 1.0)
     }
 
     /// The configured traces, the same for the same seed.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use rlsched_env::eval::{evaluate, evaluate_against, EvalReport, SchedulerResult};
+use rlsched_env::eval::{evaluate, evaluate_against, regret_ratio, EvalReport, SchedulerResult};
 use rlsched_env::schedulers::{self, Scheduler};
 use rlsched_env::{EnvConfig, ReplayEnv, Scenario};
 
@@ -88,21 +88,13 @@ impl ValidationProbe {
             let report: EvalReport =
                 evaluate_against(cell.scenario.clone(), &mut list, PROBE_EPISODES, PROBE_SEED, "validation", Some(cell.oracle_reward))?;
             let mut result = report.schedulers.into_iter().next().expect("one scheduler");
-            result.regret_ratio = ratio(result.regret, cell.best_regret);
+            result.regret_ratio = regret_ratio(result.regret, cell.best_regret);
             regret += result.regret;
             best_regret += cell.best_regret;
             margin += result.mean_reward - cell.best_reward;
             beats_all &= cell.deployable_rewards.iter().all(|&b| result.mean_reward > b);
             cells.push(result);
         }
-        Ok(ProbeResult { cells, regret_ratio: ratio(regret, best_regret), margin: margin / self.cells.len() as f64, beats_all })
-    }
-}
-
-fn ratio(regret: f64, best_regret: f64) -> f64 {
-    if best_regret > 1e-12 {
-        regret / best_regret
-    } else {
-        f64::NAN
+        Ok(ProbeResult { cells, regret_ratio: regret_ratio(regret, best_regret), margin: margin / self.cells.len() as f64, beats_all })
     }
 }
