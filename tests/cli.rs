@@ -26,7 +26,7 @@ fn serve_refuses_a_missing_checkpoint_and_an_empty_queue() {
     assert!(err.contains("no/such/checkpoint") && err.contains("no such checkpoint directory"), "{err}");
     let out = rlsched().args(["serve", "--listen", "127.0.0.1:0", "--max-queue", "0"]).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-queue must be at least 1"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-queue must be in 1..="));
 }
 
 #[test]

@@ -18,7 +18,7 @@ async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>, headers: &[(&s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_4xx_answers() {
     let mut config = helpers::config(helpers::env(&[DIGITS]));
-    config.max_body_bytes = 64 << 10;
+    config.body.max_bytes = 64 << 10;
     config.token = Some("s3cret".into());
     let server = helpers::start(config).await;
     let client = reqwest::Client::new();

@@ -222,7 +222,8 @@ impl PlanExecutor {
             }
             Plan::Offload { worker, .. } => (0, *worker, input, false),
         };
-        match self.remote(worker, workload, plan.variant(), start_remote, &remote_input, int8).await {
+        let reply = self.remote(worker, workload, plan.variant(), start_remote, &remote_input, int8).await;
+        match reply.and_then(|reply| checked_reply(&network, remote_input.shape[0], reply)) {
             Ok(reply) => {
                 breakdown.upload_ms = reply.upload_ms;
                 breakdown.remote_queue_ms = reply.queue_ms;
@@ -244,4 +245,20 @@ impl PlanExecutor {
             }
         }
     }
+}
+
+/// A worker's reply is input like any other: an output of the wrong shape or datatype is a
+/// failed remote call (and the plan falls back), never an answer passed on to the client.
+fn checked_reply(network: &Network, batch: usize, reply: RemoteReply) -> Result<RemoteReply, ExecError> {
+    let expected = network.output_shape(batch);
+    let datatype = reply.output.datatype();
+    if reply.output.shape != expected || datatype != crate::DataType::Fp32 {
+        return Err(ExecError::Remote(format!(
+            "worker replied with a {} tensor of shape {:?}, but `{}` gives FP32 {expected:?}",
+            datatype.name(),
+            reply.output.shape,
+            network.workload
+        )));
+    }
+    Ok(reply)
 }

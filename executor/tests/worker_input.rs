@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rlsched_executor::kserve::client::WorkerClient;
+use rlsched_executor::kserve::http::BodyLimits;
 use rlsched_executor::kserve::protocol::{self, InferRequest, WorkerStats};
 use rlsched_executor::kserve::worker::WorkerConfig;
 use rlsched_executor::model::activation::WireData;
@@ -24,7 +25,7 @@ fn digits_request(shape: serde_json::Value, data: serde_json::Value) -> Vec<u8> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_4xx_and_the_worker_keeps_serving() {
-    let server = start_worker(WorkerConfig { max_body_bytes: 1 << 20, ..Default::default() }).await;
+    let server = start_worker(WorkerConfig { body: BodyLimits { max_bytes: 1 << 20, ..Default::default() }, ..Default::default() }).await;
     let ok = digits_request(serde_json::json!([1, 1, 8, 8]), serde_json::json!(vec![0.25; 64]));
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
         ("malformed", "digits-cnn", b"{\"inputs\": [".to_vec(), 400, "malformed inference request"),
@@ -156,7 +157,7 @@ async fn overflowing_and_oversized_shapes_are_refused() {
 /// field, and the next good request is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_fields_are_refused_by_name() {
-    let server = start_worker(WorkerConfig { max_body_bytes: 1 << 20, ..Default::default() }).await;
+    let server = start_worker(WorkerConfig { body: BodyLimits { max_bytes: 1 << 20, ..Default::default() }, ..Default::default() }).await;
     let json = |input: serde_json::Value, parameters: serde_json::Value| {
         serde_json::to_vec(&serde_json::json!({"parameters": parameters, "inputs": [input]})).unwrap()
     };
@@ -348,7 +349,7 @@ async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
 /// bytes that never come), and a malformed chunked body is a 400 of its own, not a 413.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_bodies_are_refused_as_what_they_are() {
-    let server = start_worker(WorkerConfig { max_body_bytes: 1 << 20, ..Default::default() }).await;
+    let server = start_worker(WorkerConfig { body: BodyLimits { max_bytes: 1 << 20, ..Default::default() }, ..Default::default() }).await;
     let declared = raw_exchange(
         server.addr,
         b"POST /v2/models/digits-cnn/infer HTTP/1.1\r\nhost: w\r\nconnection: close\r\ncontent-length: 2097152\r\n\r\n",

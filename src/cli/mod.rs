@@ -5,6 +5,7 @@ mod bench;
 mod bench_decision;
 mod bench_serve;
 mod eval;
+mod limits;
 mod profile;
 mod serve;
 mod server;

@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rlsched_executor::DeviceChoice;
 
+use crate::cli::limits::LimitArgs;
 use crate::cli::ConfigArgs;
+use rlsched_executor::kserve::client::ClientLimits;
 use crate::serve::ServeConfig;
 
 #[derive(clap::Args, Debug)]
@@ -25,12 +27,16 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` on infer and /metrics (also sent to the workers).
     #[arg(long)]
     pub token: Option<String>,
-    /// Largest request body accepted, in bytes.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Largest reply body read from a worker, in bytes; a longer reply is abandoned and the
+    /// request finished locally.
     #[arg(long, default_value_t = 64 << 20)]
-    pub max_body_bytes: usize,
-    /// Requests admitted at once, running or waiting; past it the answer is 503.
-    #[arg(long, default_value_t = 64)]
-    pub max_queue: usize,
+    pub max_reply_bytes: usize,
+    /// Longest a worker's readiness probe or stats read may take, ms (the worker counts as
+    /// down past it).
+    #[arg(long, default_value_t = 2_000)]
+    pub probe_timeout_ms: u64,
     /// Longest a remote call may take before the request falls back to local, ms.
     #[arg(long, default_value_t = 30_000)]
     pub worker_timeout_ms: u64,
@@ -71,14 +77,14 @@ pub async fn stop_signal() {
 pub fn run(args: ServeArgs) -> Result<()> {
     let train = args.config.load()?;
     let device: DeviceChoice = args.device.parse()?;
-    if args.poll_ms == 0 || args.worker_timeout_ms == 0 {
-        anyhow::bail!("--poll-ms and --worker-timeout-ms must be above 0");
-    }
     let mut config = ServeConfig::new(train.env.clone(), args.checkpoint);
     config.workers = args.workers;
     config.token = args.token;
-    config.max_body_bytes = args.max_body_bytes;
-    config.max_queue = args.max_queue;
+    config.body = args.limits.body();
+    config.server = args.limits.server();
+    config.max_memory_bytes = args.limits.max_memory_bytes;
+    config.max_queue = args.limits.max_queue;
+    config.client = ClientLimits { max_reply_bytes: args.max_reply_bytes, probe_timeout: Duration::from_millis(args.probe_timeout_ms) };
     config.worker_timeout = Duration::from_millis(args.worker_timeout_ms);
     config.poll_interval = Duration::from_millis(args.poll_ms);
     config.device = device;
@@ -87,9 +93,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
     config.runs_dir = args.runs_dir;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
+        // checkpoint, config, workers' URLs and networks first: "listening" means ready
+        let workers = config.workers.len();
+        let prepared = tokio::task::block_in_place(|| crate::serve::prepare(config))?;
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-        println!("rlsched serve listening on http://{} ({} workers)", listener.local_addr()?, config.workers.len());
-        let summary = crate::serve::run(listener, config, stop_signal()).await?;
+        println!("rlsched serve listening on http://{} ({workers} workers)", listener.local_addr()?);
+        let summary = crate::serve::serve_prepared(listener, prepared, stop_signal()).await?;
+        if summary.cut > 0 {
+            eprintln!("rlsched serve: {} connections were still busy at the drain deadline and were cut", summary.cut);
+        }
         println!("rlsched serve stopped after answering {} requests", summary.answered);
         Ok(())
     })

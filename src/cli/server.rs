@@ -7,6 +7,8 @@ use anyhow::{bail, Context, Result};
 use rlsched_executor::error::Num;
 use rlsched_executor::DeviceChoice;
 
+use crate::cli::limits::LimitArgs;
+
 #[derive(clap::Args, Debug)]
 pub struct WorkerArgs {
     /// Address to listen on. Port 0 picks a free port; the address is printed on start.
@@ -18,9 +20,8 @@ pub struct WorkerArgs {
     /// Require `Authorization: Bearer TOKEN` on every request.
     #[arg(long)]
     pub token: Option<String>,
-    /// Largest request body accepted, in bytes.
-    #[arg(long, default_value_t = 64 << 20)]
-    pub max_body_bytes: usize,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Test aid: make every computation take F times as long (F >= 1), so an experiment can
     /// slow the worker down while its profile still says it is fast.
     #[arg(long, default_value_t = 1.0, value_name = "F")]
@@ -83,12 +84,20 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     let config = rlsched_executor::kserve::worker::WorkerConfig {
         device,
         token: args.token,
-        max_body_bytes: args.max_body_bytes,
+        body: args.limits.body(),
+        server: args.limits.server(),
+        max_memory_bytes: args.limits.max_memory_bytes,
+        max_queue: args.limits.max_queue,
         slowdown: args.slowdown,
     };
+    config.validate()?;
     serve(&args.listen, |listener| async move {
         println!("rlsched worker listening on http://{} (device {device})", listener.local_addr()?);
-        Ok(rlsched_executor::kserve::worker::run(listener, config, ctrl_c()).await?)
+        let drained = rlsched_executor::kserve::worker::run(listener, config, crate::cli::serve::stop_signal()).await?;
+        if drained.cut > 0 {
+            eprintln!("rlsched worker: {} connections were still busy at the drain deadline and were cut", drained.cut);
+        }
+        Ok(())
     })
 }
 

@@ -1,7 +1,8 @@
 //! `rlsched serve`: an Open Inference Protocol (KServe V2 REST) front end that schedules every
 //! request with the learned policy and runs it locally, split with a worker, or offloaded.
 //! Like the worker, [`run`] takes a bound listener and a shutdown future, so tests start it on
-//! `127.0.0.1:0`; shutting down stops accepting, then drains the requests in flight.
+//! `127.0.0.1:0`; shutting down stops accepting, then drains the requests in flight within a
+//! deadline (`rlsched_executor::kserve::server`).
 //!
 //! - `decide`: the observation (shared live code) and the policy's choice;
 //! - `device`: the device's load and its own queues;
@@ -30,8 +31,11 @@ use rlsched_agent::checkpoint::{self, CheckpointError};
 use rlsched_agent::online::OnlineLearner;
 use rlsched_agent::policy::PolicyScheduler;
 use rlsched_env::{EnvConfig, EnvError, Scenario};
-use rlsched_executor::kserve::client::WorkerClient;
-use rlsched_executor::kserve::http::{self, ApiError};
+use rlsched_executor::kserve::budget::{MemoryBudget, MAX_BUDGET_BYTES};
+use rlsched_executor::kserve::client::{ClientLimits, WorkerClient};
+use rlsched_executor::kserve::http::{self, ApiError, BodyLimits};
+use rlsched_executor::kserve::server::{self, ServerLimits};
+use rlsched_executor::kserve::worker::DEFAULT_MEMORY_BYTES;
 use rlsched_executor::plan::PlanExecutor;
 use rlsched_executor::{DeviceChoice, ExecError, Workload};
 
@@ -62,8 +66,16 @@ pub struct ServeConfig {
     pub workers: Vec<String>,
     /// When set, infer and `/metrics` need `Authorization: Bearer <token>`.
     pub token: Option<String>,
-    pub max_body_bytes: usize,
-    /// Requests admitted at once (running or waiting); past it, 503.
+    /// Size and time bounds on a request body.
+    pub body: BodyLimits,
+    /// Connections, slow heads, idle keep-alive, shutdown's drain.
+    pub server: ServerLimits,
+    /// Memory all requests' bodies and their decoding may hold at once (503 past it).
+    pub max_memory_bytes: usize,
+    /// What is taken from a worker: reply size, probe time.
+    pub client: ClientLimits,
+    /// Requests admitted at once (running or waiting), counted once their body has arrived;
+    /// past it, 503.
     pub max_queue: usize,
     /// Longest a remote call may take before it falls back to local.
     pub worker_timeout: Duration,
@@ -77,14 +89,54 @@ pub struct ServeConfig {
     pub runs_dir: PathBuf,
 }
 
+/// Largest `--max-queue`.
+pub const MAX_QUEUE: usize = 1 << 16;
+
 impl ServeConfig {
+    /// Checks every bound; the error names the flag.
+    pub fn validate(&self) -> Result<(), ServeError> {
+        self.body.validate().map_err(ServeError::Config)?;
+        self.server.validate().map_err(ServeError::Config)?;
+        if !(1..=MAX_QUEUE).contains(&self.max_queue) {
+            return Err(ServeError::Config(format!("--max-queue must be in 1..={MAX_QUEUE}, got {}", self.max_queue)));
+        }
+        if !(1 << 20..=MAX_BUDGET_BYTES).contains(&self.max_memory_bytes) {
+            return Err(ServeError::Config(format!(
+                "--max-memory-bytes must be in {}..={MAX_BUDGET_BYTES}, got {}",
+                1 << 20,
+                self.max_memory_bytes
+            )));
+        }
+        let most = server::MAX_TIMEOUT;
+        for (flag, value) in [
+            ("--worker-timeout-ms", self.worker_timeout),
+            ("--poll-ms", self.poll_interval),
+            ("--probe-timeout-ms", self.client.probe_timeout),
+        ] {
+            if value.is_zero() || value > most {
+                return Err(ServeError::Config(format!("{flag} must be in 1..={} ms, got {}", most.as_millis(), value.as_millis())));
+            }
+        }
+        if !(1..=http::MAX_BODY_BYTES).contains(&self.client.max_reply_bytes) {
+            return Err(ServeError::Config(format!(
+                "--max-reply-bytes must be in 1..={}, got {}",
+                http::MAX_BODY_BYTES,
+                self.client.max_reply_bytes
+            )));
+        }
+        Ok(())
+    }
+
     pub fn new(env: EnvConfig, checkpoint: PathBuf) -> Self {
         Self {
             env,
             checkpoint,
             workers: Vec::new(),
             token: None,
-            max_body_bytes: 64 << 20,
+            body: BodyLimits::default(),
+            server: ServerLimits::default(),
+            max_memory_bytes: DEFAULT_MEMORY_BYTES,
+            client: ClientLimits::default(),
             max_queue: 64,
             worker_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
@@ -101,6 +153,8 @@ impl ServeConfig {
 pub struct ServeSummary {
     /// Infer requests answered, with any status.
     pub answered: u64,
+    /// Connections still busy at the drain deadline, and cut.
+    pub cut: usize,
 }
 
 pub struct ServeState {
@@ -109,16 +163,15 @@ pub struct ServeState {
     pub metrics: Arc<Metrics>,
     pub admission: Arc<tokio::sync::Semaphore>,
     pub max_queue: usize,
-    pub max_body_bytes: usize,
+    pub body: BodyLimits,
+    pub budget: MemoryBudget,
     pub online: Option<Arc<online::Online>>,
 }
 
 /// Builds the serving state: the scenario's workloads (plans per worker), the policy, the
 /// executor and its workers.
 pub fn state(config: &ServeConfig) -> Result<ServeState, ServeError> {
-    if config.max_queue == 0 {
-        return Err(ServeError::Config("--max-queue must be at least 1".into()));
-    }
+    config.validate()?;
     let mut scenario = Scenario::load(&config.env, &config.env.validation_traces)?;
     let device = burn::tensor::Device::flex();
     let (policy, sidecar) = checkpoint::load(&config.checkpoint, &device)?;
@@ -133,8 +186,8 @@ pub fn state(config: &ServeConfig) -> Result<ServeState, ServeError> {
     let clients = config
         .workers
         .iter()
-        .map(|url| WorkerClient::new(url, config.token.clone(), config.worker_timeout))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|url| Ok(WorkerClient::new(url, config.token.clone(), config.worker_timeout)?.with_limits(config.client)))
+        .collect::<Result<Vec<_>, ServeError>>()?;
     let executor = Arc::new(PlanExecutor::new(config.device, clients)?.with_estimator(config.env.estimator()));
     let workloads = std::mem::take(&mut scenario.workloads);
     let models = workloads
@@ -182,7 +235,8 @@ pub fn state(config: &ServeConfig) -> Result<ServeState, ServeError> {
         metrics,
         admission: Arc::new(tokio::sync::Semaphore::new(config.max_queue)),
         max_queue: config.max_queue,
-        max_body_bytes: config.max_body_bytes,
+        body: config.body,
+        budget: MemoryBudget::new(config.max_memory_bytes),
         online,
     })
 }
@@ -209,16 +263,37 @@ pub fn router(state: Arc<ServeState>, token: Option<&str>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` completes, then drains the requests in flight.
+/// A built state, ready to serve: what `run` needs, made before anything is printed or
+/// bound, so that a bad checkpoint, config or worker URL fails at once.
+pub struct Prepared {
+    state: Arc<ServeState>,
+    config: ServeConfig,
+}
+
+/// Builds everything serving needs (profiles, policy, networks, workers' clients).
+pub fn prepare(config: ServeConfig) -> Result<Prepared, ServeError> {
+    Ok(Prepared { state: Arc::new(state(&config)?), config })
+}
+
+/// Serves until `shutdown` completes, then drains: every request that has arrived is answered,
+/// idle connections close, and what is still busy at `--drain-timeout-ms` is cut.
 pub async fn run(
     listener: tokio::net::TcpListener,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ServeSummary, ServeError> {
-    let state = Arc::new(state(&config)?);
+    serve_prepared(listener, prepare(config)?, shutdown).await
+}
+
+pub async fn serve_prepared(
+    listener: tokio::net::TcpListener,
+    prepared: Prepared,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<ServeSummary, ServeError> {
+    let Prepared { state, config } = prepared;
     // The first probe before the first request: plans need to know which workers answer.
     let probe = config.env.probe.clone();
-    workers::poll_once(&state.decider.board, &state.decider.executor, &state.metrics, &probe).await;
+    workers::poll_once(&state.decider.board, &state.decider.executor, &state.metrics).await;
     let background = [
         tokio::spawn(workers::poll(
             state.decider.board.clone(),
@@ -230,10 +305,11 @@ pub async fn run(
         tokio::spawn(state.decider.device.clone().monitor(Duration::from_millis(250))),
     ];
     let app = router(state.clone(), config.token.as_deref());
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let served = server::serve(listener, app, config.server, shutdown).await;
     background.iter().for_each(|task| task.abort());
-    served.map_err(|e| ExecError::io("serve listener", e))?;
-    // Every request has drained: the final checkpoint holds what they taught.
+    let drained = served.map_err(|e| ExecError::io("serve listener", e))?;
+    // Every request has drained (or was cut at the deadline): the final checkpoint holds what
+    // they taught.
     if let Some(online) = state.online.clone() {
         tokio::task::spawn_blocking(move || online.finish())
             .await
@@ -241,7 +317,7 @@ pub async fn run(
             .map_err(|e| ServeError::Config(format!("final online checkpoint: {e}")))?;
     }
     let answered = state.metrics.encode().ok().map_or(0, |text| count_responses(&text));
-    Ok(ServeSummary { answered })
+    Ok(ServeSummary { answered, cut: drained.cut })
 }
 
 /// Sum of the `rlsched_responses_total` samples in a Prometheus text exposition.

@@ -52,6 +52,9 @@ pub struct Online {
     metrics: Arc<Metrics>,
     trainer: Mutex<mpsc::Sender<Message>>,
     sink: Arc<Mutex<Option<TensorBoardSink>>>,
+    /// A periodic checkpoint is waiting for the trainer: another is not queued behind it
+    /// (with `checkpoint_every = 1` writes piled up and shutdown waited for all of them).
+    checkpoint_queued: Arc<AtomicBool>,
 }
 
 impl Online {
@@ -69,13 +72,24 @@ impl Online {
         let guard = Arc::new(Mutex::new(Guardrail::new(config.reward_window, config.rollback_margin)));
         let training = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
-        let trainer = Trainer { learner, slot: slot.clone(), guard: guard.clone(), training: training.clone(), metrics: metrics.clone(), sink: sink.clone(), plan };
+        let checkpoint_queued = Arc::new(AtomicBool::new(false));
+        let trainer = Trainer {
+            learner,
+            slot: slot.clone(),
+            guard: guard.clone(),
+            training: training.clone(),
+            metrics: metrics.clone(),
+            sink: sink.clone(),
+            plan,
+            checkpoint_queued: checkpoint_queued.clone(),
+        };
         std::thread::Builder::new()
             .name("online-trainer".into())
             .spawn(move || trainer.run(rx))
             .map_err(|e| ServeError::Config(format!("starting the online trainer: {e}")))?;
         Ok(Arc::new(Self {
-            demand: Mutex::new(Demand::new(config.demand_alpha, config.demand_min, config.demand_max)),
+            demand: Mutex::new(Demand::new(config.demand_alpha, config.demand_min, config.demand_max, config.demand_decay)),
+            checkpoint_queued,
             config,
             pending: Mutex::new(Vec::new()),
             guard,
@@ -94,13 +108,16 @@ impl Online {
     }
 
     /// One finished request.
-    pub fn record(&self, served: &ServedModel, choice: &Choice, measured: &Breakdown, reward: f64) {
+    /// One finished request of `batch` inputs.
+    pub fn record(&self, served: &ServedModel, choice: &Choice, measured: &Breakdown, reward: f64, batch: usize) {
         let candidate = &served.base.candidates[choice.index];
-        let factors = self.demand.lock().expect("demand lock").observe(served.index, choice.index, candidate, &choice.predicted, measured);
-        if let Some([local, transfer, remote]) = factors {
+        let changed = self.demand.lock().expect("demand lock").observe(served.index, choice.index, candidate, &choice.predicted, measured, batch);
+        if !changed.is_empty() {
             let mut current = served.current.write().expect("model lock");
             let mut candidates = current.candidates.clone();
-            candidates[choice.index] = candidate.corrected(local, remote, transfer);
+            for (plan, [local, transfer, remote]) in changed {
+                candidates[plan] = served.base.candidates[plan].corrected(local, remote, transfer);
+            }
             *current = Arc::new(copy_model(&current, candidates));
         }
         let verdict = self.guard.lock().expect("guard lock").record(reward);
@@ -136,7 +153,7 @@ impl Online {
         } else {
             drop(pending);
         }
-        if self.config.checkpoint_every > 0 && finished % self.config.checkpoint_every == 0 {
+        if self.config.checkpoint_every > 0 && finished % self.config.checkpoint_every == 0 && !self.checkpoint_queued.swap(true, Ordering::SeqCst) {
             self.send(Message::Checkpoint(None));
         }
     }
@@ -161,6 +178,7 @@ struct Trainer {
     metrics: Arc<Metrics>,
     sink: Arc<Mutex<Option<TensorBoardSink>>>,
     plan: CheckpointPlan,
+    checkpoint_queued: Arc<AtomicBool>,
 }
 
 impl Trainer {
@@ -171,6 +189,10 @@ impl Trainer {
                 Message::Accept => self.learner.accept(),
                 Message::RollBack => self.learner.roll_back(),
                 Message::Checkpoint(reply) => {
+                    if reply.is_none() {
+                        // the write below holds every request finished until now
+                        self.checkpoint_queued.store(false, Ordering::SeqCst);
+                    }
                     let result = self.checkpoint();
                     if let Err(e) = &result {
                         eprintln!("online checkpoint: {e}");

@@ -1,7 +1,7 @@
 //! The HTTP routes of `rlsched serve`: the Open Inference Protocol's health, readiness,
-//! metadata and infer (JSON or binary tensors), and `GET /metrics`. Infer is admitted into a
-//! bounded set of slots before its body is read; when they are all taken the answer is a 503
-//! that says so, never a silent drop.
+//! metadata and infer (JSON or binary tensors), and `GET /metrics`. Infer reads its body within
+//! the body limits and the memory budget, then is admitted into a bounded set of slots; when
+//! they are all taken the answer is a 503 that says so, never a silent drop.
 
 use std::sync::Arc;
 
@@ -11,6 +11,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rlsched_env::config::MAX_MS;
+
+/// The smallest SLO a request may ask for, as the config's bound: a smaller one (5e-324 was
+/// accepted) turns the reward infinite and poisons online learning.
+pub const MIN_SLO_MS: f64 = 1e-3;
 use rlsched_executor::kserve::http::{self, ApiError};
 use rlsched_executor::kserve::protocol::{self, InferRequest};
 use rlsched_executor::plan::Execution;
@@ -82,6 +86,9 @@ pub async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let served = served(&state, &model)?;
+    // The body is read before a request slot is taken: a client that declares a body and
+    // sends it slowly (or never) holds a connection and the bytes it sent, never a slot.
+    let (parsed, _reservation) = http::read_infer(body, &headers, &state.body, &state.budget, "server").await?;
     let _slot = state.admission.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -90,10 +97,9 @@ pub async fn infer(
     })?;
     state.metrics.in_flight.inc();
     let _in_flight = InFlight(state.clone());
-    let body = http::read_body(body, &headers, state.max_body_bytes, "server").await?;
-    let http::ParsedInfer { request, input, input_name } = http::parse_infer(&headers, &body)?;
+    let http::ParsedInfer { request, input, input_name } = parsed;
     let objective = Objective {
-        slo_ms: number_parameter(&request, "slo_ms", |x| x > 0.0 && x <= MAX_MS, &format!("a number of milliseconds above 0, at most {MAX_MS}"))?,
+        slo_ms: number_parameter(&request, "slo_ms", |x| (MIN_SLO_MS..=MAX_MS).contains(&x), &format!("a number of milliseconds in {MIN_SLO_MS}..={MAX_MS}"))?,
         min_accuracy: number_parameter(&request, "min_accuracy", |x| (0.0..=1.0).contains(&x), "a fraction in 0..=1")?,
     };
     let binary = protocol::wants_binary_output(&request)?;
@@ -109,6 +115,7 @@ pub async fn infer(
     let candidate = &choice.model.candidates[choice.index];
     let expected_local = if candidate.cut > 0 { candidate.expected_local_ms(choice.load) } else { 0.0 };
     let queued = state.decider.device.enqueue(expected_local, if candidate.uses_worker() { candidate.bytes_up } else { 0.0 });
+    let batch = input.shape.first().copied().unwrap_or(1);
     let run: Execution = state.decider.executor.execute(served.workload, &candidate.plan, input).await?;
     drop(queued);
     let b = &run.breakdown;
@@ -135,7 +142,7 @@ pub async fn infer(
         state.metrics.slo_misses.inc();
     }
     if let Some(online) = &state.online {
-        online.record(served, &choice, b, reward);
+        online.record(served, &choice, b, reward, batch);
     }
 
     let mut parameters = Map::new();
@@ -153,6 +160,14 @@ pub async fn infer(
     parameters.insert("download_ms".into(), json!(b.download_ms));
     parameters.insert("total_ms".into(), json!(b.total_ms));
     parameters.insert("slo_ms".into(), json!(slo_ms));
+    parameters.insert("accuracy".into(), json!(candidate.accuracy));
+    let floor = choice.model.mix.min_accuracy;
+    if candidate.accuracy < floor {
+        // no variant reaches the floor: the most accurate one that runs answered, and the
+        // client is told rather than left to believe the floor held
+        parameters.insert("accuracy_floor_unmet".into(), json!(true));
+        parameters.insert("min_accuracy".into(), json!(floor));
+    }
     parameters.insert("reward".into(), json!(reward));
     if let Some(reason) = &b.fallback {
         parameters.insert("fallback".into(), json!(reason));

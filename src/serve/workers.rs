@@ -56,33 +56,54 @@ impl WorkerBoard {
     }
 }
 
-/// Probes every worker once: a worker is up while it answers readiness, and its stats give
-/// the queue. A link that carried no transfer for `probe.interval_s` gets the active probe
+/// Probes every worker once, all at once, before serving starts: which workers answer and
+/// what they have queued. Each probe is bounded by `--probe-timeout-ms`.
+pub async fn poll_once(board: &Arc<WorkerBoard>, executor: &Arc<PlanExecutor>, metrics: &Arc<Metrics>) {
+    let mut probes = tokio::task::JoinSet::new();
+    for worker in 0..board.len() {
+        let (board, executor, metrics) = (board.clone(), executor.clone(), metrics.clone());
+        probes.spawn(async move { poll_worker(worker, &board, &executor, &metrics, None).await });
+    }
+    while probes.join_next().await.is_some() {}
+}
+
+/// One worker's probe: it is up while it answers readiness, and its stats give the queue. With
+/// `probe`, a link that carried no transfer for `probe.interval_s` gets the active probe
 /// (`probe.bytes` up), as in the simulator, so the policy is not left without a bandwidth
 /// estimate because it chose not to send anything.
-pub async fn poll_once(board: &WorkerBoard, executor: &PlanExecutor, metrics: &Metrics, probe: &ProbeConfig) {
-    for worker in 0..board.len() {
-        let up = executor.probe(worker).await.is_ok();
-        if up {
-            if let Ok(stats) = executor.workers()[worker].stats().await {
-                board.set_report(worker, stats.queued as f64, executor.now_s());
-            }
-            let last = executor.link_estimate(worker).last_transfer_s();
-            if probe.bytes > 0 && last.is_none_or(|t| executor.now_s() - t >= probe.interval_s) {
-                // a server that is not an rlsched worker may not serve the probe's payload
-                executor.probe_upload(worker, probe.bytes).await.ok();
-            }
-        }
-        board.set_up(worker, up, metrics);
+async fn poll_worker(worker: usize, board: &WorkerBoard, executor: &PlanExecutor, metrics: &Metrics, probe: Option<&ProbeConfig>) {
+    let up = executor.probe(worker).await.is_ok();
+    // marked before the slower reads below, so a death (or a return) is seen within one probe
+    board.set_up(worker, up, metrics);
+    if !up {
+        return;
+    }
+    if let Ok(stats) = executor.workers()[worker].stats().await {
+        board.set_report(worker, stats.queued as f64, executor.now_s());
+    }
+    let Some(probe) = probe else { return };
+    let last = executor.link_estimate(worker).last_transfer_s();
+    if probe.bytes > 0 && last.is_none_or(|t| executor.now_s() - t >= probe.interval_s) {
+        // a server that is not an rlsched worker may not serve the probe's payload
+        executor.probe_upload(worker, probe.bytes).await.ok();
     }
 }
 
-/// Polls the workers every `interval` until the task is aborted.
+/// Polls every worker every `interval`, each on its own loop, so that one hung worker delays
+/// only its own probes, until the task is aborted.
 pub async fn poll(board: Arc<WorkerBoard>, executor: Arc<PlanExecutor>, metrics: Arc<Metrics>, interval: Duration, probe: ProbeConfig) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        poll_once(&board, &executor, &metrics, &probe).await;
+    let mut loops = tokio::task::JoinSet::new();
+    for worker in 0..board.len() {
+        let (board, executor, metrics, probe) = (board.clone(), executor.clone(), metrics.clone(), probe.clone());
+        loops.spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                poll_worker(worker, &board, &executor, &metrics, Some(&probe)).await;
+            }
+        });
     }
+    // the loops end when this task is aborted and the set is dropped with it
+    while loops.join_next().await.is_some() {}
 }

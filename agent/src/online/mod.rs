@@ -35,6 +35,10 @@ pub struct OnlineConfig {
     pub demand_alpha: f64,
     pub demand_min: f64,
     pub demand_max: f64,
+    /// Each request of a model moves the factors of that model's other plans this far back
+    /// towards 1 (0..=1): a plan judged slow once is re-tested in time instead of being
+    /// shunned for good because it is never measured again.
+    pub demand_decay: f64,
     /// Guardrail: requests whose mean reward judges a new policy (1..=100000), and how far
     /// below the last good policy's mean it may fall before it is rolled back (≥ 0, reward
     /// units).
@@ -60,6 +64,7 @@ impl Default for OnlineConfig {
             demand_alpha: 0.3,
             demand_min: 0.01,
             demand_max: 100.0,
+            demand_decay: 0.01,
             reward_window: 64,
             rollback_margin: 0.25,
             checkpoint_every: 1000,
@@ -98,6 +103,7 @@ impl OnlineConfig {
             return Err(format!("online.demand_min must be above 0 and at most 1, got {}", self.demand_min));
         }
         check_range("online.demand_max", self.demand_max, 1.0, 1000.0)?;
+        check_range("online.demand_decay", self.demand_decay, 0.0, 1.0)?;
         check_range("online.rollback_margin", self.rollback_margin, 0.0, 1e6)
     }
 

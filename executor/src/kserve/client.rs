@@ -15,6 +15,24 @@ pub struct WorkerClient {
     base_url: String,
     token: Option<String>,
     http: reqwest::Client,
+    limits: ClientLimits,
+}
+
+/// What a client takes from a server it does not trust.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClientLimits {
+    /// Largest reply body read; a longer one is abandoned and the call fails (the plan falls
+    /// back to local). A declared length past it is refused before a byte is read.
+    pub max_reply_bytes: usize,
+    /// Longest a readiness probe or a stats read may take: one hung worker must not hold up
+    /// what serving learns of the others.
+    pub probe_timeout: Duration,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self { max_reply_bytes: 64 << 20, probe_timeout: Duration::from_secs(2) }
+    }
 }
 
 /// What one remote call returned and cost.
@@ -41,6 +59,7 @@ fn remote(message: impl std::fmt::Display) -> ExecError {
 impl WorkerClient {
     /// `base_url` like `http://127.0.0.1:8000`. `timeout` bounds a whole request.
     pub fn new(base_url: &str, token: Option<String>, timeout: Duration) -> Result<Self, ExecError> {
+        check_base_url(base_url)?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(2)))
@@ -50,7 +69,12 @@ impl WorkerClient {
             base_url: base_url.trim_end_matches('/').to_string(),
             token,
             http,
+            limits: ClientLimits::default(),
         })
+    }
+
+    pub fn with_limits(self, limits: ClientLimits) -> Self {
+        Self { limits, ..self }
     }
 
     pub fn base_url(&self) -> &str {
@@ -69,6 +93,7 @@ impl WorkerClient {
         let start = Instant::now();
         let response = self
             .authorized(self.http.get(format!("{}/v2/health/ready", self.base_url)))
+            .timeout(self.limits.probe_timeout)
             .send()
             .await
             .map_err(remote)?;
@@ -82,13 +107,16 @@ impl WorkerClient {
     pub async fn stats(&self) -> Result<WorkerStats, ExecError> {
         let response = self
             .authorized(self.http.get(format!("{}/v2/stats", self.base_url)))
+            .timeout(self.limits.probe_timeout)
             .send()
             .await
             .map_err(remote)?;
         if !response.status().is_success() {
             return Err(remote(format!("worker stats: HTTP {}", response.status())));
         }
-        response.json().await.map_err(remote)
+        // a few counters: anything long is not an answer
+        let body = read_limited(response, 64 << 10).await?;
+        serde_json::from_slice(&body).map_err(remote)
     }
 
     /// Runs stages `start_stage..` of `workload`/`variant` on the worker. `int8`: `input` is a
@@ -127,7 +155,7 @@ impl WorkerClient {
             .get(HEADER_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let body = response.bytes().await.map_err(remote)?;
+        let body = read_limited(response, self.limits.max_reply_bytes).await?;
         let done = Instant::now();
         if !status.is_success() {
             let message = serde_json::from_slice::<Value>(&body)
@@ -152,4 +180,37 @@ impl WorkerClient {
             bytes_down: body.len(),
         })
     }
+}
+
+/// A worker URL must be `http` or `https` with a host: anything else would fail on every
+/// request, far from the flag that named it.
+fn check_base_url(base_url: &str) -> Result<(), ExecError> {
+    let invalid = |why: &str| ExecError::Invalid { name: format!("worker URL `{base_url}`"), message: why.to_string() };
+    let url = reqwest::Url::parse(base_url).map_err(|e| invalid(&format!("is not a URL ({e}); expected http://host:port")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(&format!("has scheme `{}`; only http and https are supported", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("must not have a query or fragment; give the base URL, e.g. http://host:port"));
+    }
+    Ok(())
+}
+
+/// Reads a reply body of at most `limit` bytes; a longer one is abandoned, not read on.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ExecError> {
+    let too_long = || remote(format!("reply body exceeds the client's limit of {limit} bytes (--max-reply-bytes)"));
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_long());
+    }
+    let mut body = Vec::with_capacity(response.content_length().map_or(0, |n| n as usize));
+    while let Some(chunk) = response.chunk().await.map_err(remote)? {
+        if chunk.len() > limit - body.len() {
+            return Err(too_long());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

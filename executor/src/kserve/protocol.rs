@@ -5,6 +5,7 @@
 //! worker turns into a 400 with `{"error": ...}`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::model::activation::{DataType, WireData};
@@ -30,8 +31,10 @@ pub struct RequestInput {
     pub datatype: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Map<String, Value>>,
+    /// Kept as its JSON text until the datatype is known, then decoded straight into a
+    /// typed vector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
+    pub data: Option<Box<RawValue>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -59,8 +62,10 @@ pub struct ResponseOutput {
     pub datatype: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Map<String, Value>>,
+    /// Kept as its JSON text until the datatype is known, then decoded straight into a
+    /// typed vector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
+    pub data: Option<Box<RawValue>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -101,47 +106,146 @@ pub fn split_body(body: &[u8], header_length: Option<usize>) -> Result<(&[u8], &
     }
 }
 
-fn flatten_json(value: &Value, out: &mut Vec<Value>) -> Result<(), ProtocolError> {
-    match value {
-        Value::Array(items) => {
-            for item in items {
-                flatten_json(item, out)?;
-            }
-            Ok(())
-        }
-        // strings are kept so that "NaN" and "Infinity" (JSON has no literal for them) reach the
-        // finiteness check and get its clear message
-        Value::Number(_) | Value::Bool(_) | Value::String(_) => {
-            out.push(value.clone());
-            Ok(())
-        }
-        other => Err(ProtocolError(format!("tensor data holds a non-number: {other}"))),
+/// An element type that JSON tensor data decodes into.
+trait Element: Sized {
+    fn from_i64(x: i64) -> Option<Self>;
+    fn from_u64(x: u64) -> Option<Self>;
+    fn from_f64(x: f64) -> Option<Self>;
+    fn from_str(s: &str) -> Option<Self>;
+}
+
+impl Element for f32 {
+    fn from_i64(x: i64) -> Option<Self> {
+        Some(x as f32)
+    }
+    fn from_u64(x: u64) -> Option<Self> {
+        Some(x as f32)
+    }
+    fn from_f64(x: f64) -> Option<Self> {
+        Some(x as f32)
+    }
+    // "NaN" and "Infinity" (JSON has no literal for them) parse, and reach the finiteness
+    // check and its clear message
+    fn from_str(s: &str) -> Option<Self> {
+        s.parse().ok()
     }
 }
 
-fn json_data(datatype: DataType, value: &Value) -> Result<WireData, ProtocolError> {
-    let mut flat = Vec::new();
-    flatten_json(value, &mut flat)?;
-    let bad = |v: &Value| ProtocolError(format!("tensor data value {v} is not a valid {}", datatype.name()));
+impl Element for i64 {
+    fn from_i64(x: i64) -> Option<Self> {
+        Some(x)
+    }
+    fn from_u64(x: u64) -> Option<Self> {
+        i64::try_from(x).ok()
+    }
+    fn from_f64(_: f64) -> Option<Self> {
+        None
+    }
+    fn from_str(_: &str) -> Option<Self> {
+        None
+    }
+}
+
+impl Element for u8 {
+    fn from_i64(x: i64) -> Option<Self> {
+        u8::try_from(x).ok()
+    }
+    fn from_u64(x: u64) -> Option<Self> {
+        u8::try_from(x).ok()
+    }
+    fn from_f64(_: f64) -> Option<Self> {
+        None
+    }
+    fn from_str(_: &str) -> Option<Self> {
+        None
+    }
+}
+
+/// Flattens nested JSON arrays of numbers straight into a typed vector, so that decoding costs
+/// the vector and nothing per element beyond it (a `serde_json::Value` per number cost 150
+/// times the body). At most `cap` elements are taken: the shape's count.
+struct Flatten<'a, T> {
+    out: &'a mut Vec<T>,
+    cap: usize,
+    datatype: DataType,
+}
+
+impl<T> Flatten<'_, T> {
+    fn push<E: serde::de::Error>(&mut self, value: Option<T>, shown: impl std::fmt::Display) -> Result<(), E> {
+        let value = value.ok_or_else(|| E::custom(format!("tensor data value {shown} is not a valid {}", self.datatype.name())))?;
+        if self.out.len() >= self.cap {
+            return Err(E::custom(format!("tensor data has more than the {} values its shape holds", self.cap)));
+        }
+        self.out.push(value);
+        Ok(())
+    }
+}
+
+impl<'de, T: Element> serde::de::DeserializeSeed<'de> for Flatten<'_, T> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Element> serde::de::Visitor<'de> for Flatten<'_, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "numbers, or arrays of them")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let (out, cap, datatype) = (self.out, self.cap, self.datatype);
+        while seq.next_element_seed(Flatten { out: &mut *out, cap, datatype })?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(mut self, x: i64) -> Result<(), E> {
+        self.push(T::from_i64(x), x)
+    }
+
+    fn visit_u64<E: serde::de::Error>(mut self, x: u64) -> Result<(), E> {
+        self.push(T::from_u64(x), x)
+    }
+
+    fn visit_f64<E: serde::de::Error>(mut self, x: f64) -> Result<(), E> {
+        self.push(T::from_f64(x), x)
+    }
+
+    fn visit_str<E: serde::de::Error>(mut self, s: &str) -> Result<(), E> {
+        self.push(T::from_str(s), format!("{s:?}"))
+    }
+
+    fn visit_bool<E: serde::de::Error>(mut self, b: bool) -> Result<(), E> {
+        self.push(None, b)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Err(E::custom("tensor data holds a non-number: null"))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(serde::de::Error::custom("tensor data holds a non-number: an object"))
+    }
+}
+
+fn flatten<T: Element>(datatype: DataType, raw: &RawValue, cap: usize) -> Result<Vec<T>, ProtocolError> {
+    // never reserve more than the text could hold: a shape may promise 2^28 values it lacks
+    let mut out = Vec::with_capacity(cap.min(raw.get().len() / 2 + 1));
+    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+    serde::de::DeserializeSeed::deserialize(Flatten { out: &mut out, cap, datatype }, &mut deserializer)
+        .map_err(|e| ProtocolError(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decodes JSON tensor data of `datatype`, at most `cap` values.
+fn json_data(datatype: DataType, raw: &RawValue, cap: usize) -> Result<WireData, ProtocolError> {
     Ok(match datatype {
-        DataType::Fp32 => WireData::F32(
-            flat.iter()
-                .map(|v| match v {
-                    Value::String(s) => s.parse::<f32>().map_err(|_| bad(v)),
-                    _ => v.as_f64().map(|x| x as f32).ok_or_else(|| bad(v)),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Int64 => WireData::I64(
-            flat.iter()
-                .map(|v| v.as_i64().ok_or_else(|| bad(v)))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Uint8 => WireData::U8(
-            flat.iter()
-                .map(|v| v.as_u64().and_then(|x| u8::try_from(x).ok()).ok_or_else(|| bad(v)))
-                .collect::<Result<_, _>>()?,
-        ),
+        DataType::Fp32 => WireData::F32(flatten(datatype, raw, cap)?),
+        DataType::Int64 => WireData::I64(flatten(datatype, raw, cap)?),
+        DataType::Uint8 => WireData::U8(flatten(datatype, raw, cap)?),
     })
 }
 
@@ -253,7 +357,7 @@ fn decode_raw_input(input: &RequestInput, binary: &[u8]) -> Result<WireTensor, P
                     ),
                 ));
             }
-            let values = json_data(datatype, data).map_err(|e| input_error(input, format!("`data`: {}", e.0)))?;
+            let values = json_data(datatype, data, elements).map_err(|e| input_error(input, format!("`data`: {}", e.0)))?;
             WireTensor::new(shape, values).map_err(|e| input_error(input, format!("`data`: {e}")))
         }
         (None, None) => Err(input_error(input, "has neither `data` nor `parameters.binary_data_size`")),
@@ -293,6 +397,16 @@ pub fn wants_binary_output(request: &InferRequest) -> Result<bool, ProtocolError
         wanted |= flag(&output.parameters, "binary_data", &format!("output `{}`: ", output.name))?;
     }
     Ok(wanted)
+}
+
+/// The JSON `data` array of a tensor, as its text.
+pub fn json_raw(tensor: &WireTensor) -> Result<Box<RawValue>, ProtocolError> {
+    let raw = match &tensor.data {
+        WireData::F32(v) => serde_json::value::to_raw_value(v),
+        WireData::I64(v) => serde_json::value::to_raw_value(v),
+        WireData::U8(v) => serde_json::value::to_raw_value(v),
+    };
+    raw.map_err(|e| ProtocolError(e.to_string()))
 }
 
 /// The JSON `data` array of a tensor.
@@ -340,9 +454,9 @@ pub fn decode_response(body: &[u8], header_length: Option<usize>) -> Result<(Inf
     let datatype = DataType::parse(&output.datatype)
         .ok_or_else(|| ProtocolError(format!("{what}: unsupported `datatype` {}", output.datatype)))?;
     // a reply is input too: a broken or hostile worker must not make the client panic
-    check_shape(&what, &output.shape)?;
+    let count = check_shape(&what, &output.shape)?;
     let tensor = match &output.data {
-        Some(data) => WireTensor::new(output.shape.clone(), json_data(datatype, data)?),
+        Some(data) => WireTensor::new(output.shape.clone(), json_data(datatype, data, count)?),
         None => WireTensor::from_le_bytes(output.shape.clone(), datatype, binary),
     }
     .map_err(|e| ProtocolError(format!("{what}: {e}")))?;

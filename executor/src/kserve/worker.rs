@@ -18,8 +18,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
+use crate::kserve::budget::{MemoryBudget, MAX_BUDGET_BYTES};
 pub use crate::kserve::http::ApiError;
-use crate::kserve::http::{self, workload_of};
+use crate::kserve::http::{self, workload_of, BodyLimits};
+use crate::kserve::server::{self, Drained, ServerLimits};
 use crate::kserve::protocol::{self, WorkerStats};
 use crate::{DeviceChoice, ExecError, NetworkCache, WireTensor};
 
@@ -28,8 +30,15 @@ pub struct WorkerConfig {
     pub device: DeviceChoice,
     /// When set, every request must carry `Authorization: Bearer <token>`.
     pub token: Option<String>,
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: usize,
+    /// Size and time bounds on a request body.
+    pub body: BodyLimits,
+    /// Connections, slow heads, idle keep-alive, shutdown's drain.
+    pub server: ServerLimits,
+    /// Memory all requests' bodies and their decoding may hold at once (503 past it).
+    pub max_memory_bytes: usize,
+    /// Inferences admitted at once, computing or waiting for the compute slot (503 past it),
+    /// counted once a body has arrived, so a slow client holds no place.
+    pub max_queue: usize,
     /// A test aid: every computation takes this many times as long as it does (the worker
     /// holds the compute slot for the extra time), so experiments can slow a worker down that
     /// its profile still says is fast. 1 in normal use.
@@ -41,15 +50,42 @@ impl Default for WorkerConfig {
         Self {
             device: DeviceChoice::Flex,
             token: None,
-            // VGG-16's largest cut (conv1_1's output) is 12.8 MB as f32
-            max_body_bytes: 64 << 20,
+            body: BodyLimits::default(),
+            server: ServerLimits::default(),
+            max_memory_bytes: DEFAULT_MEMORY_BYTES,
+            max_queue: 64,
             slowdown: 1.0,
         }
     }
 }
 
+/// Request memory a server may hold at once unless told otherwise: 1 GiB.
+pub const DEFAULT_MEMORY_BYTES: usize = 1 << 30;
+
+/// Largest `--max-queue`.
+pub const MAX_QUEUE: usize = 1 << 16;
+
+impl WorkerConfig {
+    /// Checks every bound; the error names the flag.
+    pub fn validate(&self) -> Result<(), ExecError> {
+        let invalid = |message: String| ExecError::Invalid { name: "worker".into(), message };
+        self.body.validate().map_err(invalid)?;
+        self.server.validate().map_err(invalid)?;
+        if !(1..=MAX_QUEUE).contains(&self.max_queue) {
+            return Err(invalid(format!("--max-queue must be in 1..={MAX_QUEUE}, got {}", self.max_queue)));
+        }
+        if !(1 << 20..=MAX_BUDGET_BYTES).contains(&self.max_memory_bytes) {
+            return Err(invalid(format!("--max-memory-bytes must be in {}..={MAX_BUDGET_BYTES}, got {}", 1 << 20, self.max_memory_bytes)));
+        }
+        Ok(())
+    }
+}
+
 struct WorkerState {
     config: WorkerConfig,
+    budget: MemoryBudget,
+    /// Inferences admitted (computing or queued for the compute slot): `max_queue` places.
+    admission: Arc<tokio::sync::Semaphore>,
     networks: NetworkCache,
     /// One inference computes at a time; the others wait here, which is the queue we report.
     /// Its permit is owned by the computation, not by the request handler: a client that
@@ -94,15 +130,19 @@ impl Drop for GaugeGuard {
     }
 }
 
-/// Serves until `shutdown` completes.
+/// Serves until `shutdown` completes, then drains within `config.server`'s bounds.
 pub async fn run(
     listener: tokio::net::TcpListener,
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ExecError> {
+) -> Result<Drained, ExecError> {
+    config.validate()?;
     let device = config.device.device()?;
     let token: http::Token = config.token.as_deref().map(Arc::from);
+    let limits = config.server;
     let state = Arc::new(WorkerState {
+        budget: MemoryBudget::new(config.max_memory_bytes),
+        admission: Arc::new(tokio::sync::Semaphore::new(config.max_queue)),
         config,
         networks: NetworkCache::new(device),
         compute: Arc::new(tokio::sync::Semaphore::new(1)),
@@ -121,10 +161,7 @@ pub async fn run(
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(token, http::require_token))
         .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| ExecError::io("worker listener", e))
+    server::serve(listener, app, limits, shutdown).await.map_err(|e| ExecError::io("worker listener", e))
 }
 
 async fn server_metadata() -> Json<Value> {
@@ -160,11 +197,17 @@ async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let workload = workload_of(&model)?;
-    let body = http::read_body(body, &headers, state.config.max_body_bytes, "worker").await?;
+    let (parsed, _reservation) = http::read_infer(body, &headers, &state.config.body, &state.budget, "worker").await?;
     // The clock starts once the whole body is here: reading it is the upload, the client's part.
     let received = Instant::now();
     state.received.fetch_add(1, Ordering::SeqCst);
-    let http::ParsedInfer { request, input, input_name } = http::parse_infer(&headers, &body)?;
+    let _admitted = state.admission.clone().try_acquire_owned().map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("worker busy: all {} queue places are taken (--max-queue); retry later", state.config.max_queue),
+        )
+    })?;
+    let http::ParsedInfer { request, input, input_name } = parsed;
     let start = protocol::usize_parameter(&request, "start_stage")?.unwrap_or(0);
     let variant = protocol::string_parameter(&request, "variant")?.unwrap_or_else(|| "fp32".into());
     let binary_out = protocol::wants_binary_output(&request)?;
