@@ -31,11 +31,11 @@ use rlsched_agent::checkpoint::{self, CheckpointError};
 use rlsched_agent::online::OnlineLearner;
 use rlsched_agent::policy::PolicyScheduler;
 use rlsched_env::{EnvConfig, EnvError, Scenario};
-use rlsched_executor::kserve::budget::{MemoryBudget, MAX_BUDGET_BYTES};
+use rlsched_executor::kserve::budget::MemoryBudget;
 use rlsched_executor::kserve::client::{ClientLimits, WorkerClient};
 use rlsched_executor::kserve::http::{self, ApiError, BodyLimits};
 use rlsched_executor::kserve::server::{self, ServerLimits};
-use rlsched_executor::kserve::worker::DEFAULT_MEMORY_BYTES;
+use rlsched_executor::kserve::worker::{self, DEFAULT_MEMORY_BYTES};
 use rlsched_executor::plan::PlanExecutor;
 use rlsched_executor::{DeviceChoice, ExecError, Workload};
 
@@ -89,24 +89,12 @@ pub struct ServeConfig {
     pub runs_dir: PathBuf,
 }
 
-/// Largest `--max-queue`.
-pub const MAX_QUEUE: usize = 1 << 16;
-
 impl ServeConfig {
     /// Checks every bound; the error names the flag.
     pub fn validate(&self) -> Result<(), ServeError> {
         self.body.validate().map_err(ServeError::Config)?;
         self.server.validate().map_err(ServeError::Config)?;
-        if !(1..=MAX_QUEUE).contains(&self.max_queue) {
-            return Err(ServeError::Config(format!("--max-queue must be in 1..={MAX_QUEUE}, got {}", self.max_queue)));
-        }
-        if !(1 << 20..=MAX_BUDGET_BYTES).contains(&self.max_memory_bytes) {
-            return Err(ServeError::Config(format!(
-                "--max-memory-bytes must be in {}..={MAX_BUDGET_BYTES}, got {}",
-                1 << 20,
-                self.max_memory_bytes
-            )));
-        }
+        worker::check_admission(self.max_queue, self.max_memory_bytes).map_err(ServeError::Config)?;
         let most = server::MAX_TIMEOUT;
         for (flag, value) in [
             ("--worker-timeout-ms", self.worker_timeout),

@@ -65,19 +65,24 @@ pub const DEFAULT_MEMORY_BYTES: usize = 1 << 30;
 /// Largest `--max-queue`.
 pub const MAX_QUEUE: usize = 1 << 16;
 
+/// Checks the admission bounds both servers share; the error names the flag.
+pub fn check_admission(max_queue: usize, max_memory_bytes: usize) -> Result<(), String> {
+    if !(1..=MAX_QUEUE).contains(&max_queue) {
+        return Err(format!("--max-queue must be in 1..={MAX_QUEUE}, got {max_queue}"));
+    }
+    if !(1 << 20..=MAX_BUDGET_BYTES).contains(&max_memory_bytes) {
+        return Err(format!("--max-memory-bytes must be in {}..={MAX_BUDGET_BYTES}, got {max_memory_bytes}", 1 << 20));
+    }
+    Ok(())
+}
+
 impl WorkerConfig {
     /// Checks every bound; the error names the flag.
     pub fn validate(&self) -> Result<(), ExecError> {
         let invalid = |message: String| ExecError::Invalid { name: "worker".into(), message };
         self.body.validate().map_err(invalid)?;
         self.server.validate().map_err(invalid)?;
-        if !(1..=MAX_QUEUE).contains(&self.max_queue) {
-            return Err(invalid(format!("--max-queue must be in 1..={MAX_QUEUE}, got {}", self.max_queue)));
-        }
-        if !(1 << 20..=MAX_BUDGET_BYTES).contains(&self.max_memory_bytes) {
-            return Err(invalid(format!("--max-memory-bytes must be in {}..={MAX_BUDGET_BYTES}, got {}", 1 << 20, self.max_memory_bytes)));
-        }
-        Ok(())
+        check_admission(self.max_queue, self.max_memory_bytes).map_err(invalid)
     }
 }
 
