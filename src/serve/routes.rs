@@ -109,7 +109,7 @@ pub async fn infer(
     let candidate = &choice.model.candidates[choice.index];
     let expected_local = if candidate.cut > 0 { candidate.expected_local_ms(choice.load) } else { 0.0 };
     let queued = state.decider.device.enqueue(expected_local, if candidate.uses_worker() { candidate.bytes_up } else { 0.0 });
-    let run: Execution = state.decider.executor.execute(served.workload, &candidate.plan, input).await?;
+    let run: Execution = state.decider.executor.execute(served.workload, &candidate.plan, input, state.decider.config.deadline.remote(choice.model.mix.slo_ms, choice.predicted.remote_path_ms())).await?;
     drop(queued);
     let b = &run.breakdown;
     let worker = plan_worker(&candidate.plan);
