@@ -145,3 +145,33 @@ async fn unreachable_worker_falls_back_to_local() {
         assert_close(&local.output, &run.output, "fallback");
     }
 }
+
+/// A worker that accepts the connection and never answers (a stalled link): past the
+/// deadline the request is abandoned and finished locally, reusing the split's head, with the
+/// same answer as local execution. Without the deadline it would wait as long as the client's
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_path_past_its_deadline_finishes_locally() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // holds every connection open, reads nothing back
+    let stalled = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client(addr)]).unwrap();
+    let workload = Workload::DigitsCnn;
+    let input = workload.example_input(3);
+    let local = executor.execute(workload, &Plan::Local { variant: "fp32".into() }, input.clone(), None).await.unwrap();
+    let deadline = Some(std::time::Duration::from_millis(200));
+    for plan in [Plan::Split { variant: "fp32".into(), cut: 2, worker: 0, int8: false }, Plan::Offload { variant: "fp32".into(), worker: 0 }] {
+        let run = executor.execute(workload, &plan, input.clone(), deadline).await.unwrap();
+        let b = &run.breakdown;
+        assert!(b.fallback.as_deref().is_some_and(|f| f.contains("deadline of 200 ms")), "{plan:?}: {b:?}");
+        assert!(b.total_ms >= 200.0 && b.bytes_up > 0, "{plan:?}: {b:?}");
+        assert_close(&local.output, &run.output, &format!("{plan:?} after its deadline"));
+    }
+    stalled.abort();
+}

@@ -131,7 +131,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let name = args.workload.expect("clap requires --workload without --list");
+    let name = args.workload.clone().expect("clap requires --workload without --list");
     let workload: Workload = name.parse()?;
     let device: DeviceChoice = args.device.parse()?;
     let idle = std::time::Duration::try_from_secs_f64(args.idle_ms / 1e3)
