@@ -73,7 +73,8 @@ pub struct SimToRealConfig {
     pub profiles: ProfileSource,
     /// The loaded mode: this many CPU-bound processes run beside every live request (and the
     /// worker's profile passes, since the worker shares these cores), and pause while the
-    /// device's passes are measured. The simulator then sees each request's load as the monitor
+    /// device's passes are measured (each divided by the model's slowdown at the load read
+    /// then: other work on the machine is not ours to stop). The simulator then sees each request's load as the monitor
     /// read it at arrival and slows local stages by its contention model, so the check tests
     /// that model. Measured profiles only.
     pub co_runners: usize,
@@ -316,21 +317,29 @@ fn run_live(
         std::thread::sleep(Duration::from_secs_f64(planned.gap_s));
         let arrival = trace_start.elapsed().as_secs_f64();
         // as serving reads it: the mean of a few instants' counts
-        let load = (0..LOAD_READS)
-            .map(|_| {
-                std::thread::sleep(Duration::from_millis(1));
-                runnable_others().unwrap_or(0.0)
-            })
-            .sum::<f64>()
-            / LOAD_READS as f64
-            / cores;
+        let read_load = || {
+            (0..LOAD_READS)
+                .map(|_| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    runnable_others().unwrap_or(0.0)
+                })
+                .sum::<f64>()
+                / LOAD_READS as f64
+                / cores
+        };
+        let load = read_load();
         live.requests.push((arrival, load, execute(planned)?));
         if measure {
             let (w, gap) = (planned.workload, Duration::from_secs_f64(planned.gap_s));
             let first = Activation::from_wire(&workloads[w].example_input(planned.input_seed), &device)?;
             // the device alone: its profile is what the contention model scales
             co_runners.pause(true)?;
-            live.device_passes[w].push(profiler::time_stages(&live.networks[w], &first, &device, gap)?);
+            // other work this machine had (builds beside the check) slowed the pass too: the
+            // device's profile is the pass divided by the model's slowdown at that load, so
+            // that the simulator does not count that load twice
+            let slowdown = crate::config::contention_slowdown(scenario.config.contention.per_task, read_load());
+            let pass = profiler::time_stages(&live.networks[w], &first, &device, gap)?;
+            live.device_passes[w].push(pass.into_iter().map(|ms| ms / slowdown).collect());
             co_runners.pause(false)?;
             live.worker_passes[w].push(profiler::time_stages(&live.networks[w], &first, &device, Duration::ZERO)?);
         }
