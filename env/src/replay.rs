@@ -415,7 +415,7 @@ impl ReplayEnv {
             // deadline, so the link carries at most that many in the deadline less a round trip
             let wire_ms = (abandoned - timeline.local_done_s) * 1e3 - self.scenario.config.rtt_ms;
             if wire_ms > 0.0 {
-                self.measurements.record(abandoned, Reading::Transfer { bytes: candidate.bytes_up as usize, wire_ms });
+                self.measurements.record(abandoned, Reading::Censored { bytes: candidate.bytes_up as usize, wire_ms });
             }
         }
         self.cursor += 1;

@@ -232,7 +232,9 @@ impl PlanExecutor {
         let result = match deadline {
             // dropping the request's future closes its connection: the worker is abandoned
             Some(deadline) => tokio::time::timeout(deadline, remote).await.unwrap_or_else(|_| {
-                let (bytes, deadline_ms) = (remote_input.byte_len(), deadline.as_secs_f64() * 1e3);
+                // an int8 intermediate crosses as one byte per element
+                let bytes = if int8 { remote_input.byte_len() / 4 } else { remote_input.byte_len() };
+                let deadline_ms = deadline.as_secs_f64() * 1e3;
                 breakdown.bytes_up = bytes;
                 // A censored sample: the input did not get through in the deadline, so the link
                 // carries at most its bytes in that time (less the round trip). An estimate
@@ -242,7 +244,7 @@ impl PlanExecutor {
                 let mut links = self.links.lock().expect("link lock");
                 if let Some(link) = links.get_mut(worker) {
                     let wire_ms = link.wire_ms(deadline_ms, 1.0).unwrap_or(f64::NAN);
-                    link.record_transfer(now, bytes, wire_ms);
+                    link.record_censored(now, bytes, wire_ms);
                 }
                 Err(ExecError::Remote(format!("the remote path passed its deadline of {deadline_ms:.0} ms")))
             }),
