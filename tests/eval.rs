@@ -121,7 +121,10 @@ fn out_of_range_values_are_refused_by_name() {
         ("agent.model.obs_clip=-1", "agent.model.obs_clip"),
         ("agent.ppo.gamma=2", "agent.ppo.gamma"),
         ("env.requests_per_episode=0", "env.requests_per_episode"),
-        ("env.device_load.busy=2", "env.device_load.busy"),
+        ("env.device_load.busy=100", "env.device_load.busy"),
+        ("env.contention.per_task=-1", "env.contention.per_task"),
+        ("env.deadline.slo_factor=-1", "env.deadline.slo_factor"),
+        ("env.outages.period_s=20", "env.outages.duration_s"),
         ("env.rtt_ms=-3", "env.rtt_ms"),
         ("env.workloads=[{name=\"vgg16\",weight=1.0,slo_ms=-5.0,min_accuracy=0.0}]", "env.workloads[0].slo_ms"),
     ] {

@@ -77,7 +77,7 @@ async fn after_a_bandwidth_drop_serving_leaves_the_worker_and_matches_the_best_f
     let input = Workload::ResNet18.example_input(1);
     let mut fixed: Vec<Vec<f64>> = vec![Vec::new(); model.candidates.len()];
     let run_fixed = async |c: usize, latencies: &mut Vec<f64>| {
-        let run = executor.execute(Workload::ResNet18, &model.candidates[c].plan, input.clone()).await.unwrap();
+        let run = executor.execute(Workload::ResNet18, &model.candidates[c].plan, input.clone(), None).await.unwrap();
         assert!(run.breakdown.fallback.is_none(), "{:?}", run.breakdown.fallback);
         latencies.push(run.breakdown.total_ms);
     };

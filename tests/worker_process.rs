@@ -26,7 +26,7 @@ async fn killing_the_worker_mid_request_still_answers() {
     let executor = std::sync::Arc::new(PlanExecutor::new(DeviceChoice::Flex, vec![client]).unwrap());
     let input = Workload::Vgg16.example_input(4);
     let local = executor
-        .execute(Workload::Vgg16, &Plan::Local { variant: "fp32".into() }, input.clone())
+        .execute(Workload::Vgg16, &Plan::Local { variant: "fp32".into() }, input.clone(), None)
         .await
         .unwrap();
     let remote = {
@@ -34,7 +34,7 @@ async fn killing_the_worker_mid_request_still_answers() {
         let input = input.clone();
         tokio::spawn(async move {
             executor
-                .execute(Workload::Vgg16, &Plan::Split { variant: "fp32".into(), cut: 4, worker: 0, int8: false }, input)
+                .execute(Workload::Vgg16, &Plan::Split { variant: "fp32".into(), cut: 4, worker: 0, int8: false }, input, None)
                 .await
         })
     };

@@ -8,8 +8,9 @@ use rlsched_executor::plan::{Breakdown, Plan};
 use rlsched_executor::profile::profiler::{Profile, VariantProfile};
 use rlsched_executor::net::trace::Trace;
 
+use crate::config::{contention_slowdown, DEFAULT_PER_TASK};
 use crate::queues::Queues;
-use crate::request::RequestWorld;
+use crate::request::{LoadPath, RequestWorld};
 
 /// Bytes of a response that carries a final output (JSON header and logits).
 const RESPONSE_OVERHEAD_BYTES: f64 = 512.0;
@@ -36,6 +37,10 @@ pub struct Candidate {
     /// observation predicts every plan at every step).
     local_mean: f64,
     remote_mean: f64,
+    /// Slowdown per runnable other task per core (`[env.contention] per_task`): carried by the
+    /// plan so that every prediction of its local time, in the simulator and in serving, uses
+    /// the scenario's one contention model.
+    pub(crate) per_task: f64,
     /// The observation's features that never change for this plan: kind one-hot (local,
     /// split, offload), compressed, log-scaled bytes up and down. Cached, because the
     /// observation shows every plan at every step.
@@ -55,9 +60,21 @@ impl Candidate {
         self.local_mean
     }
 
-    /// The local stages' profile-mean time on a device that other work loads by `load`.
+    /// The local stages' profile-mean time on a device where `load` runnable tasks of other
+    /// processes share each core (processor sharing, `[env.contention]`).
     pub fn expected_local_ms(&self, load: f64) -> f64 {
-        self.local_mean * load_slowdown(load)
+        self.local_mean * self.slowdown(load)
+    }
+
+    /// How much longer local compute takes at `load` runnable other tasks per core.
+    pub fn slowdown(&self, load: f64) -> f64 {
+        contention_slowdown(self.per_task, load)
+    }
+
+    /// This plan under another contention model (the scenario's `[env.contention] per_task`).
+    pub fn with_contention(mut self, per_task: f64) -> Candidate {
+        self.per_task = per_task;
+        self
     }
 
     pub fn remote_mean_ms(&self) -> f64 {
@@ -156,6 +173,7 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize, int8:
             worker_stages: worker_stages.clone(),
             local_mean: device_stages[..cut].iter().map(|s| s.0).sum(),
             remote_mean: worker_stages[cut..].iter().map(|s| s.0).sum(),
+            per_task: DEFAULT_PER_TASK,
         };
         out.push(base(Plan::Local { variant: variant.name.clone() }, stages, 0.0, 0.0));
         if worker_variant.is_none() {
@@ -182,60 +200,85 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize, int8:
     out
 }
 
-/// How much longer compute takes when other work holds `load` of the device (0..1; capped at
-/// 0.95 so that a saturated device is slow, not stopped).
-pub fn load_slowdown(load: f64) -> f64 {
-    1.0 / (1.0 - load.clamp(0.0, 0.95))
-}
-
 fn sampled(stats: &(f64, f64), z: f64) -> f64 {
     (stats.0 + stats.1 * z).max(0.25 * stats.0)
 }
 
 /// When a plan keeps each of the device's queues busy, to update them once it is chosen.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Timeline {
-    /// When the local stages finish (the arrival time for offload).
+    /// The device's span for the local stages (none for offload).
+    pub local_s: Option<(f64, f64)>,
+    /// When the local stages finish (the arrival time for offload): the remote path starts.
     pub local_done_s: f64,
-    /// The upload's start and end on the uplink, for plans that use the worker.
+    /// The spans of the uplink the upload would hold (`Queues::reserve_upload` cuts them at
+    /// `abandoned_s`).
+    pub upload_spans: Vec<(f64, f64)>,
+    /// The upload's first and last moment on the link, for plans that completed it.
     pub upload_s: Option<(f64, f64)>,
-    /// When the worker finishes this request.
-    pub worker_done_s: f64,
-    /// When the reply is back: the device then has the transfer's sample and the worker's report.
+    /// When the worker finishes this request, if the request reached it.
+    pub worker_done_s: Option<f64>,
+    /// The device's span for the remaining stages, when the deadline passed and the request
+    /// was finished locally.
+    pub fallback_s: Option<(f64, f64)>,
+    /// When the remote path was abandoned (its deadline), if it was.
+    pub abandoned_s: Option<f64>,
+    /// When the answer is ready: the reply is back (the device then has the transfer's sample
+    /// and the worker's report), or the fallback finished.
     pub reply_s: f64,
+}
+
+/// The true conditions an episode runs in: its trace, the device's load over time, the RTT and
+/// the worker's time per queued request of others.
+#[derive(Clone, Copy)]
+pub struct Conditions<'a> {
+    pub trace: &'a Trace,
+    pub load: &'a LoadPath,
+    pub rtt_ms: f64,
+    pub service_ms: f64,
+}
+
+impl Conditions<'_> {
+    /// Seconds that stages `range` take when they start at `start`: the profile draws slowed by
+    /// the load at that moment (a queue wait moves compute into another load).
+    fn compute_s(&self, candidate: &Candidate, world: &RequestWorld, range: std::ops::Range<usize>, start: f64) -> f64 {
+        let slowdown = candidate.slowdown(self.load.at(start, world.device_load));
+        // a stage without a draw (a staged request with fewer) takes its mean
+        range.map(|i| sampled(&candidate.device_stages[i], world.device_noise.get(i).copied().unwrap_or(0.0)) * slowdown).sum::<f64>() / 1e3
+    }
 }
 
 /// The plan's latency under the true trace, load, queue and compute draws, behind the device's
 /// own queues (`queues`): the same record the executor measures for a real run, and when each
-/// queue is busy.
+/// queue is busy. `deadline_ms`: how long the remote path may take from when its input is
+/// ready (`[env.deadline]`); past it the request is finished on the device, as
+/// `PlanExecutor::execute` does.
 pub fn outcome(
     candidate: &Candidate,
     world: &RequestWorld,
-    trace: &Trace,
+    conditions: &Conditions,
     queues: &Queues,
-    rtt_ms: f64,
-    service_ms: f64,
+    deadline_ms: Option<f64>,
 ) -> (Breakdown, Timeline) {
     let arrival = world.time_s;
-    let slowdown = load_slowdown(world.device_load);
-    let compute_ms: f64 = candidate.device_stages[..candidate.cut]
-        .iter()
-        .zip(&world.device_noise)
-        .map(|(s, &z)| sampled(s, z) * slowdown)
-        .sum();
-    let local_start = if candidate.cut > 0 { arrival.max(queues.device_free_at) } else { arrival };
-    let local_done = local_start + compute_ms / 1e3;
-    let device_wait_ms = (local_start - arrival) * 1e3;
-    let local_ms = device_wait_ms + compute_ms;
+    let (local_s, local_done) = if candidate.cut > 0 {
+        let span = queues.device_slot(arrival, |start| conditions.compute_s(candidate, world, 0..candidate.cut, start));
+        (Some(span), span.1)
+    } else {
+        (None, arrival)
+    };
+    let device_wait_ms = local_s.map_or(0.0, |s| (s.0 - arrival) * 1e3);
+    let local_ms = (local_done - arrival) * 1e3;
     if !candidate.uses_worker() {
         let breakdown = Breakdown { local_ms, device_wait_ms, total_ms: local_ms, ..Default::default() };
-        return (breakdown, Timeline { local_done_s: local_done, upload_s: None, worker_done_s: 0.0, reply_s: local_done });
+        return (breakdown, Timeline { local_s, local_done_s: local_done, reply_s: local_done, ..Default::default() });
     }
-    let half_rtt_s = rtt_ms / 2e3;
-    let upload_start = local_done.max(queues.uplink_free_at);
-    let upload_end = upload_start + trace.transfer_time(upload_start, candidate.bytes_up);
+    let trace = conditions.trace;
+    let half_rtt_s = conditions.rtt_ms / 2e3;
+    let spans = queues.uplink_spans(trace, local_done, candidate.bytes_up);
+    let (upload_start, upload_end) = (spans.first().map_or(local_done, |s| s.0), spans.last().map_or(local_done, |s| s.1));
     let at_worker = upload_end + half_rtt_s;
-    let remote_start = (at_worker + world.worker_queue * service_ms / 1e3).max(queues.worker_free_at);
+    let remote_start = (at_worker + world.worker_queue * conditions.service_ms / 1e3).max(queues.worker_free_at);
     let remote_compute_ms: f64 = candidate.worker_stages[candidate.cut..]
         .iter()
         .zip(&world.worker_noise[candidate.cut..])
@@ -243,6 +286,31 @@ pub fn outcome(
         .sum();
     let worker_done = remote_start + remote_compute_ms / 1e3;
     let reply = worker_done + half_rtt_s + trace.transfer_time(worker_done + half_rtt_s, candidate.bytes_down);
+    let deadline = deadline_ms.map(|ms| local_done + ms / 1e3).filter(|&d| d < reply);
+    if let Some(deadline) = deadline {
+        // Abandoned: the link is given back at the deadline; a worker that has the input
+        // computes it anyway; the remaining stages run here, after the head already computed.
+        let fallback = queues.device_slot(deadline, |start| conditions.compute_s(candidate, world, candidate.cut..candidate.stages, start));
+        let breakdown = Breakdown {
+            local_ms: local_ms + (fallback.1 - deadline) * 1e3,
+            device_wait_ms,
+            total_ms: (fallback.1 - arrival) * 1e3,
+            bytes_up: candidate.bytes_up as usize,
+            fallback: Some(format!("the remote path passed its deadline of {:.0} ms", deadline_ms.unwrap_or(0.0))),
+            ..Default::default()
+        };
+        let timeline = Timeline {
+            local_s,
+            local_done_s: local_done,
+            upload_spans: spans,
+            upload_s: None,
+            worker_done_s: (at_worker <= deadline).then_some(worker_done),
+            fallback_s: Some(fallback),
+            abandoned_s: Some(deadline),
+            reply_s: fallback.1,
+        };
+        return (breakdown, timeline);
+    }
     let breakdown = Breakdown {
         local_ms,
         device_wait_ms,
@@ -256,6 +324,15 @@ pub fn outcome(
         worker_queue_length: Some(world.worker_queue as usize),
         fallback: None,
     };
-    let timeline = Timeline { local_done_s: local_done, upload_s: Some((upload_start, upload_end)), worker_done_s: worker_done, reply_s: reply };
+    let timeline = Timeline {
+        local_s,
+        local_done_s: local_done,
+        upload_spans: spans,
+        upload_s: Some((upload_start, upload_end)),
+        worker_done_s: Some(worker_done),
+        fallback_s: None,
+        abandoned_s: None,
+        reply_s: reply,
+    };
     (breakdown, timeline)
 }

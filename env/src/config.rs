@@ -52,7 +52,8 @@ pub struct WorkloadMix {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoadConfig {
-    /// Load level while idle (device: CPU share taken by other work; worker: queue length).
+    /// Load level while idle (device: runnable tasks of other processes per core; worker:
+    /// queue length).
     pub idle: f64,
     /// Load level while busy.
     pub busy: f64,
@@ -66,7 +67,85 @@ pub struct LoadConfig {
 
 impl Default for LoadConfig {
     fn default() -> Self {
-        Self { idle: 0.1, busy: 0.7, mean_idle_s: 20.0, mean_busy_s: 10.0, jitter: 0.1 }
+        Self { idle: 0.1, busy: 1.5, mean_idle_s: 20.0, mean_busy_s: 10.0, jitter: 0.1 }
+    }
+}
+
+/// `[env.contention]`: how other work slows the device's local stages. Processor sharing,
+/// linearised: a stage that takes `t` alone takes `t · (1 + per_task · r)` when `r` runnable
+/// tasks of other processes share each core (`ResourceMonitor`'s `runnable_per_core`). CPU
+/// utilisation cannot serve here: it saturates at 100%, so two co-runners and four read alike.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContentionConfig {
+    /// Slowdown added per runnable other task per core. Pure processor sharing with as many
+    /// inference threads as cores would give 1 (1, 2 and 4 co-runners on 2 cores: 1.5×, 2×,
+    /// 3×); fitted by least squares to `rlsched profile --co-runners 0,1,2,4` (see train.toml).
+    pub per_task: f64,
+    /// Standard deviation of the simulated monitor's reading of the runnable tasks per core
+    /// (the live reading is an instantaneous count, so it jitters).
+    pub reading_noise: f64,
+}
+
+impl Default for ContentionConfig {
+    fn default() -> Self {
+        Self { per_task: DEFAULT_PER_TASK, reading_noise: 0.05 }
+    }
+}
+
+/// The fitted slowdown per runnable other task per core (train.toml documents the fit).
+pub const DEFAULT_PER_TASK: f64 = 1.25;
+/// Most runnable other tasks per core a load level or reading may hold: past it a device is
+/// stalled, not slow.
+pub const MAX_RUNNABLE_PER_CORE: f64 = 64.0;
+
+impl ContentionConfig {
+    /// How much longer local compute takes with `runnable_per_core` other tasks on each core.
+    pub fn slowdown(&self, runnable_per_core: f64) -> f64 {
+        contention_slowdown(self.per_task, runnable_per_core)
+    }
+}
+
+/// `1 + per_task · r`, with `r` clamped to `0..=MAX_RUNNABLE_PER_CORE` (a NaN reading counts as
+/// an idle device).
+pub fn contention_slowdown(per_task: f64, runnable_per_core: f64) -> f64 {
+    let r = if runnable_per_core.is_nan() { 0.0 } else { runnable_per_core.clamp(0.0, MAX_RUNNABLE_PER_CORE) };
+    1.0 + per_task.max(0.0) * r
+}
+
+/// `[env.deadline]`: every remote path has a deadline; past it the request is abandoned on the
+/// worker and finished on the device (the remaining stages, after any head already computed).
+/// The remote path starts when its input is ready to send and may last
+/// `max(slo_factor · slo, prediction_factor · predicted remote ms)`, where the prediction is the
+/// plan's own (upload and download at the harmonic-mean estimate, RTT, the worker's reported
+/// queue, its profile): a request that was expected to be slow is not abandoned for it, one
+/// stuck in an outage is. `slo_factor = 0` turns deadlines off.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadlineConfig {
+    pub slo_factor: f64,
+    pub prediction_factor: f64,
+}
+
+impl Default for DeadlineConfig {
+    fn default() -> Self {
+        Self { slo_factor: 1.0, prediction_factor: 2.0 }
+    }
+}
+
+impl DeadlineConfig {
+    /// The remote path's deadline, ms from when its input is ready; `None` when off.
+    pub fn remote_ms(&self, slo_ms: f64, predicted_remote_ms: f64) -> Option<f64> {
+        if self.slo_factor <= 0.0 {
+            return None;
+        }
+        let predicted = if predicted_remote_ms.is_finite() { predicted_remote_ms.max(0.0) } else { 0.0 };
+        Some((self.slo_factor * slo_ms).max(self.prediction_factor * predicted).min(MAX_MS))
+    }
+
+    /// `remote_ms` as a duration (what `PlanExecutor::execute` takes).
+    pub fn remote(&self, slo_ms: f64, predicted_remote_ms: f64) -> Option<std::time::Duration> {
+        std::time::Duration::try_from_secs_f64(self.remote_ms(slo_ms, predicted_remote_ms)? / 1e3).ok()
     }
 }
 
@@ -134,8 +213,12 @@ pub struct EnvConfig {
     /// RTT's jitter).
     pub min_sample_bytes: usize,
     pub min_sample_ms: f64,
-    /// Device CPU load (fraction of the CPU other work takes).
+    /// Device load: runnable tasks of other processes per core (the contention signal; their
+    /// CPU utilisation, min(1, level), is observed beside it).
     pub device_load: LoadConfig,
+    pub contention: ContentionConfig,
+    pub deadline: DeadlineConfig,
+    pub outages: crate::synthetic::OutageConfig,
     /// Other clients' requests queued at the worker.
     pub worker_queue: LoadConfig,
     /// Worker milliseconds per queued request ahead of ours.
@@ -175,6 +258,9 @@ impl Default for EnvConfig {
             min_sample_bytes: 4096,
             min_sample_ms: 40.0,
             device_load: LoadConfig::default(),
+            contention: ContentionConfig::default(),
+            deadline: DeadlineConfig::default(),
+            outages: Default::default(),
             worker_queue: LoadConfig { idle: 0.5, busy: 6.0, mean_idle_s: 30.0, mean_busy_s: 10.0, jitter: 0.2 },
             worker_service_ms: 15.0,
             worker_down_probability: 0.02,
@@ -301,7 +387,12 @@ impl EnvConfig {
         if self.history > MAX_HISTORY {
             return Err(format!("env.history must be at most {MAX_HISTORY}, got {}", self.history));
         }
-        self.device_load.validate("env.device_load", 0.95)?;
+        self.device_load.validate("env.device_load", MAX_RUNNABLE_PER_CORE)?;
+        check_range("env.contention.per_task", self.contention.per_task, 0.0, 100.0)?;
+        check_range("env.contention.reading_noise", self.contention.reading_noise, 0.0, 10.0)?;
+        check_range("env.deadline.slo_factor", self.deadline.slo_factor, 0.0, 1e3)?;
+        check_range("env.deadline.prediction_factor", self.deadline.prediction_factor, 0.0, 1e3)?;
+        self.outages.validate()?;
         self.worker_queue.validate("env.worker_queue", 1e4)?;
         check_range("env.worker_service_ms", self.worker_service_ms, 0.0, MAX_MS)?;
         check_range("env.worker_down_probability", self.worker_down_probability, 0.0, 1.0)?;

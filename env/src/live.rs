@@ -14,7 +14,7 @@ use rlsched_executor::model::workloads::Workload;
 use rlsched_executor::WireTensor;
 
 use crate::decision::Decision;
-use crate::obs::Obs;
+use crate::obs::{predict, Obs};
 use crate::queues::DeviceQueues;
 use crate::measurements::Measurements;
 use crate::request::{Request, RequestWorld};
@@ -27,8 +27,10 @@ use crate::{Env, EnvError, Info, Step};
 pub struct LiveReading {
     /// Index of the request's workload in the scenario.
     pub workload: usize,
-    /// The monitor's CPU load, 0..1.
+    /// The monitor's contention signal: runnable tasks of other processes per core.
     pub load: f64,
+    /// The CPU share other processes took, 0..1 (`ResourceSample::other_utilization`).
+    pub utilization: f64,
     /// Whether the worker answered its last probe.
     pub worker_up: bool,
     /// The executor's clock, seconds.
@@ -41,6 +43,7 @@ pub fn observe(obs: &mut Obs, config: &EnvConfig, model: &WorkloadModel, reading
     let request = Request {
         workload: reading.workload,
         observed_load: reading.load,
+        observed_utilization: reading.utilization,
         world: RequestWorld {
             time_s: reading.now,
             device_load: reading.load,
@@ -112,10 +115,11 @@ impl LiveEnv {
         let now = self.now();
         let request = Request {
             workload,
-            observed_load: sample.other_utilization,
+            observed_load: sample.runnable_per_core,
+            observed_utilization: sample.other_utilization,
             world: RequestWorld {
                 time_s: now,
-                device_load: sample.other_utilization,
+                device_load: sample.runnable_per_core,
                 worker_queue: self.reported_queue.0,
                 worker_up,
                 device_noise: Vec::new(),
@@ -125,7 +129,7 @@ impl LiveEnv {
         let link = self.executor.link_estimates().into_iter().next().unwrap_or_default();
         self.measurements = Measurements::observed(link, self.reported_queue.0, self.reported_queue.1);
         // one request runs at a time here, so nothing is queued ahead of it
-        let reading = LiveReading { workload, load: sample.other_utilization, worker_up, now };
+        let reading = LiveReading { workload, load: sample.runnable_per_core, utilization: sample.other_utilization, worker_up, now };
         observe(&mut self.obs, &scenario.config, model, reading, &self.measurements, DeviceQueues::default());
         self.request = Some((request, input));
         Ok(())
@@ -165,7 +169,12 @@ impl Env for LiveEnv {
         let model = &scenario.workloads[request.workload];
         let candidate = &model.candidates[action];
         let workload: Workload = model.mix.name.parse()?;
-        let run = self.runtime.block_on(self.executor.execute(workload, &candidate.plan, input))?;
+        // the remote path's deadline from the plan's prediction, as the simulator derives it
+        let config = &scenario.config;
+        let mbps = self.measurements.link.harmonic_mbps();
+        let predicted = predict(candidate, request.observed_load, mbps, self.measurements.reported_queue, DeviceQueues::default(), config);
+        let deadline = config.deadline.remote(model.mix.slo_ms, predicted.remote_path_ms());
+        let run = self.runtime.block_on(self.executor.execute(workload, &candidate.plan, input, deadline))?;
         let b = &run.breakdown;
         if let Some(queue) = b.worker_queue_length {
             self.reported_queue = (queue as f64, Some(self.now()));

@@ -9,6 +9,8 @@ use rlsched_executor::net::estimator::{EstimatorConfig, LinkEstimator};
 pub(crate) enum Reading {
     /// A transfer of `bytes` that spent `wire_ms` on the wire.
     Transfer { bytes: usize, wire_ms: f64 },
+    /// A transfer of `bytes` abandoned after `wire_ms` on the wire (its deadline).
+    Censored { bytes: usize, wire_ms: f64 },
     Rtt(f64),
     /// The worker's queue length, as it reports it with a reply.
     Queue(f64),
@@ -53,6 +55,9 @@ impl Measurements {
             match reading {
                 Reading::Transfer { bytes, wire_ms } => {
                     self.link.record_transfer(at, bytes, wire_ms);
+                }
+                Reading::Censored { bytes, wire_ms } => {
+                    self.link.record_censored(at, bytes, wire_ms);
                 }
                 Reading::Rtt(ms) => self.link.record_rtt(ms),
                 Reading::Queue(q) => {

@@ -1,6 +1,7 @@
 //! The observation: a state vector and a padded `[max_plans × PLAN_FEATURES]` matrix with a
 //! mask. Everything in it is something a real device knows at decision time: its own measured
-//! throughputs (never the trace ahead), the monitor's load reading, the worker's last report,
+//! throughputs (never the trace ahead), the monitor's load readings (runnable other tasks per
+//! core, and other processes' CPU utilisation), the worker's last report,
 //! its own queues (local work ahead, uplink backlog), the request's SLO and accuracy floor, and
 //! each plan's profile-based predictions.
 
@@ -16,7 +17,7 @@ use crate::scenario::WorkloadModel;
 /// Features per remembered goodput sample: its rate, its age and its size.
 pub const PER_SAMPLE: usize = 3;
 /// Features of the state that do not depend on `history`.
-pub const STATE_EXTRA: usize = 13;
+pub const STATE_EXTRA: usize = 14;
 pub const PLAN_FEATURES: usize = 17;
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -45,6 +46,12 @@ pub struct Prediction {
 impl Prediction {
     pub fn total_ms(&self) -> f64 {
         self.local_ms + self.transfer_ms + self.queue_ms + self.remote_ms
+    }
+
+    /// The remote path's part: transfers, the worker's queue and its stages (what its deadline
+    /// is derived from, `[env.deadline]`).
+    pub fn remote_path_ms(&self) -> f64 {
+        self.transfer_ms + self.queue_ms + self.remote_ms
     }
 }
 
@@ -115,7 +122,9 @@ impl Obs {
             link.samples().len() as f32 / k.max(1) as f32,
             since(link.last_transfer_s()) / 10.0,
             link.rtt_ms().unwrap_or(0.0) as f32 / 100.0,
-            request.observed_load as f32,
+            // the contention signal (runnable other tasks per core) and the utilisation beside it
+            (request.observed_load / 2.0).min(10.0) as f32,
+            request.observed_utilization as f32,
             (config.device_memory_mb / 1000.0) as f32,
             seen.reported_queue as f32 / 10.0,
             since(seen.last_report_s) / 10.0,

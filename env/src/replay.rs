@@ -13,13 +13,13 @@ use rand_distr::{Distribution, Exp, StandardNormal};
 
 use rlsched_executor::plan::Breakdown;
 
-use crate::candidates::{outcome, Timeline};
-use crate::config::LoadConfig;
+use crate::candidates::{outcome, Conditions, Timeline};
+use crate::config::{LoadConfig, MAX_RUNNABLE_PER_CORE};
 use crate::decision::{Decision, Hindsight};
 use crate::measurements::{Measurements, Reading};
-use crate::obs::Obs;
+use crate::obs::{predict, Obs};
 use crate::queues::{DeviceQueues, Queues};
-use crate::request::{Request, RequestWorld};
+use crate::request::{LoadPath, Request, RequestWorld};
 use crate::scenario::Scenario;
 use crate::{Env, EnvError, Info, Step};
 
@@ -29,8 +29,9 @@ use crate::{Env, EnvError, Info, Step};
 /// advance. The bound is what ends the loop in every case.
 const MAX_TOGGLES_PER_REQUEST: usize = 1_000;
 
-/// Samples a two-state load process at the given times.
-fn load_process(config: &LoadConfig, times: &[f64], rng: &mut SmallRng) -> Vec<f64> {
+/// Samples a two-state load process at the given times; with `path`, also records each
+/// change of state between them (time, level without jitter), for the load's path over time.
+fn load_process(config: &LoadConfig, times: &[f64], rng: &mut SmallRng, mut path: Option<&mut Vec<(f64, f64)>>) -> Vec<f64> {
     let p_busy = config.mean_busy_s / (config.mean_busy_s + config.mean_idle_s).max(1e-9);
     // random_bool panics outside 0..=1; a validated config is always inside
     let p_busy = if p_busy.is_finite() { p_busy.clamp(0.0, 1.0) } else { 0.5 };
@@ -53,6 +54,9 @@ fn load_process(config: &LoadConfig, times: &[f64], rng: &mut SmallRng) -> Vec<f
                     break;
                 }
                 busy = !busy;
+                if let Some(path) = path.as_deref_mut() {
+                    path.push((until, if busy { config.busy } else { config.idle }));
+                }
                 until += dwell(busy, rng);
                 toggles += 1;
             }
@@ -82,6 +86,8 @@ pub struct ReplayEnv {
     /// The device's queues as they truly are, and as the device knows them at this decision.
     pub queues: Queues,
     known: DeviceQueues,
+    /// The device's true load over the episode (compute runs at the load of its start).
+    load: Arc<LoadPath>,
     /// Whether `info.oracle_reward` is computed (costs one evaluation per plan).
     pub compute_oracle: bool,
     obs: Obs,
@@ -98,6 +104,7 @@ impl ReplayEnv {
             measurements: Measurements::default(),
             queues: Queues::default(),
             known: DeviceQueues::default(),
+            load: Arc::default(),
             compute_oracle: true,
             obs,
         }
@@ -127,22 +134,26 @@ impl ReplayEnv {
             times.push(t);
             t += gap.sample(&mut rng);
         }
-        let loads = load_process(&config.device_load, &times, &mut rng);
-        let queues = load_process(&config.worker_queue, &times, &mut rng);
+        let mut toggles = Vec::new();
+        let loads = load_process(&config.device_load, &times, &mut rng, Some(&mut toggles));
+        let queues = load_process(&config.worker_queue, &times, &mut rng, None);
         let max_stages = scenario.workloads.iter().flat_map(|w| w.candidates.iter().map(|c| c.stages)).max().unwrap_or(0);
         let requests = times
             .iter()
             .enumerate()
             .map(|(i, &time_s)| {
                 let workload = scenario.pick_workload(&mut rng);
-                let device_load = loads[i].min(0.95);
+                let device_load = loads[i].min(MAX_RUNNABLE_PER_CORE);
                 let noise: f64 = StandardNormal.sample(&mut rng);
+                let utilization_noise: f64 = StandardNormal.sample(&mut rng);
                 let mut draws = || (0..max_stages).map(|_| StandardNormal.sample(&mut rng)).collect::<Vec<f64>>();
                 let device_noise = draws();
                 let worker_noise = draws();
                 Request {
                     workload,
-                    observed_load: (device_load + 0.03 * noise).clamp(0.0, 1.0),
+                    observed_load: (device_load + config.contention.reading_noise * noise).max(0.0),
+                    // CPU-bound others take the whole CPU from r = 1 per core on
+                    observed_utilization: (device_load.min(1.0) + 0.03 * utilization_noise).clamp(0.0, 1.0),
                     world: RequestWorld {
                         time_s,
                         device_load,
@@ -153,8 +164,12 @@ impl ReplayEnv {
                     },
                 }
             })
-            .collect();
-        Ok(self.restart(requests))
+            .collect::<Vec<Request>>();
+        let mut path: Vec<(f64, f64)> = requests.iter().map(|r| (r.world.time_s, r.world.device_load)).collect();
+        path.extend(toggles);
+        let result = self.restart(requests);
+        self.load = Arc::new(LoadPath::new(path));
+        Ok(result)
     }
 
     /// Starts the episode over with these requests (sorted by arrival) on the current trace:
@@ -165,6 +180,7 @@ impl ReplayEnv {
         self.cursor = 0;
         self.measurements = Measurements::new(self.scenario.config.estimator());
         self.queues = Queues::default();
+        self.load = Arc::new(LoadPath::of_requests(&self.requests));
         let probe_bytes = self.prepare_observation();
         (self.obs.clone(), Info { probe_bytes, ..Info::default() })
     }
@@ -203,17 +219,17 @@ impl ReplayEnv {
         let stale = self.measurements.link.last_transfer_s().is_none_or(|t| now - t >= config.probe.interval_s);
         let mut probe_bytes = 0;
         if stale && !self.measurements.in_flight() && config.probe.bytes > 0 {
-            let start = now.max(self.queues.uplink_free_at);
             let trace = &self.scenario.traces[self.trace_index];
-            let end = start + trace.transfer_time(start, config.probe.bytes as f64);
-            self.queues.upload(start, end, config.probe.bytes as f64);
+            let spans = self.queues.uplink_spans(trace, now, config.probe.bytes as f64);
+            let (start, end) = (spans.first().map_or(now, |s| s.0), spans.last().map_or(now, |s| s.1));
+            self.queues.reserve_upload(config.probe.bytes as f64, spans, None);
             // the probe's echo comes back half a round trip after it arrived
             let done = end + config.rtt_ms / 1e3;
             self.measurements.record(done, Reading::Transfer { bytes: config.probe.bytes, wire_ms: (end - start) * 1e3 });
             self.measurements.record(done, Reading::Rtt(config.rtt_ms));
             probe_bytes = config.probe.bytes;
         }
-        self.known = self.queues.known(now);
+        self.known = self.queues.known(now, &self.scenario.traces[self.trace_index]);
         let model = &self.scenario.workloads[request.workload];
         self.obs.fill(config, model, request, &self.measurements, self.known, now);
         probe_bytes
@@ -240,7 +256,16 @@ impl ReplayEnv {
         let model = &self.scenario.workloads[request.workload];
         let candidate = model.candidates.get(index)?;
         let config = &self.scenario.config;
-        let (out, timeline) = outcome(candidate, &request.world, self.trace(), &self.queues, config.rtt_ms, config.worker_service_ms);
+        let conditions = Conditions { trace: self.trace(), load: &self.load, rtt_ms: config.rtt_ms, service_ms: config.worker_service_ms };
+        let deadline_ms = if candidate.uses_worker() {
+            // the plan's own prediction, as serving has it (no queues of its own)
+            let mbps = self.measurements.link.harmonic_mbps();
+            let p = predict(candidate, request.observed_load, mbps, self.measurements.reported_queue, DeviceQueues::default(), config);
+            config.deadline.remote_ms(model.mix.slo_ms, p.remote_path_ms())
+        } else {
+            None
+        };
+        let (out, timeline) = outcome(candidate, &request.world, &conditions, &self.queues, deadline_ms);
         let reward = config.reward.reward(candidate.accuracy, out.total_ms, model.mix.slo_ms, candidate.bytes_up);
         Some((out, timeline, reward))
     }
@@ -363,18 +388,35 @@ impl ReplayEnv {
         let (now, observed_load, workload) = (request.world.time_s, request.observed_load, request.workload);
         let worker_queue = request.world.worker_queue;
         let candidate = &self.scenario.workloads[workload].candidates[action];
-        if candidate.cut > 0 {
-            self.queues.device_free_at = timeline.local_done_s;
+        if let Some(span) = timeline.local_s {
+            self.queues.reserve_device(span);
             let expected_ms = candidate.expected_local_ms(observed_load);
             self.queues.device_expected_free_at = self.queues.device_expected_free_at.max(now) + expected_ms / 1e3;
         }
-        if let Some((start, end)) = timeline.upload_s {
-            self.queues.upload(start, end, candidate.bytes_up);
-            self.queues.worker_free_at = timeline.worker_done_s;
+        // A fallback's span is not reserved: requests decided before its deadline come first
+        // on the real device (they take it in arrival order), and reserving it now would make
+        // them wait for an abandonment that only the future trace knows (the counterfactual
+        // test catches that). It waits for the work queued when its request was decided.
+        if let Some(done) = timeline.worker_done_s {
+            self.queues.worker_free_at = self.queues.worker_free_at.max(done);
+        }
+        let upload = timeline.upload_s;
+        if candidate.uses_worker() {
+            self.queues.reserve_upload(candidate.bytes_up, timeline.upload_spans, timeline.abandoned_s);
+        }
+        if let Some((start, end)) = upload {
             // the device learns the upload's goodput and the worker's queue with the reply
             let bytes = candidate.bytes_up as usize;
             self.measurements.record(timeline.reply_s, Reading::Transfer { bytes, wire_ms: (end - start) * 1e3 });
             self.measurements.record(timeline.reply_s, Reading::Queue(worker_queue));
+        }
+        if let Some(abandoned) = timeline.abandoned_s {
+            // as `PlanExecutor::execute` records it: the bytes did not get through by the
+            // deadline, so the link carries at most that many in the deadline less a round trip
+            let wire_ms = (abandoned - timeline.local_done_s) * 1e3 - self.scenario.config.rtt_ms;
+            if wire_ms > 0.0 {
+                self.measurements.record(abandoned, Reading::Censored { bytes: candidate.bytes_up as usize, wire_ms });
+            }
         }
         self.cursor += 1;
         Ok((out, reward, workload))
@@ -435,7 +477,7 @@ mod tests {
     fn load_process_finishes_where_dwells_round_away() {
         let config = LoadConfig { idle: 0.1, busy: 0.7, mean_idle_s: 1e-3, mean_busy_s: 1e-3, jitter: 0.0 };
         let times = [1e20, 1e20, 2e20];
-        let levels = load_process(&config, &times, &mut SmallRng::seed_from_u64(1));
+        let levels = load_process(&config, &times, &mut SmallRng::seed_from_u64(1), None);
         assert_eq!(levels.len(), times.len());
         assert!(levels.iter().all(|&l| l == 0.1 || l == 0.7), "{levels:?}");
     }

@@ -126,6 +126,14 @@ fn check_stages_match(device: &Profile, device_path: &Path, worker: &Profile, wo
     Ok(())
 }
 
+/// The traces with `[env.outages]` laid over them.
+fn with_outages(config: &EnvConfig, traces: &[Arc<Trace>]) -> Result<Vec<Arc<Trace>>, EnvError> {
+    if config.outages.period_s <= 0.0 {
+        return Ok(traces.to_vec());
+    }
+    traces.iter().map(|t| config.outages.apply(t).map(Arc::new)).collect()
+}
+
 impl Scenario {
     /// Draws a workload index in proportion to the mix weights.
     pub fn pick_workload(&self, rng: &mut impl rand::Rng) -> usize {
@@ -171,6 +179,8 @@ impl Scenario {
         }
         // Markov traces are generated across the whole range of rates already: not scaled.
         scenario.traces.extend(config.synthetic.generate()?);
+        // laying outages over a trace twice lays the same ones
+        scenario.traces = with_outages(config, &scenario.traces)?;
         Ok(scenario)
     }
 
@@ -190,7 +200,10 @@ impl Scenario {
             let (device, device_path) = load_profile(config, workload, &config.device_profile)?;
             let (worker, worker_path) = load_profile(config, workload, &config.worker_profile)?;
             check_stages_match(&device, &device_path, &worker, &worker_path)?;
-            let candidates = candidates(&device, &worker, config.split_points, config.int8_intermediates);
+            let candidates: Vec<Candidate> = candidates(&device, &worker, config.split_points, config.int8_intermediates)
+                .into_iter()
+                .map(|c| c.with_contention(config.contention.per_task))
+                .collect();
             // Validated profiles give every variant a local plan; the schedulers rely on one.
             if candidates.is_empty() {
                 return Err(EnvError::Config(format!("{}: no candidate plans", device_path.display())));
@@ -201,7 +214,7 @@ impl Scenario {
         Ok(Self {
             config: config.clone(),
             workloads,
-            traces: load_scaled_traces(traces, format, config.bandwidth_scale, "env.bandwidth_scale")?,
+            traces: with_outages(config, &load_scaled_traces(traces, format, config.bandwidth_scale, "env.bandwidth_scale")?)?,
             max_plans,
         })
     }

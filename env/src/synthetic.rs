@@ -2,7 +2,7 @@
 //! seed, as Pensieve trained on for generalisation: the link dwells in one of a few rate levels
 //! (log-spaced between a floor and a ceiling), jumps mostly to nearby levels, and varies around
 //! its level second by second. Training on them exposes the policy to regime changes and rates
-//! the recorded traces lack.
+//! the recorded traces lack. And periodic outages laid over any trace (`[env.outages]`).
 
 use std::sync::Arc;
 
@@ -15,6 +15,77 @@ use serde::{Deserialize, Serialize};
 use crate::config::check_range;
 use crate::EnvError;
 
+/// `[env.outages]`: periodic link outages laid over every trace the scenario loads (training
+/// and evaluation alike): the rate is zero for `duration_s` at the end of each `period_s`,
+/// starting `phase_s` into the trace. `period_s = 0` (the default) adds none.
+/// `rlsched eval --set env.outages.period_s=120` evaluates with a 30 s outage every 2 minutes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutageConfig {
+    pub period_s: f64,
+    pub duration_s: f64,
+    pub phase_s: f64,
+}
+
+impl Default for OutageConfig {
+    fn default() -> Self {
+        Self { period_s: 0.0, duration_s: 30.0, phase_s: 0.0 }
+    }
+}
+
+impl OutageConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        check_range("env.outages.period_s", self.period_s, 0.0, 86_400.0)?;
+        if self.period_s > 0.0 {
+            check_range("env.outages.duration_s", self.duration_s, 0.0, 0.9 * self.period_s)?;
+            check_range("env.outages.phase_s", self.phase_s, 0.0, self.period_s)?;
+        }
+        Ok(())
+    }
+
+
+    /// `trace` with the outages laid over it (itself when there are none). The result loops
+    /// after a whole number of periods covering the trace once (the recorded trace loops
+    /// within it), so every period has its outage.
+    pub fn apply(&self, trace: &Trace) -> Result<Trace, EnvError> {
+        if self.period_s <= 0.0 || self.duration_s <= 0.0 {
+            return Ok(trace.clone());
+        }
+        let (period, outage, phase) = (self.period_s, self.duration_s, self.phase_s);
+        let length = (trace.duration_s / period).ceil().max(1.0) * period;
+        // the outage of period k: [phase + k·period − outage, phase + k·period)
+        let inside = |t: f64| {
+            let into = (t - phase).rem_euclid(period);
+            into >= period - outage
+        };
+        let mut cuts: Vec<f64> = Vec::new();
+        let loops = (length / trace.duration_s).ceil() as usize;
+        for n in 0..loops {
+            cuts.extend(trace.starts.iter().map(|s| s + n as f64 * trace.duration_s));
+        }
+        let periods = (length / period).ceil() as usize + 1;
+        for k in 0..=periods {
+            let end = phase + k as f64 * period;
+            cuts.extend([end - outage, end].into_iter().map(|t| t.rem_euclid(length)));
+        }
+        cuts.push(0.0);
+        cuts.retain(|t| (0.0..length).contains(t));
+        cuts.sort_by(f64::total_cmp);
+        cuts.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+        let (mut starts, mut rates_bps) = (Vec::new(), Vec::<f64>::new());
+        for &t in &cuts {
+            // the rate over a piece is the one at its middle (a piece never straddles a cut)
+            let rate = if inside(t + 1e-9) { 0.0 } else { trace.rate_bps_at(t + 1e-9) };
+            if rates_bps.last() != Some(&rate) {
+                starts.push(t);
+                rates_bps.push(rate);
+            }
+        }
+        let shaped = Trace { name: format!("{} (outage {} s every {} s)", trace.name, outage, period), starts, rates_bps, duration_s: length };
+        shaped.validate().map_err(|e| EnvError::Config(format!("env.outages on {}: {e}", trace.name)))?;
+        Ok(shaped)
+    }
+}
 /// `[env.synthetic]`: how many Markov traces training adds, and their model.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

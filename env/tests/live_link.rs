@@ -46,7 +46,7 @@ fn live_goodput_through_the_link_matches_its_rate() {
         for plan in std::iter::once(first).chain(plans) {
             // the RTT first, as the device measures it before its decisions
             server.block_on(executor.probe(0)).unwrap();
-            let run = server.block_on(executor.execute(workload, &plan, input.clone())).unwrap();
+            let run = server.block_on(executor.execute(workload, &plan, input.clone(), None)).unwrap();
             assert!(run.breakdown.fallback.is_none(), "{:?}", run.breakdown.fallback);
             // A transfer too short to measure leaves the estimate to the earlier ones; the first
             // one makes a sample however short (it beats knowing nothing), but a sample shorter

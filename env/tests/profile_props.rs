@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use proptest::prelude::*;
-use rlsched_env::candidates::{candidates, outcome};
+use rlsched_env::candidates::{Conditions, candidates, outcome};
 use rlsched_env::request::RequestWorld;
 use rlsched_executor::net::trace::Trace;
 use rlsched_executor::profile::profiler::{LatencyStats, Profile, StageProfile, VariantProfile};
@@ -116,8 +116,12 @@ fn check_candidates(device: &Profile, worker: &Profile, split_points: usize, int
             device_noise: vec![3.0; plan.stages],
             worker_noise: vec![-3.0; plan.stages],
         };
-        let (out, _) = outcome(plan, &world, &trace, &Default::default(), 40.0, 15.0);
-        prop_assert!(out.total_ms.is_finite() && out.total_ms >= 0.0, "{:?}: {}", plan.plan, out.total_ms);
+        let load = Default::default();
+        let conditions = Conditions { trace: &trace, load: &load, rtt_ms: 40.0, service_ms: 15.0 };
+        for deadline in [None, Some(1.0)] {
+            let (out, _) = outcome(plan, &world, &conditions, &Default::default(), deadline);
+            prop_assert!(out.total_ms.is_finite() && out.total_ms >= 0.0, "{:?}: {}", plan.plan, out.total_ms);
+        }
     }
     Ok(())
 }

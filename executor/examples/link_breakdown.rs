@@ -42,10 +42,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             plans.extend(cuts.into_iter().map(|cut| Plan::Split { variant: "fp32".into(), cut, worker: 0, int8: false }));
             // warm both sides (weights, allocations) before measuring
             for plan in &plans {
-                executor.execute(workload, plan, input.clone()).await?;
+                executor.execute(workload, plan, input.clone(), None).await?;
             }
             for plan in &plans {
-                let b = executor.execute(workload, plan, input.clone()).await?.breakdown;
+                let b = executor.execute(workload, plan, input.clone(), None).await?.breakdown;
                 let name = match plan {
                     Plan::Split { cut, .. } => format!("split@{cut}"),
                     other => other.kind().to_string(),

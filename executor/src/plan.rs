@@ -1,7 +1,10 @@
 //! Plan execution: run a request locally, split at a cut with a worker, or offload it whole,
 //! and report what each part cost. A worker that is unreachable, times out or fails in the
 //! middle of a request does not lose the request: execution falls back to local (reusing the
-//! stages already computed) and the breakdown says so.
+//! stages already computed) and the breakdown says so. Nor does one that is only slow: a remote
+//! path that outlives its deadline is abandoned and finished locally the same way, which
+//! bounds the tail when a link stalls (an outage would otherwise hold the request until the
+//! link returns).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -195,8 +198,11 @@ impl PlanExecutor {
     }
 
     /// Executes `plan` on `input`. Input errors (wrong shape, unknown variant) are returned;
-    /// remote failures are not errors but fallbacks.
-    pub async fn execute(&self, workload: Workload, plan: &Plan, input: WireTensor) -> Result<Execution, ExecError> {
+    /// remote failures are not errors but fallbacks. `deadline`: how long the remote path may
+    /// take from when its input is ready (the head computed, for a split); past it the request
+    /// is abandoned on the worker and finished here (the caller derives it from the SLO and
+    /// the plan's prediction: rlsched-env's `DeadlineConfig`).
+    pub async fn execute(&self, workload: Workload, plan: &Plan, input: WireTensor, deadline: Option<std::time::Duration>) -> Result<Execution, ExecError> {
         let started = Instant::now();
         // building can take seconds (VGG-16); a cached network is returned at once
         let network = self.network(workload, plan.variant())?;
@@ -222,8 +228,29 @@ impl PlanExecutor {
             }
             Plan::Offload { worker, .. } => (0, *worker, input, false),
         };
-        let reply = self.remote(worker, workload, plan.variant(), start_remote, &remote_input, int8).await;
-        match reply.and_then(|reply| checked_reply(&network, remote_input.shape[0], reply)) {
+        let remote = self.remote(worker, workload, plan.variant(), start_remote, &remote_input, int8);
+        let result = match deadline {
+            // dropping the request's future closes its connection: the worker is abandoned
+            Some(deadline) => tokio::time::timeout(deadline, remote).await.unwrap_or_else(|_| {
+                // an int8 intermediate crosses as one byte per element
+                let bytes = if int8 { remote_input.byte_len() / 4 } else { remote_input.byte_len() };
+                let deadline_ms = deadline.as_secs_f64() * 1e3;
+                breakdown.bytes_up = bytes;
+                // A censored sample: the input did not get through in the deadline, so the link
+                // carries at most its bytes in that time (less the round trip). An estimate
+                // that kept its last good samples would send the next request into the same
+                // stalled link; the simulator records the same.
+                let now = self.now_s();
+                let mut links = self.links.lock().expect("link lock");
+                if let Some(link) = links.get_mut(worker) {
+                    let wire_ms = link.wire_ms(deadline_ms, 1.0).unwrap_or(f64::NAN);
+                    link.record_censored(now, bytes, wire_ms);
+                }
+                Err(ExecError::Remote(format!("the remote path passed its deadline of {deadline_ms:.0} ms")))
+            }),
+            None => remote.await,
+        };
+        match result.and_then(|reply| checked_reply(&network, remote_input.shape[0], reply)) {
             Ok(reply) => {
                 breakdown.upload_ms = reply.upload_ms;
                 breakdown.remote_queue_ms = reply.queue_ms;

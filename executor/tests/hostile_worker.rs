@@ -69,7 +69,7 @@ fn digits_image() -> WireTensor {
 async fn offload_through(url: &str, limits: ClientLimits) -> rlsched_executor::plan::Execution {
     let client = WorkerClient::new(url, None, Duration::from_secs(60)).unwrap().with_limits(limits);
     let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client]).unwrap();
-    executor.execute(Workload::DigitsCnn, &Plan::Offload { variant: "fp32".into(), worker: 0 }, digits_image()).await.unwrap()
+    executor.execute(Workload::DigitsCnn, &Plan::Offload { variant: "fp32".into(), worker: 0 }, digits_image(), None).await.unwrap()
 }
 
 fn local_answer() -> WireTensor {

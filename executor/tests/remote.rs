@@ -26,7 +26,7 @@ async fn check_all_plans(workload: Workload) {
     let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client(server.addr)]).unwrap();
     let input = workload.example_input(11);
     let local = executor
-        .execute(workload, &Plan::Local { variant: "fp32".into() }, input.clone())
+        .execute(workload, &Plan::Local { variant: "fp32".into() }, input.clone(), None)
         .await
         .unwrap();
     assert!(local.breakdown.local_ms > 0.0);
@@ -36,7 +36,7 @@ async fn check_all_plans(workload: Workload) {
         .collect();
     plans.push(Plan::Offload { variant: "fp32".into(), worker: 0 });
     for plan in plans {
-        let run = executor.execute(workload, &plan, input.clone()).await.unwrap();
+        let run = executor.execute(workload, &plan, input.clone(), None).await.unwrap();
         let b = &run.breakdown;
         assert!(b.fallback.is_none(), "{plan:?} fell back: {:?}", b.fallback);
         assert!(b.bytes_up > 0 && b.bytes_down > 0 && b.remote_compute_ms > 0.0, "{plan:?}: {b:?}");
@@ -81,12 +81,12 @@ async fn int8_split_sends_a_quarter_and_answers_the_same() {
     let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client(server.addr)]).unwrap();
     let workload = Workload::MobileNetV2;
     let input = workload.example_input(5);
-    let local = executor.execute(workload, &Plan::Local { variant: "fp32".into() }, input.clone()).await.unwrap();
+    let local = executor.execute(workload, &Plan::Local { variant: "fp32".into() }, input.clone(), None).await.unwrap();
     let WireData::F32(reference) = &local.output.data else { panic!("f32 logits") };
     for cut in [3, 7, 14] {
         let split = |int8| Plan::Split { variant: "fp32".into(), cut, worker: 0, int8 };
-        let f32_run = executor.execute(workload, &split(false), input.clone()).await.unwrap();
-        let int8_run = executor.execute(workload, &split(true), input.clone()).await.unwrap();
+        let f32_run = executor.execute(workload, &split(false), input.clone(), None).await.unwrap();
+        let int8_run = executor.execute(workload, &split(true), input.clone(), None).await.unwrap();
         assert!(int8_run.breakdown.fallback.is_none(), "{:?}", int8_run.breakdown.fallback);
         let (full, small) = (f32_run.breakdown.bytes_up as f64, int8_run.breakdown.bytes_up as f64);
         assert!(small < 0.3 * full, "cut {cut}: int8 sent {small} B, f32 {full} B");
@@ -132,16 +132,46 @@ async fn unreachable_worker_falls_back_to_local() {
     let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client(addr)]).unwrap();
     let input = Workload::DigitsCnn.example_input(2);
     let local = executor
-        .execute(Workload::DigitsCnn, &Plan::Local { variant: "fp32".into() }, input.clone())
+        .execute(Workload::DigitsCnn, &Plan::Local { variant: "fp32".into() }, input.clone(), None)
         .await
         .unwrap();
     for plan in [
         Plan::Split { variant: "fp32".into(), cut: 2, worker: 0, int8: false },
         Plan::Offload { variant: "fp32".into(), worker: 0 },
     ] {
-        let run = executor.execute(Workload::DigitsCnn, &plan, input.clone()).await.unwrap();
+        let run = executor.execute(Workload::DigitsCnn, &plan, input.clone(), None).await.unwrap();
         let reason = run.breakdown.fallback.as_deref().unwrap_or_default();
         assert!(reason.contains("remote execution failed"), "{plan:?}: {reason:?}");
         assert_close(&local.output, &run.output, "fallback");
     }
+}
+
+/// A worker that accepts the connection and never answers (a stalled link): past the
+/// deadline the request is abandoned and finished locally, reusing the split's head, with the
+/// same answer as local execution. Without the deadline it would wait as long as the client's
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_path_past_its_deadline_finishes_locally() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // holds every connection open, reads nothing back
+    let stalled = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client(addr)]).unwrap();
+    let workload = Workload::DigitsCnn;
+    let input = workload.example_input(3);
+    let local = executor.execute(workload, &Plan::Local { variant: "fp32".into() }, input.clone(), None).await.unwrap();
+    let deadline = Some(std::time::Duration::from_millis(200));
+    for plan in [Plan::Split { variant: "fp32".into(), cut: 2, worker: 0, int8: false }, Plan::Offload { variant: "fp32".into(), worker: 0 }] {
+        let run = executor.execute(workload, &plan, input.clone(), deadline).await.unwrap();
+        let b = &run.breakdown;
+        assert!(b.fallback.as_deref().is_some_and(|f| f.contains("deadline of 200 ms")), "{plan:?}: {b:?}");
+        assert!(b.total_ms >= 200.0 && b.bytes_up > 0, "{plan:?}: {b:?}");
+        assert_close(&local.output, &run.output, &format!("{plan:?} after its deadline"));
+    }
+    stalled.abort();
 }

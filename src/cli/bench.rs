@@ -31,6 +31,11 @@ pub struct BenchArgs {
     /// (`cpu2`: then it also checks those profiles against this machine).
     #[arg(long, default_value = "measured")]
     pub profiles: String,
+    /// sim2real: the loaded mode, once per count (e.g. `0,1,2,4`): that many CPU-bound
+    /// processes run beside the live requests, and the simulator models them by the monitor's
+    /// reading and its contention model; each count's worst median error must be within 20%.
+    #[arg(long, value_delimiter = ',')]
+    pub co_runners: Vec<usize>,
     /// serve: requests measured each way (direct and through serve).
     #[arg(long, default_value_t = 2000)]
     pub serve_requests: usize,
@@ -49,8 +54,29 @@ fn sim2real(args: &BenchArgs) -> Result<()> {
     if args.profiles != "measured" {
         config.profiles = ProfileSource::Committed(args.profiles.clone());
     }
-    println!("{}", sim_to_real::run(&config)?);
+    if args.co_runners.is_empty() {
+        println!("{}", sim_to_real::run(&config)?);
+        println!("host: {}", rlsched_executor::profile::profiler::host_description());
+        return Ok(());
+    }
+    /// The loaded mode's bound on each plan's median error.
+    const LOADED_BOUND: f64 = 0.20;
+    let mut summary = Vec::new();
+    for &n in &args.co_runners {
+        config.co_runners = n;
+        let report = sim_to_real::run(&config)?;
+        println!("{report}\n");
+        let worst = report.rows.iter().map(|r| r.median_error()).fold(0.0f64, |w, e| if e.abs() > w.abs() { e } else { w });
+        let plans: Vec<String> = report.rows.iter().map(|r| format!("{} {} {:+.1}%", r.workload, r.label(), r.median_error() * 100.0)).collect();
+        summary.push(format!("| {n} | {:.2} | {} | {:+.1}% | {} |", report.mean_load, plans.join("; "), worst * 100.0, if worst.abs() <= LOADED_BOUND { "yes" } else { "no" }));
+    }
+    println!("| co-runners | load read (runnable others per core) | p50 error per plan | worst | within 20% |");
+    println!("| --- | --- | --- | --- | --- |");
+    summary.iter().for_each(|line| println!("{line}"));
     println!("host: {}", rlsched_executor::profile::profiler::host_description());
+    if summary.iter().any(|l| l.ends_with("| no |")) {
+        bail!("a loaded sim-to-real run is off by more than {:.0}%", LOADED_BOUND * 100.0);
+    }
     Ok(())
 }
 

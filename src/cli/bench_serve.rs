@@ -44,13 +44,13 @@ pub fn run(config: &super::ConfigArgs, checkpoint: std::path::PathBuf, requests:
         let ready = url.replace("/v2/models/digits-cnn/infer", "/v2/health/ready");
         // warm-up: networks built, connections open
         for _ in 0..50 {
-            executor.execute(Workload::DigitsCnn, &plan, input.clone()).await?;
+            executor.execute(Workload::DigitsCnn, &plan, input.clone(), None).await?;
             client.post(&url).body(body.clone()).send().await?.bytes().await?;
         }
         while direct.len() < requests {
             for _ in 0..100 {
                 let start = Instant::now();
-                executor.execute(Workload::DigitsCnn, &plan, input.clone()).await?;
+                executor.execute(Workload::DigitsCnn, &plan, input.clone(), None).await?;
                 direct.push(start.elapsed().as_secs_f64() * 1e6);
             }
             for _ in 0..100 {

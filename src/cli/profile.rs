@@ -34,6 +34,90 @@ pub struct ProfileArgs {
     /// List every workload with its variants and accuracies, and exit.
     #[arg(long)]
     pub list: bool,
+    /// Measure under contention instead: for each count (e.g. `0,1,2,4`), start that many
+    /// CPU-bound processes, profile, stop them; print measured time, the monitor's readings,
+    /// the old utilisation model, the processor-sharing model and its least-squares fit.
+    #[arg(long, value_delimiter = ',')]
+    pub co_runners: Vec<usize>,
+}
+
+/// How long the monitor reads the loaded device before each co-run (utilisation needs a
+/// window; the runnable count is averaged over the same one).
+const READING_WINDOW: std::time::Duration = std::time::Duration::from_millis(600);
+
+/// One co-run: co-runners, measured total ms, the monitor's readings with them running and
+/// this process idle (others' utilisation, runnable others per core).
+#[derive(serde::Serialize)]
+struct CoRun {
+    co_runners: usize,
+    total_ms: f64,
+    other_utilization: f64,
+    runnable_per_core: f64,
+}
+
+/// Reads the device for `READING_WINDOW`: (others' utilisation, mean runnable others per core).
+fn read_load() -> (f64, f64) {
+    let mut monitor = rlsched_executor::monitor::ResourceMonitor::new();
+    let (mut sum, mut reads) = (0.0, 0);
+    let start = std::time::Instant::now();
+    while start.elapsed() < READING_WINDOW {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        sum += rlsched_executor::monitor::runnable_others().unwrap_or(0.0);
+        reads += 1;
+    }
+    let sample = monitor.sample();
+    (sample.other_utilization, sum / reads.max(1) as f64 / sample.cores.max(1) as f64)
+}
+
+fn co_runs(args: &ProfileArgs, workload: Workload, device: DeviceChoice, idle: std::time::Duration) -> Result<()> {
+    use rlsched_env::config::{contention_slowdown, DEFAULT_PER_TASK};
+    use rlsched_executor::profile::co_runners::{CoRunners, MAX_CO_RUNNERS};
+    let variants = if args.variants.is_empty() { vec!["fp32".to_string()] } else { args.variants.clone() };
+    let mut runs = Vec::new();
+    for &n in &args.co_runners {
+        if n > MAX_CO_RUNNERS {
+            anyhow::bail!("--co-runners: at most {MAX_CO_RUNNERS}, got {n}");
+        }
+        eprintln!("{}: {n} co-runners ...", workload.name());
+        // killed when this scope ends, on an error as well
+        let runners = CoRunners::start(n)?;
+        let (other_utilization, runnable_per_core) = read_load();
+        let profile = profiler::profile(workload, &variants, device, args.runs, idle, |_| {})?;
+        drop(runners);
+        let total_ms = profile.variants.iter().map(|v| v.total_latency_ms()).sum();
+        runs.push(CoRun { co_runners: n, total_ms, other_utilization, runnable_per_core });
+    }
+    let Some(alone) = runs.iter().find(|r| r.co_runners == 0).map(|r| r.total_ms) else {
+        anyhow::bail!("--co-runners needs 0 among the counts: slowdowns are relative to the device alone");
+    };
+    // least squares through (0, 1): slowdown − 1 = k · runnable per core
+    let (xy, xx) = runs.iter().fold((0.0, 0.0), |(xy, xx), r| (xy + r.runnable_per_core * (r.total_ms / alone - 1.0), xx + r.runnable_per_core.powi(2)));
+    let fitted = if xx > 0.0 { xy / xx } else { 0.0 };
+    println!("{} {} on {}, {} runs per count:", workload.name(), variants.join("+"), device.name(), args.runs);
+    println!("| co-runners | runnable others per core | others' utilisation | measured ms | slowdown | old model 1/(1-u) | processor sharing (k = {DEFAULT_PER_TASK}) | fitted (k = {fitted:.2}) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for r in &runs {
+        let old = 1.0 / (1.0 - r.other_utilization.clamp(0.0, 0.95));
+        println!(
+            "| {} | {:.2} | {:.2} | {:.0} | {:.2}× | {:.2}× ({:.0} ms) | {:.2}× ({:.0} ms) | {:.2}× ({:.0} ms) |",
+            r.co_runners,
+            r.runnable_per_core,
+            r.other_utilization,
+            r.total_ms,
+            r.total_ms / alone,
+            old,
+            old * alone,
+            contention_slowdown(DEFAULT_PER_TASK, r.runnable_per_core),
+            contention_slowdown(DEFAULT_PER_TASK, r.runnable_per_core) * alone,
+            contention_slowdown(fitted, r.runnable_per_core),
+            contention_slowdown(fitted, r.runnable_per_core) * alone,
+        );
+    }
+    println!("fitted slowdown per runnable other task per core: {fitted:.3} (env.contention.per_task)");
+    if let Some(path) = &args.out {
+        write_atomic(path, serde_json::to_string_pretty(&serde_json::json!({ "workload": workload.name(), "runs": runs, "fitted_per_task": fitted }))?.as_bytes())?;
+    }
+    Ok(())
 }
 
 pub fn run(args: ProfileArgs) -> Result<()> {
@@ -47,13 +131,16 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let name = args.workload.expect("clap requires --workload without --list");
+    let name = args.workload.clone().expect("clap requires --workload without --list");
     let workload: Workload = name.parse()?;
     let device: DeviceChoice = args.device.parse()?;
     let idle = std::time::Duration::try_from_secs_f64(args.idle_ms / 1e3)
         .ok()
         .filter(|d| d.as_secs() < 3600)
         .ok_or_else(|| anyhow::anyhow!("--idle-ms must be a number of ms in 0..3600000, got {}", args.idle_ms))?;
+    if !args.co_runners.is_empty() {
+        return co_runs(&args, workload, device, idle);
+    }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let result = profiler::profile(workload, &args.variants, device, args.runs, idle, |msg| {

@@ -95,6 +95,7 @@ pub struct Choice {
     /// The chosen plan's prediction from its profile (no correction, no queues): what online
     /// demand estimation compares the measurement with.
     pub predicted: Prediction,
+    /// Runnable tasks of other processes per core at the decision (the contention signal).
     pub load: f64,
     pub queues: DeviceQueues,
     /// The policy's log-probability of the choice and its value estimate (online only).
@@ -129,7 +130,7 @@ impl Decider {
             own.mix.min_accuracy = objective.min_accuracy.unwrap_or(own.mix.min_accuracy);
             model = Arc::new(own);
         }
-        let load = self.device.load();
+        let (load, utilization) = (self.device.load(), self.device.utilization());
         let queues = self.device.queues();
         let now = self.executor.now_s();
         let workers = self.board.len();
@@ -139,7 +140,7 @@ impl Decider {
         };
         let primary = (0..workers).find(|&w| self.board.up(w)).unwrap_or(0);
         let max_plans = self.max_plans;
-        let reading = |w: usize| LiveReading { workload: served.index, load, worker_up: self.board.up(w), now };
+        let reading = |w: usize| LiveReading { workload: served.index, load, utilization, worker_up: self.board.up(w), now };
         let primary_measurements = measure(primary);
         let mut obs = Obs::new(&self.config, max_plans);
         observe(&mut obs, &self.config, &model, reading(primary), &primary_measurements, queues);

@@ -116,7 +116,8 @@ pub async fn infer(
     let expected_local = if candidate.cut > 0 { candidate.expected_local_ms(choice.load) } else { 0.0 };
     let queued = state.decider.device.enqueue(expected_local, if candidate.uses_worker() { candidate.bytes_up } else { 0.0 });
     let batch = input.shape.first().copied().unwrap_or(1);
-    let run: Execution = state.decider.executor.execute(served.workload, &candidate.plan, input).await?;
+    let deadline = state.decider.config.deadline.remote(choice.model.mix.slo_ms, choice.predicted.remote_path_ms());
+    let run: Execution = state.decider.executor.execute(served.workload, &candidate.plan, input, deadline).await?;
     drop(queued);
     let b = &run.breakdown;
     let worker = plan_worker(&candidate.plan);

@@ -22,6 +22,8 @@ use rlsched_executor::kserve::client::WorkerClient;
 use rlsched_executor::kserve::worker::{self, WorkerConfig};
 use rlsched_executor::net::link::{self, LinkConfig};
 use rlsched_executor::plan::{Breakdown, Plan, PlanExecutor};
+use rlsched_executor::monitor::runnable_others;
+use rlsched_executor::profile::co_runners::CoRunners;
 use rlsched_executor::profile::profiler::{self, Profile};
 use rlsched_executor::{Activation, DeviceChoice, ExecError, Network, Workload};
 
@@ -31,6 +33,9 @@ use crate::request::{Request, RequestWorld};
 use crate::{Env, EnvConfig, EnvError, ReplayEnv, Scenario};
 
 mod report;
+
+/// Instants the load is read at before each live request (1 ms apart).
+const LOAD_READS: usize = 5;
 pub use report::{PlanComparison, SimToReal};
 
 /// Where the simulator's stage latencies come from.
@@ -66,6 +71,13 @@ pub struct SimToRealConfig {
     pub idle_gap_s: (f64, f64),
     pub seed: u64,
     pub profiles: ProfileSource,
+    /// The loaded mode: this many CPU-bound processes run beside every live request (and the
+    /// worker's profile passes, since the worker shares these cores), and pause while the
+    /// device's passes are measured (each divided by the model's slowdown at the load read
+    /// then: other work on the machine is not ours to stop). The simulator then sees each request's load as the monitor
+    /// read it at arrival and slows local stages by its contention model, so the check tests
+    /// that model. Measured profiles only.
+    pub co_runners: usize,
 }
 
 impl SimToRealConfig {
@@ -82,6 +94,7 @@ impl SimToRealConfig {
             idle_gap_s: (0.1, 0.3),
             seed: 7,
             profiles: ProfileSource::Measured,
+            co_runners: 0,
         }
     }
 }
@@ -95,10 +108,11 @@ struct Planned {
     input_seed: u64,
 }
 
-/// What the live run measured: each request's arrival on the link's trace clock (s) and its
-/// breakdown, and per workload the stage-time passes of the device (after idle) and worker.
+/// What the live run measured: each request's arrival on the link's trace clock (s), the
+/// monitor's load then (runnable other tasks per core) and its breakdown, and per workload the
+/// stage-time passes of the device (after idle) and worker.
 struct LiveRun {
-    requests: Vec<(f64, Breakdown)>,
+    requests: Vec<(f64, f64, Breakdown)>,
     /// The device's fp32 network of each workload.
     networks: Vec<Arc<Network>>,
     device_passes: Vec<Vec<Vec<f64>>>,
@@ -115,6 +129,9 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
     }
     if config.requests_per_plan == 0 {
         return Err(EnvError::Config("requests_per_plan must be at least 1".into()));
+    }
+    if config.co_runners > 0 && config.profiles != ProfileSource::Measured {
+        return Err(EnvError::Config("the loaded mode measures its profiles: co_runners needs ProfileSource::Measured".into()));
     }
     let mut scenario = scenario(config)?;
     let plans = chosen_plans(&scenario)?;
@@ -151,7 +168,7 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
             PlanComparison {
                 workload: scenario.workloads[*w].mix.name.clone(),
                 plan: plan.clone(),
-                live: pick(&mut live.requests.iter().map(|r| &r.1)),
+                live: pick(&mut live.requests.iter().map(|r| &r.2)),
                 sim: pick(&mut sim.iter()),
             }
         })
@@ -165,6 +182,8 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
         mean_mbps: scenario.traces[0].mean_mbps(),
         rtt_ms: config.rtt_ms,
         profiles,
+        co_runners: config.co_runners,
+        mean_load: live.requests.iter().map(|r| r.1).sum::<f64>() / live.requests.len().max(1) as f64,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -192,6 +211,8 @@ fn scenario(config: &SimToRealConfig) -> Result<Scenario, EnvError> {
         ..EnvConfig::default()
     };
     env.probe.bytes = 0;
+    // the check compares the model of a request, not the deadline's cut (the live side has none)
+    env.deadline.slo_factor = 0.0;
     Scenario::load(&env, &[config.root.join(&config.trace)])
 }
 
@@ -208,7 +229,8 @@ fn remodel(scenario: &mut Scenario, live: &LiveRun, idle: Duration) -> Result<()
         };
         model.device = measured(&live.device_passes[w], idle)?;
         model.worker = measured(&live.worker_passes[w], Duration::ZERO)?;
-        model.candidates = candidates(&model.device, &model.worker, split_points, int8);
+        let per_task = scenario.config.contention.per_task;
+        model.candidates = candidates(&model.device, &model.worker, split_points, int8).into_iter().map(|c| c.with_contention(per_task)).collect();
     }
     scenario.max_plans = scenario.workloads.iter().map(|w| w.candidates.len()).max().unwrap_or(0);
     Ok(())
@@ -270,7 +292,7 @@ fn run_live(
     let execute = |planned: &Planned| -> Result<Breakdown, EnvError> {
         let (workload, plan) = (workloads[planned.workload], &plans[planned.plan].1);
         let input = workload.example_input(planned.input_seed);
-        let run = runtime.block_on(executor.execute(workload, plan, input))?;
+        let run = runtime.block_on(executor.execute(workload, plan, input, None))?;
         match run.breakdown.fallback {
             Some(why) => Err(EnvError::Config(format!("{} {plan:?} fell back to local: {why}", workload.name()))),
             None => Ok(run.breakdown),
@@ -281,20 +303,44 @@ fn run_live(
     for (plan, (workload, _)) in plans.iter().enumerate() {
         execute(&Planned { workload: *workload, plan, gap_s: 0.0, input_seed: 0 })?;
     }
+    // started after the warm-up (building networks is not what is compared), killed when this
+    // function returns, on an error too
+    let mut co_runners = CoRunners::start(config.co_runners)?;
     let mut live = LiveRun {
         requests: Vec::new(),
         networks: workloads.iter().map(|&w| executor.network(w, "fp32")).collect::<Result<_, _>>()?,
         device_passes: vec![Vec::new(); workloads.len()],
         worker_passes: vec![Vec::new(); workloads.len()],
     };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     for planned in sequence {
         std::thread::sleep(Duration::from_secs_f64(planned.gap_s));
         let arrival = trace_start.elapsed().as_secs_f64();
-        live.requests.push((arrival, execute(planned)?));
+        // as serving reads it: the mean of a few instants' counts
+        let read_load = || {
+            (0..LOAD_READS)
+                .map(|_| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    runnable_others().unwrap_or(0.0)
+                })
+                .sum::<f64>()
+                / LOAD_READS as f64
+                / cores
+        };
+        let load = read_load();
+        live.requests.push((arrival, load, execute(planned)?));
         if measure {
             let (w, gap) = (planned.workload, Duration::from_secs_f64(planned.gap_s));
             let first = Activation::from_wire(&workloads[w].example_input(planned.input_seed), &device)?;
-            live.device_passes[w].push(profiler::time_stages(&live.networks[w], &first, &device, gap)?);
+            // the device alone: its profile is what the contention model scales
+            co_runners.pause(true)?;
+            // other work this machine had (builds beside the check) slowed the pass too: the
+            // device's profile is the pass divided by the model's slowdown at that load, so
+            // that the simulator does not count that load twice
+            let slowdown = crate::config::contention_slowdown(scenario.config.contention.per_task, read_load());
+            let pass = profiler::time_stages(&live.networks[w], &first, &device, gap)?;
+            live.device_passes[w].push(pass.into_iter().map(|ms| ms / slowdown).collect());
+            co_runners.pause(false)?;
             live.worker_passes[w].push(profiler::time_stages(&live.networks[w], &first, &device, Duration::ZERO)?);
         }
     }
@@ -307,7 +353,7 @@ fn run_sim(
     scenario: &Arc<Scenario>,
     plans: &[(usize, Plan)],
     sequence: &[Planned],
-    live: &[(f64, Breakdown)],
+    live: &[(f64, f64, Breakdown)],
     rng: &mut SmallRng,
 ) -> Result<Vec<Breakdown>, EnvError> {
     let index = |planned: &Planned| {
@@ -319,12 +365,12 @@ fn run_sim(
             .ok_or_else(|| EnvError::Config(format!("{plan:?} is not a plan of the measured profiles")))
     };
     let mut requests = Vec::with_capacity(sequence.len());
-    for (planned, (arrival, _)) in sequence.iter().zip(live) {
+    for (planned, (arrival, load, _)) in sequence.iter().zip(live) {
         let stages = scenario.workloads[planned.workload].candidates[index(planned)?].stages;
         let mut draws = || (0..stages).map(|_| rng.sample(StandardNormal)).collect::<Vec<f64>>();
         let (device_noise, worker_noise) = (draws(), draws());
-        let world = RequestWorld { time_s: *arrival, device_load: 0.0, worker_queue: 0.0, worker_up: true, device_noise, worker_noise };
-        requests.push(Request { workload: planned.workload, observed_load: 0.0, world });
+        let world = RequestWorld { time_s: *arrival, device_load: *load, worker_queue: 0.0, worker_up: true, device_noise, worker_noise };
+        requests.push(Request { workload: planned.workload, observed_load: *load, observed_utilization: load.min(1.0), world });
     }
     let mut env = ReplayEnv::new(scenario.clone());
     env.compute_oracle = false;

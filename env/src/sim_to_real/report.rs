@@ -68,12 +68,17 @@ pub struct SimToReal {
     pub profiles: String,
     /// Per workload, the fp32 totals (sum of stage means, ms) of the device and worker profiles.
     pub profile_ms: Vec<(String, f64, f64)>,
+    /// CPU-bound co-runners beside the live requests, and the mean load the monitor read
+    /// (runnable other tasks per core).
+    pub co_runners: usize,
+    pub mean_load: f64,
     pub seconds: f64,
 }
 
 impl fmt::Display for SimToReal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "sim-to-real: trace {} ({:.1} Mbit/s mean), RTT {} ms, profiles {}", self.trace, self.mean_mbps, self.rtt_ms, self.profiles)?;
+        writeln!(f, "{} CPU-bound co-runners beside the live requests; mean load read {:.2} runnable other tasks per core", self.co_runners, self.mean_load)?;
         writeln!(f, "requests run one at a time (the live executor does not serialise concurrent local work, and the worker shares this machine's cores); ms; medians of local / network / worker")?;
         for (workload, device, worker) in &self.profile_ms {
             writeln!(f, "{workload} fp32 profiles: device {device:.1} ms, worker {worker:.1} ms")?;

@@ -99,6 +99,23 @@ impl LinkEstimator {
         true
     }
 
+    /// Records a censored transfer: `bytes` did not get through in `wire_ms` (a remote path
+    /// abandoned at its deadline), so the link now carries at most that rate. Samples that say
+    /// it is faster are contradicted by it and dropped: kept, they would send the next request
+    /// into the same stalled link, and the abandoned transfer never yields a true sample.
+    /// Returns whether it made a sample.
+    pub fn record_censored(&mut self, at_s: f64, bytes: usize, wire_ms: f64) -> bool {
+        if bytes < self.config.min_sample_bytes.max(1) || !(wire_ms.is_finite() && wire_ms > 0.0) {
+            return false;
+        }
+        let mbps = bytes as f64 * 8.0 / (wire_ms * 1e3);
+        self.last_transfer_s = Some(self.last_transfer_s.map_or(at_s, |t| t.max(at_s)));
+        self.transfers += 1;
+        self.samples.retain(|s| s.mbps <= mbps);
+        push_bounded(&mut self.samples, GoodputSample { at_s, bytes, wire_ms, mbps }, self.config.history);
+        true
+    }
+
     /// Records a measured round trip (a probe's, or a request's timing with no payload).
     pub fn record_rtt(&mut self, rtt_ms: f64) {
         if rtt_ms.is_finite() && rtt_ms >= 0.0 {
@@ -171,6 +188,23 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, value: T, capacity: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A transfer abandoned at its deadline bounds the rate from above: the faster samples it
+    /// contradicts go, slower ones stay.
+    #[test]
+    fn a_censored_transfer_drops_the_samples_it_contradicts() {
+        let mut link = LinkEstimator::new(EstimatorConfig { history: 5, min_sample_bytes: 4096, min_sample_ms: 0.0 });
+        // 1 MB in 400 ms and 4 s: 20 and 2 Mbit/s
+        assert!(link.record_transfer(1.0, 1_000_000, 400.0));
+        assert!(link.record_transfer(2.0, 1_000_000, 4_000.0));
+        // 150 KB not through in 260 ms: at most 4.6 Mbit/s
+        assert!(link.record_censored(3.0, 150_000, 260.0));
+        let rates: Vec<f64> = link.samples().map(|s| s.mbps).collect();
+        assert_eq!(rates.len(), 2, "{rates:?}");
+        assert!((rates[0] - 2.0).abs() < 1e-9 && (rates[1] - 150_000.0 * 8.0 / 260e3).abs() < 1e-9, "{rates:?}");
+        assert_eq!(link.last_transfer_s(), Some(3.0));
+        assert!(!link.record_censored(4.0, 100, 260.0), "too small to say anything");
+    }
 
     #[test]
     fn small_transfers_make_no_sample_and_the_rtt_is_left_out() {
