@@ -157,6 +157,10 @@ async fn shutdown_closes_idle_connections_and_cuts_a_half_sent_request_at_the_de
     let server = ServerLimits { drain_timeout: Duration::from_millis(500), drain_linger: Duration::from_secs(3600), ..ServerLimits::default() };
     let worker = start(WorkerConfig { body, server, ..WorkerConfig::default() }).await;
     let mut half = TcpStream::connect(worker.addr).await.unwrap();
+    // a whole request first: the connection is surely accepted before shutdown comes
+    half.write_all(b"GET /v2/health/ready HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    let n = half.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     half.write_all(head_without_body(1000).as_bytes()).await.unwrap();
     half.write_all(b"{\"inputs\":").await.unwrap();
     assert_eq!(worker.shut_down().await, Drained { cut: 1 });
