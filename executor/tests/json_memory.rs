@@ -72,6 +72,7 @@ fn decoding_a_16_mb_json_tensor_stays_within_its_reservation() {
         let parsed = parsed.unwrap_or_else(|e| panic!("{datatype}: {}", e.1));
         assert_eq!(parsed.input.shape[1], (16 << 20) / (text.len() + 1));
         let reserved = decode_reservation(body.len());
+        println!("{datatype} written as {text:?}: {} byte body, peak {peak} bytes while decoding ({:.2}× the body)", body.len(), peak as f64 / body.len() as f64);
         assert!(
             peak <= reserved,
             "{datatype} written as {text:?}: decoding a {} byte body held {peak} bytes ({:.1}× the body), more than the {reserved} reserved",
