@@ -1,5 +1,5 @@
-//! The long-running commands: `rlsched worker` and `rlsched link`, each on its own runtime until
-//! ctrl-c.
+//! The long-running commands: `rlsched worker` (until ctrl-c) and `rlsched link` (until ctrl-c
+//! or SIGTERM), each on its own runtime.
 
 use std::path::PathBuf;
 
@@ -112,6 +112,7 @@ pub fn link(args: LinkArgs) -> Result<()> {
         upstream: args.upstream,
     };
     serve(&args.listen, |listener| async move {
+        let stop = super::signal::stop_signal();
         println!(
             "rlsched link listening on {} -> {} (trace {}, mean {:.2} Mbit/s, rtt {} ms)",
             listener.local_addr()?,
@@ -120,6 +121,8 @@ pub fn link(args: LinkArgs) -> Result<()> {
             config.trace.mean_mbps(),
             config.rtt_ms
         );
-        Ok(rlsched_executor::net::link::run(listener, config, ctrl_c()).await?)
+        rlsched_executor::net::link::run(listener, config, stop).await?;
+        println!("rlsched link stopped");
+        Ok(())
     })
 }
