@@ -43,9 +43,9 @@ fn parse_value(key: &str, value: &str) -> Result<SetValue> {
     ))
 }
 
-/// Applies one `KEY=VALUE` to `root`; a value too large for TOML is returned with its key's
-/// parts, and a placeholder integer holds its place in the table.
-fn apply_set(root: &mut toml::Table, assignment: &str) -> Result<Option<(Vec<String>, u64)>> {
+/// Applies one `KEY=VALUE` to `root` and returns the key's parts; a value too large for TOML
+/// is returned too, and a placeholder integer holds its place in the table.
+fn apply_set(root: &mut toml::Table, assignment: &str) -> Result<(Vec<String>, Option<u64>)> {
     let (key, value) = assignment
         .split_once('=')
         .with_context(|| format!("--set `{assignment}`: expected KEY=VALUE"))?;
@@ -61,10 +61,10 @@ fn apply_set(root: &mut toml::Table, assignment: &str) -> Result<Option<(Vec<Str
     }
     let (value, large) = match parse_value(key.trim(), value.trim())? {
         SetValue::Toml(value) => (value, None),
-        SetValue::Large(n) => (toml::Value::Integer(i64::MAX), Some((parts.iter().map(|p| p.to_string()).collect(), n))),
+        SetValue::Large(n) => (toml::Value::Integer(i64::MAX), Some(n)),
     };
     table.insert(last.to_string(), value);
-    Ok(large)
+    Ok((parts.iter().map(|p| p.to_string()).collect(), large))
 }
 
 /// Writes the integers too large for TOML into `config` (through JSON, whose numbers hold a u64).
@@ -104,7 +104,10 @@ pub fn load(path: &Path, explicit: bool, sets: &[String]) -> Result<TrainConfig>
             .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {e}", path.display()))?;
         let mut large = Vec::new();
         for set in sets {
-            large.extend(apply_set(&mut table, set)?);
+            let (key, value) = apply_set(&mut table, set)?;
+            // the last --set of a key wins, as in the table
+            large.retain(|(earlier, _): &(Vec<String>, u64)| !earlier.starts_with(&key));
+            large.extend(value.map(|n| (key, n)));
         }
         let config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
             anyhow::anyhow!("{} after --set {}: {}", path.display(), sets.join(" --set "), e.message())

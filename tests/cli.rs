@@ -198,6 +198,9 @@ fn set_takes_integers_past_i64() {
     let config = load(&["agent.ppo.seed=18446744073709551615", "env.synthetic.seed=9223372036854775808"]).unwrap();
     assert_eq!(config.agent.ppo.seed, u64::MAX);
     assert_eq!(config.env.synthetic.seed, 1 << 63);
+    // the last --set of a key wins, large or not
+    assert_eq!(load(&["agent.ppo.seed=18446744073709551615", "agent.ppo.seed=5"]).unwrap().agent.ppo.seed, 5);
+    assert_eq!(load(&["agent.ppo.seed=5", "agent.ppo.seed=18446744073709551615"]).unwrap().agent.ppo.seed, u64::MAX);
     for (set, field) in [
         ("agent.ppo.num_envs=18446744073709551615", "agent.ppo.num_envs"),
         ("agent.model.hidden=1_000_000_000", "agent.model.hidden"),

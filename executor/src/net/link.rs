@@ -34,6 +34,8 @@ pub const BUFFER_PACKETS: usize = 64;
 /// the link stays busy between wake-ups, and the most capacity a connection can hold that it
 /// has not used yet.
 pub const HORIZON_S: f64 = 0.005;
+/// A write to a receiver that takes longer than this (s) waited for the receiver to read.
+const WRITE_WAIT_S: f64 = 0.001;
 /// Bytes a direction of a connection may have on the wire (booked, not yet delivered), as a TCP
 /// window bounds them: memory stays bounded however large the bandwidth-delay product.
 pub const MAX_IN_FLIGHT: usize = 1 << 20;
@@ -98,14 +100,15 @@ impl Link {
             .unwrap_or_else(|| self.epoch + FAR_FUTURE)
     }
 
-    /// Books a packet of `bytes` on `direction` from when the link is free (now at the
-    /// earliest); returns when it is delivered at the far end.
-    fn book(&self, direction: &Direction, booking: &mut Booking, bytes: usize) -> Instant {
-        let now = self.now_s();
+    /// Books a packet of `bytes` on `direction` from when the link is free, but not before
+    /// `ready` (s): when the packet reached the link and could go, which the wire, woken late by
+    /// a busy machine, may book after the fact, as a link that reads and books at once would
+    /// have. Returns when the packet is delivered at the far end.
+    fn book(&self, direction: &Direction, booking: &mut Booking, bytes: usize, ready: f64) -> Instant {
         let finish = {
             // The guarded value is a plain f64, consistent even if a holder panicked.
             let mut free_at = direction.free_at.lock().unwrap_or_else(PoisonError::into_inner);
-            let start = free_at.max(now);
+            let start = free_at.max(ready);
             let finish = start + self.config.trace.transfer_time(start, bytes as f64);
             *free_at = finish;
             if start != booking.until {
@@ -180,7 +183,8 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
 ) -> std::io::Result<()> {
-    let (sender, mut packets) = mpsc::channel::<Vec<u8>>(BUFFER_PACKETS);
+    let (sender, mut packets) = mpsc::channel::<(f64, Vec<u8>)>(BUFFER_PACKETS);
+    let reader_link = link.clone();
     let reader = tokio::spawn(async move {
         let mut buffer = vec![0u8; CHUNK];
         loop {
@@ -188,8 +192,9 @@ async fn pump(
             if n == 0 {
                 return Ok::<_, std::io::Error>(());
             }
+            let read_at = reader_link.now_s();
             for packet in buffer[..n].chunks(PACKET) {
-                if sender.send(packet.to_vec()).await.is_err() {
+                if sender.send((read_at, packet.to_vec())).await.is_err() {
                     return Ok(());
                 }
             }
@@ -214,19 +219,27 @@ async fn wire(
     link: &Link,
     direction: &Direction,
     booking: &mut Booking,
-    packets: &mut mpsc::Receiver<Vec<u8>>,
+    packets: &mut mpsc::Receiver<(f64, Vec<u8>)>,
     to: &mut tokio::net::tcp::OwnedWriteHalf,
 ) -> std::io::Result<()> {
     let mut in_flight: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
     let mut in_flight_bytes = 0;
     let mut source_open = true;
+    // When the receiver last made the wire wait: packets that waited for it go from then on,
+    // not from when they were read.
+    let mut resumed_at = 0.0f64;
     loop {
         while in_flight.front().is_some_and(|(at, _)| *at <= Instant::now()) {
             let (_, bytes) = in_flight.pop_front().expect("a front packet");
             in_flight_bytes -= bytes.len();
             // While this write waits for a receiver that is not reading, nothing more is
             // booked: such a receiver costs the link nothing.
+            let before = link.now_s();
             to.write_all(&bytes).await?;
+            let after = link.now_s();
+            if after - before > WRITE_WAIT_S {
+                resumed_at = after;
+            }
         }
         if !source_open && in_flight.is_empty() {
             return Ok(());
@@ -240,8 +253,8 @@ async fn wire(
                 None => source_open = false,
                 Some(packet) => {
                     let mut next = Some(packet);
-                    while let Some(packet) = next.take() {
-                        let deliver_at = link.book(direction, booking, packet.len());
+                    while let Some((read_at, packet)) = next.take() {
+                        let deliver_at = link.book(direction, booking, packet.len(), read_at.max(resumed_at));
                         in_flight_bytes += packet.len();
                         in_flight.push_back((deliver_at, packet));
                         if booking.until < link.now_s() + HORIZON_S && in_flight_bytes < MAX_IN_FLIGHT {
