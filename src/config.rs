@@ -17,16 +17,35 @@ pub struct TrainConfig {
     pub online: rlsched_agent::OnlineConfig,
 }
 
-/// Parses `value` as a TOML value (number, bool, array, quoted string), or else as a bare string.
-fn parse_value(value: &str) -> toml::Value {
-    format!("x = {value}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("x"))
-        .unwrap_or_else(|| toml::Value::String(value.to_string()))
+/// A `--set` value. TOML integers are i64, so a larger literal (a u64 seed, or a size far past
+/// its bound) cannot go into the table: it is written into the config after the table is read,
+/// so that it stays an integer and the bound check names its field.
+enum SetValue {
+    Toml(toml::Value),
+    Large(u64),
 }
 
-fn apply_set(root: &mut toml::Table, assignment: &str) -> Result<()> {
+/// Parses `value` as a TOML value (number, bool, array, quoted string), or else as a bare string.
+fn parse_value(key: &str, value: &str) -> Result<SetValue> {
+    let digits: String = value.strip_prefix('+').unwrap_or(value).chars().filter(|&c| c != '_').collect();
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<i64>().is_err() {
+        return match digits.parse::<u64>() {
+            Ok(n) => Ok(SetValue::Large(n)),
+            Err(_) => bail!("--set {key}={value}: the integer is larger than any field takes (at most {})", u64::MAX),
+        };
+    }
+    Ok(SetValue::Toml(
+        format!("x = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("x"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string())),
+    ))
+}
+
+/// Applies one `KEY=VALUE` to `root` and returns the key's parts; a value too large for TOML
+/// is returned too, and a placeholder integer holds its place in the table.
+fn apply_set(root: &mut toml::Table, assignment: &str) -> Result<(Vec<String>, Option<u64>)> {
     let (key, value) = assignment
         .split_once('=')
         .with_context(|| format!("--set `{assignment}`: expected KEY=VALUE"))?;
@@ -40,8 +59,29 @@ fn apply_set(root: &mut toml::Table, assignment: &str) -> Result<()> {
             .as_table_mut()
             .with_context(|| format!("--set {key}: `{part}` is not a section"))?;
     }
-    table.insert(last.to_string(), parse_value(value.trim()));
-    Ok(())
+    let (value, large) = match parse_value(key.trim(), value.trim())? {
+        SetValue::Toml(value) => (value, None),
+        SetValue::Large(n) => (toml::Value::Integer(i64::MAX), Some(n)),
+    };
+    table.insert(last.to_string(), value);
+    Ok((parts.iter().map(|p| p.to_string()).collect(), large))
+}
+
+/// Writes the integers too large for TOML into `config` (through JSON, whose numbers hold a u64).
+fn apply_large(config: TrainConfig, large: &[(Vec<String>, u64)]) -> Result<TrainConfig, String> {
+    let mut json = serde_json::to_value(&config).map_err(|e| e.to_string())?;
+    for (parts, n) in large {
+        let mut at = &mut json;
+        for part in parts {
+            at = at.get_mut(part.as_str()).ok_or_else(|| format!("--set {}: no such field", parts.join(".")))?;
+        }
+        *at = serde_json::Value::from(*n);
+    }
+    // a NaN set elsewhere is null in JSON: then the placeholder config's own check reports it
+    serde_json::from_value(json).map_err(|e| match config.env.validate().and(config.agent.validate()).and(config.online.validate()) {
+        Err(problem) => problem,
+        Ok(()) => e.to_string(),
+    })
 }
 
 /// Loads the config file (if it exists or was named explicitly) and applies the overrides.
@@ -62,12 +102,21 @@ pub fn load(path: &Path, explicit: bool, sets: &[String]) -> Result<TrainConfig>
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut large = Vec::new();
         for set in sets {
-            apply_set(&mut table, set)?;
+            let (key, value) = apply_set(&mut table, set)?;
+            // the last --set of a key wins, as in the table
+            large.retain(|(earlier, _): &(Vec<String>, u64)| !earlier.starts_with(&key));
+            large.extend(value.map(|n| (key, n)));
         }
-        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+        let config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
             anyhow::anyhow!("{} after --set {}: {}", path.display(), sets.join(" --set "), e.message())
-        })?
+        })?;
+        if large.is_empty() {
+            config
+        } else {
+            apply_large(config, &large).map_err(|e| anyhow::anyhow!("{} after --set {}: {e}", path.display(), sets.join(" --set ")))?
+        }
     };
     let resolve = |p: &mut PathBuf| {
         if p.is_relative() {

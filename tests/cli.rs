@@ -164,3 +164,76 @@ fn eval_refuses_a_bandwidth_scale_that_would_hang() {
     assert!(!out.status.success(), "accepted: {err}");
     assert!(err.contains("env.bandwidth_scale") && err.contains("1e-200"), "{err}");
 }
+
+/// Sizes that used to panic or abort: `num_envs × num_steps` overflowed computing the batch
+/// ("attempt to multiply with overflow"), `bench env --envs 18446744073709551615` failed with
+/// "capacity overflow". Each is now refused naming the field or flag and its bound.
+#[test]
+fn sizes_that_overflow_are_refused_by_name() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let config = format!("{root}/train.toml");
+    let cases: [(&[&str], &[&str]); 3] = [
+        (
+            &["train", "--config", &config, "--set", "agent.ppo.num_envs=4294967296", "--set", "agent.ppo.num_steps=4294967296"],
+            &["agent.ppo.num_envs", "1..=1024", "4294967296"],
+        ),
+        (&["bench", "env", "--config", &config, "--envs", "18446744073709551615"], &["--envs", "1..=1024", "18446744073709551615"]),
+        (&["profile", "--workload", "digits-cnn", "--runs", "18446744073709551615"], &["--runs", "18446744073709551615"]),
+    ];
+    for (args, needles) in cases {
+        let out = rlsched().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(!err.contains("panicked") && needles.iter().all(|n| err.contains(n)), "{args:?}: {err}");
+    }
+}
+
+/// `--set` of an integer past i64 (TOML's integers) used to become a string, and the error said
+/// "invalid type: string". It is an integer now: a u64 seed is taken as it is, and a size past
+/// its bound gets the bound error with the number given.
+#[test]
+fn set_takes_integers_past_i64() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("train.toml");
+    let load = |sets: &[&str]| rlsched::config::load(&path, true, &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let config = load(&["agent.ppo.seed=18446744073709551615", "env.synthetic.seed=9223372036854775808"]).unwrap();
+    assert_eq!(config.agent.ppo.seed, u64::MAX);
+    assert_eq!(config.env.synthetic.seed, 1 << 63);
+    // the last --set of a key wins, large or not
+    assert_eq!(load(&["agent.ppo.seed=18446744073709551615", "agent.ppo.seed=5"]).unwrap().agent.ppo.seed, 5);
+    assert_eq!(load(&["agent.ppo.seed=5", "agent.ppo.seed=18446744073709551615"]).unwrap().agent.ppo.seed, u64::MAX);
+    for (set, field) in [
+        ("agent.ppo.num_envs=18446744073709551615", "agent.ppo.num_envs"),
+        ("agent.model.hidden=1_000_000_000", "agent.model.hidden"),
+        ("env.split_points=18446744073709551615", "env.split_points"),
+        ("online.checkpoint_every=18446744073709551615", "online.checkpoint_every"),
+    ] {
+        let err = format!("{:#}", load(&[set]).unwrap_err());
+        let value = set.split_once('=').unwrap().1.replace('_', "");
+        assert!(err.contains(field) && err.contains(&format!("got {value}")) && !err.contains("string"), "{set}: {err}");
+    }
+    let err = format!("{:#}", load(&["agent.ppo.seed=99999999999999999999999"]).unwrap_err());
+    assert!(err.contains("agent.ppo.seed") && err.contains("larger than"), "{err}");
+}
+
+/// `rlsched link` stopped only on ctrl-c; SIGTERM (what `kill`, systemd and container runtimes
+/// send) killed it. It now stops the same orderly way, and exits 0.
+#[test]
+fn link_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let root = env!("CARGO_MANIFEST_DIR");
+    let trace = format!("{root}/data/traces/fcc-test/trace_797466_http---www.amazon_part1.log");
+    let mut child = rlsched()
+        .args(["link", "--trace", &trace, "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("listening"), "{first}");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "SIGTERM: {exit}");
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(rest.iter().any(|l| l.contains("rlsched link stopped")), "{rest:?}");
+}

@@ -84,9 +84,21 @@ impl Default for PpoConfig {
     }
 }
 
+/// Upper bounds of the sizes in `[agent]`: each keeps the network, a rollout and a minibatch
+/// allocatable (a rollout holds an observation per step, a minibatch a hidden vector per plan),
+/// and every product of sizes far from overflow.
+pub const MAX_HIDDEN: usize = 4096;
+pub const MAX_TOTAL_STEPS: usize = 1_000_000_000;
+pub const MAX_NUM_ENVS: usize = 1024;
+pub const MAX_NUM_STEPS: usize = 1 << 17;
+/// `num_envs × num_steps`, the steps of one rollout.
+pub const MAX_BATCH_SIZE: usize = 1 << 18;
+pub const MAX_UPDATE_EPOCHS: usize = 1000;
+
 impl PpoConfig {
+    /// Saturating, so that an unchecked config cannot overflow here; `validate` bounds it.
     pub fn batch_size(&self) -> usize {
-        self.num_envs * self.num_steps
+        self.num_envs.saturating_mul(self.num_steps)
     }
 
     pub fn minibatch_size(&self) -> usize {
@@ -109,21 +121,22 @@ impl PpoConfig {
 impl AgentConfig {
     /// Every value PPO cannot train with, named by its `agent.` key.
     pub fn validate(&self) -> Result<(), String> {
-        use rlsched_env::config::{check_positive, check_range};
+        use rlsched_env::config::{check_count, check_positive, check_range};
         let (m, p) = (&self.model, &self.ppo);
-        let at_least_one = [
-            ("agent.model.hidden", m.hidden),
-            ("agent.ppo.total_steps", p.total_steps),
-            ("agent.ppo.num_envs", p.num_envs),
-            ("agent.ppo.num_steps", p.num_steps),
-            ("agent.ppo.num_minibatches", p.num_minibatches),
-            ("agent.ppo.update_epochs", p.update_epochs),
-        ];
-        for (name, value) in at_least_one {
-            if value == 0 {
-                return Err(format!("{name} must be at least 1"));
-            }
+        check_count("agent.model.hidden", m.hidden, 1, MAX_HIDDEN)?;
+        check_count("agent.ppo.total_steps", p.total_steps, 1, MAX_TOTAL_STEPS)?;
+        check_count("agent.ppo.num_envs", p.num_envs, 1, MAX_NUM_ENVS)?;
+        check_count("agent.ppo.num_steps", p.num_steps, 1, MAX_NUM_STEPS)?;
+        if p.batch_size() > MAX_BATCH_SIZE {
+            return Err(format!(
+                "agent.ppo.num_envs × agent.ppo.num_steps (the rollout) must be at most {MAX_BATCH_SIZE}, got {} × {} = {}",
+                p.num_envs,
+                p.num_steps,
+                p.batch_size()
+            ));
         }
+        check_count("agent.ppo.num_minibatches", p.num_minibatches, 1, p.batch_size())?;
+        check_count("agent.ppo.update_epochs", p.update_epochs, 1, MAX_UPDATE_EPOCHS)?;
         check_positive("agent.model.obs_clip", m.obs_clip as f64)?;
         check_positive("agent.ppo.learning_rate", p.learning_rate)?;
         check_range("agent.ppo.gamma", p.gamma, 0.0, 1.0)?;

@@ -74,34 +74,81 @@ fn non_finite_weights_are_refused_by_name() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// Names beside the checkpoint `dir` as a save makes them: `.<name>.<unique><suffix>`.
+fn beside(dir: &Path, unique: &str, suffix: &str) -> PathBuf {
+    dir.with_file_name(format!(".{}.{unique}{suffix}", dir.file_name().unwrap().to_string_lossy()))
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn a_checkpoint_changes_as_one_unit() {
     let device = Device::flex();
-    let dir = temp("ckpt-unit");
+    let parent = temp("ckpt-unit");
+    let dir = parent.join("run");
     save(&dir, &policy(&device), 100);
-    let staging = dir.with_file_name(format!("{}.new", dir.file_name().unwrap().to_string_lossy()));
-    let retired = dir.with_file_name(format!("{}.old", dir.file_name().unwrap().to_string_lossy()));
+    let staging = beside(&dir, "crashed", checkpoint::STAGING_SUFFIX);
+    let retired = beside(&dir, "crashed", checkpoint::RETIRED_SUFFIX);
 
     // Interrupted while writing the staged copy: the old checkpoint is untouched, and the next
-    // save clears the debris.
+    // save neither trips over the debris nor publishes it.
     std::fs::create_dir_all(&staging).unwrap();
     std::fs::write(staging.join(checkpoint::OPTIMIZER_FILE), b"half").unwrap();
     assert_eq!(checkpoint::load(&dir, &device).unwrap().1.step, 100);
     save(&dir, &policy(&device), 200);
-    assert!(!staging.exists() && !retired.exists());
     assert_eq!(checkpoint::load(&dir, &device).unwrap().1.step, 200);
+    std::fs::remove_dir_all(&staging).unwrap();
+    assert_eq!(names_in(&parent), ["run"], "a save leaves nothing of its own beside the checkpoint");
 
-    // Interrupted between the two renames: the staged copy is complete and is put in place.
+    // Interrupted between the two renames: the staged copy is complete and is put in place, and
+    // the retired one goes, as the save would have done.
     save(&staging, &policy(&device), 300);
     std::fs::rename(&dir, &retired).unwrap();
     assert_eq!(checkpoint::load(&dir, &device).unwrap().1.step, 300);
+    assert_eq!(names_in(&parent), ["run"]);
 
-    // Nothing else lies beside the checkpoint: no temporary files.
-    let left: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(left.iter().all(|f| !f.ends_with(".tmp")), "{left:?}");
-    for d in [&dir, &staging, &retired] {
-        std::fs::remove_dir_all(d).ok();
+    // Nothing else lies inside the checkpoint: no temporary files.
+    assert_eq!(names_in(&dir), [SIDECAR_FILE, checkpoint::RECORD_FILE]);
+    std::fs::remove_dir_all(parent).ok();
+}
+
+/// A save used to stage into `<dir>.new` and retire into `<dir>.old`, deleting whatever had
+/// those names first: a user's `run.new` folder was lost at the first save. A save now touches
+/// only names it created itself.
+#[test]
+fn a_save_leaves_the_users_files_beside_it_alone() {
+    let device = Device::flex();
+    let parent = temp("ckpt-beside");
+    let dir = parent.join("run");
+    for name in ["run.new", "run.old", "run.tmp"] {
+        std::fs::create_dir_all(parent.join(name)).unwrap();
+        std::fs::write(parent.join(name).join("notes.txt"), name).unwrap();
     }
+    std::fs::write(parent.join(".run.new"), "hidden, mine").unwrap();
+    save(&dir, &policy(&device), 1);
+    save(&dir, &policy(&device), 2);
+    assert_eq!(checkpoint::load(&dir, &device).unwrap().1.step, 2);
+    for name in ["run.new", "run.old", "run.tmp"] {
+        assert_eq!(std::fs::read_to_string(parent.join(name).join("notes.txt")).unwrap(), name);
+    }
+    assert_eq!(std::fs::read_to_string(parent.join(".run.new")).unwrap(), "hidden, mine");
+    assert_eq!(names_in(&parent), [".run.new", "run", "run.new", "run.old", "run.tmp"]);
+
+    // a folder of someone's files is not a checkpoint to replace, and a file is not a folder
+    let notes = parent.join("run.new");
+    let sidecar = Sidecar::new(&policy(&device), 3, 1, &config(), 13, &ModelConfig::default(), serde_json::Value::Null);
+    let err = checkpoint::save(&notes, &policy(&device), &sidecar, None).unwrap_err().to_string();
+    assert!(err.contains("not a checkpoint"), "{err}");
+    assert!(checkpoint::check_writable(&notes).unwrap_err().to_string().contains("not a checkpoint"));
+    assert_eq!(std::fs::read_to_string(notes.join("notes.txt")).unwrap(), "run.new");
+    let err = checkpoint::check_writable(&parent.join(".run.new")).unwrap_err().to_string();
+    assert!(err.contains("not a directory"), "{err}");
+    assert!(checkpoint::check_writable(&parent.join("fresh")).is_ok() && !parent.join("fresh").exists());
+    std::fs::remove_dir_all(parent).ok();
 }
 
 #[test]

@@ -281,6 +281,16 @@ pub fn check_range(name: &str, value: f64, low: f64, high: f64) -> Result<(), St
     }
 }
 
+/// Checks that the count or size `value` (the field `name`) is inside `low..=high`: every size
+/// has an upper bound, so that no setting can overflow an allocation or a product of sizes.
+pub fn check_count(name: &str, value: usize, low: usize, high: usize) -> Result<(), String> {
+    if (low..=high).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{name} must be an integer in {low}..={high}, got {value}"))
+    }
+}
+
 /// Checks that `value` (the field `name`) is finite and above zero.
 pub fn check_positive(name: &str, value: f64) -> Result<(), String> {
     if value.is_finite() && value > 0.0 {
@@ -313,6 +323,12 @@ pub const MAX_SCALE_DRAWS: usize = 64;
 pub const MAX_PROBE_BYTES: usize = 64 << 20;
 /// Largest weight (mix share or reward weight): the sums stay finite.
 pub const MAX_WEIGHT: f64 = 1e6;
+/// Most split plans per variant: every bundled workload has fewer cuts on its Pareto front.
+pub const MAX_SPLIT_POINTS: usize = 64;
+/// Largest `min_sample_bytes` (1 GiB): a larger floor means no transfer ever makes a sample.
+pub const MAX_SAMPLE_BYTES: usize = 1 << 30;
+/// Largest device memory, MB (10 TB): beyond any device.
+pub const MAX_DEVICE_MEMORY_MB: f64 = 1e7;
 
 impl LoadConfig {
     /// `max_level`: the highest meaningful level (a CPU share stays below 1).
@@ -356,15 +372,14 @@ impl EnvConfig {
         for (i, &scale) in self.training_bandwidth_scales.iter().enumerate() {
             check_range(&format!("env.training_bandwidth_scales[{i}]"), scale, low, high)?;
         }
-        if self.training_scale_draws > MAX_SCALE_DRAWS {
-            return Err(format!("env.training_scale_draws must be at most {MAX_SCALE_DRAWS}, got {}", self.training_scale_draws));
-        }
+        check_count("env.training_scale_draws", self.training_scale_draws, 0, MAX_SCALE_DRAWS)?;
         self.synthetic.validate()?;
         if self.training_scale_draws > 0 && self.training_bandwidth_scales.is_empty() {
             return Err("env.training_scale_draws needs env.training_bandwidth_scales to give the range".into());
         }
         check_range("env.rtt_ms", self.rtt_ms, 0.0, MAX_RTT_MS)?;
         check_positive("env.device_memory_mb", self.device_memory_mb)?;
+        check_range("env.device_memory_mb", self.device_memory_mb, 0.0, MAX_DEVICE_MEMORY_MB)?;
         if self.workloads.is_empty() {
             return Err("env.workloads is empty".into());
         }
@@ -376,17 +391,12 @@ impl EnvConfig {
         if self.workloads.iter().map(|w| w.weight).sum::<f64>() <= 0.0 {
             return Err("env.workloads: the weights sum to zero".into());
         }
-        if !(1..=MAX_REQUESTS_PER_EPISODE).contains(&self.requests_per_episode) {
-            return Err(format!(
-                "env.requests_per_episode must be in 1..={MAX_REQUESTS_PER_EPISODE}, got {}",
-                self.requests_per_episode
-            ));
-        }
+        check_count("env.requests_per_episode", self.requests_per_episode, 1, MAX_REQUESTS_PER_EPISODE)?;
         let (low, high) = INTERARRIVAL_RANGE_S;
         check_range("env.mean_interarrival_s", self.mean_interarrival_s, low, high)?;
-        if self.history > MAX_HISTORY {
-            return Err(format!("env.history must be at most {MAX_HISTORY}, got {}", self.history));
-        }
+        check_count("env.history", self.history, 0, MAX_HISTORY)?;
+        check_count("env.split_points", self.split_points, 0, MAX_SPLIT_POINTS)?;
+        check_count("env.min_sample_bytes", self.min_sample_bytes, 0, MAX_SAMPLE_BYTES)?;
         self.device_load.validate("env.device_load", MAX_RUNNABLE_PER_CORE)?;
         check_range("env.contention.per_task", self.contention.per_task, 0.0, 100.0)?;
         check_range("env.contention.reading_noise", self.contention.reading_noise, 0.0, 10.0)?;
@@ -396,9 +406,7 @@ impl EnvConfig {
         self.worker_queue.validate("env.worker_queue", 1e4)?;
         check_range("env.worker_service_ms", self.worker_service_ms, 0.0, MAX_MS)?;
         check_range("env.worker_down_probability", self.worker_down_probability, 0.0, 1.0)?;
-        if self.probe.bytes > MAX_PROBE_BYTES {
-            return Err(format!("env.probe.bytes must be at most {MAX_PROBE_BYTES}, got {}", self.probe.bytes));
-        }
+        check_count("env.probe.bytes", self.probe.bytes, 0, MAX_PROBE_BYTES)?;
         check_range("env.probe.interval_s", self.probe.interval_s, 1e-3, MAX_MS / 1e3)?;
         check_range("env.min_sample_ms", self.min_sample_ms, 0.0, MAX_MS)?;
         let r = &self.reward;

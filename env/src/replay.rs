@@ -444,9 +444,9 @@ impl VecEnv {
         let mut envs: Vec<ReplayEnv> = (0..n).map(|_| ReplayEnv::new(scenario.clone())).collect();
         for (i, env) in envs.iter_mut().enumerate() {
             env.compute_oracle = false;
-            env.reset(seed + i as u64)?;
+            env.reset(seed.wrapping_add(i as u64))?;
         }
-        Ok(Self { envs, next_seed: seed + n as u64 })
+        Ok(Self { envs, next_seed: seed.wrapping_add(n as u64) })
     }
 
     /// Steps every environment with its action; returns (reward, done) per environment.
@@ -458,7 +458,7 @@ impl VecEnv {
             let step = env.step_in_place(action)?;
             if step.1 {
                 env.reset(self.next_seed)?;
-                self.next_seed += 1;
+                self.next_seed = self.next_seed.wrapping_add(1);
             }
             out.push(step);
         }

@@ -253,12 +253,12 @@ fn bandwidth_scales_that_starve_a_trace_are_refused_by_name() {
     assert!(err.contains("env.training_bandwidth_scales[1]") && err.contains("1 kbit/s"), "{err}");
 }
 
-/// Values that used to hang the simulator, overflow an allocation or turn rewards infinite are
-/// refused by their `env.` key.
+/// Values that used to hang the simulator, overflow an allocation or turn rewards infinite, and
+/// sizes past their bounds, are refused by their `env.` key.
 #[test]
 fn config_values_that_hang_or_overflow_are_named() {
     type Edit = fn(&mut EnvConfig);
-    let cases: [(Edit, &str); 12] = [
+    let cases: [(Edit, &str); 15] = [
         (|c| c.bandwidth_scale = f64::NAN, "env.bandwidth_scale"),
         (|c| c.training_bandwidth_scales = vec![5.0, 0.0], "env.training_bandwidth_scales[1]"),
         (|c| c.rtt_ms = 1e300, "env.rtt_ms"),
@@ -271,6 +271,10 @@ fn config_values_that_hang_or_overflow_are_named() {
         (|c| c.workloads[0].weight = f64::MAX, "env.workloads[0].weight"),
         (|c| c.workloads[1].slo_ms = 1e-300, "env.workloads[1].slo_ms"),
         (|c| c.reward.w_lat = 1e308, "env.reward.w_lat"),
+        // sizes without an upper bound used to be taken as they were
+        (|c| c.split_points = usize::MAX, "env.split_points"),
+        (|c| c.min_sample_bytes = usize::MAX, "env.min_sample_bytes"),
+        (|c| c.device_memory_mb = 1e300, "env.device_memory_mb"),
     ];
     for (edit, key) in cases {
         let mut config = config();

@@ -236,3 +236,60 @@ async fn link_refuses_a_config_it_cannot_serve() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
 }
+
+/// A connection whose receiver goes away used to keep the capacity it had booked when its bytes
+/// were read: a client sent a large request to an upstream that read its first packet and
+/// closed (as a server refusing an oversize body does), and the link had booked all of it at
+/// read time, so the next connection's first byte waited for megabytes that were never sent
+/// (96 s at 0.5 Mbit/s). Now capacity is booked as bytes go out and given back when the
+/// receiver is gone: the next connection's echo needs its own few bytes, far less than the
+/// dead request's 32 s at the trace's rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_connection_does_not_hold_the_link() {
+    const MBPS: f64 = 1.0;
+    const REQUEST: usize = 4_000_000;
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    let (refused, refused_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        // the first connection: read one packet of the request, then close without reading on
+        let (mut first, _) = upstream.accept().await.unwrap();
+        let mut header = vec![0u8; 1500];
+        first.read_exact(&mut header).await.unwrap();
+        drop(first);
+        refused.send(()).ok();
+        // the second: echo
+        let (mut second, _) = upstream.accept().await.unwrap();
+        let mut buffer = [0u8; 64];
+        let n = second.read(&mut buffer).await.unwrap();
+        second.write_all(&buffer[..n]).await.unwrap();
+    });
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = LinkConfig { trace: Arc::new(Trace::constant(MBPS, 10.0)), rtt_ms: 0.0, upstream: upstream_addr.to_string() };
+    tokio::spawn(link::run(front, config, async {
+        stopped.await.ok();
+    }));
+
+    // the large request; the client never reads and closes when its write ends (or fails,
+    // once the link gives up on the connection)
+    let mut client = TcpStream::connect(front_addr).await.unwrap();
+    let _ = client.write_all(&vec![1u8; REQUEST]).await;
+    drop(client);
+    refused_rx.await.unwrap();
+
+    let dead_request_s = REQUEST as f64 * 8.0 / (MBPS * 1e6);
+    let bound = Duration::from_secs_f64(dead_request_s / 4.0);
+    let mut next = TcpStream::connect(front_addr).await.unwrap();
+    next.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 4];
+    let started = Instant::now();
+    tokio::time::timeout(bound, next.read_exact(&mut echo))
+        .await
+        .unwrap_or_else(|_| panic!("the next connection's echo took over {bound:?}: the closed connection's {dead_request_s} s are still booked"))
+        .unwrap();
+    assert_eq!(&echo, b"ping");
+    assert!(started.elapsed() < bound);
+    stop.send(()).ok();
+}

@@ -47,7 +47,6 @@ pub struct BenchArgs {
 fn sim2real(args: &BenchArgs) -> Result<()> {
     use rlsched_env::sim_to_real::{self, ProfileSource, SimToRealConfig};
     let mut config = SimToRealConfig::bundled(args.config.dir());
-    // zero is refused by the check itself
     if let Some(requests) = args.requests {
         config.requests_per_plan = requests;
     }
@@ -80,10 +79,23 @@ fn sim2real(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Bounds of the size flags: the benchmarks hold every environment, every measured latency and
+/// every client at once, and none of them needs more to give a stable figure.
+const MAX_SECONDS: f64 = 3600.0;
+const MAX_SIM2REAL_REQUESTS: usize = 10_000;
+const MAX_SERVE_REQUESTS: usize = 1_000_000;
+const MAX_CLIENTS: usize = 1024;
+
 pub fn run(args: BenchArgs) -> Result<()> {
-    if !(args.seconds > 0.0 && args.seconds.is_finite()) {
-        bail!("--seconds must be a positive number of seconds, got {}", args.seconds);
+    if !(args.seconds > 0.0 && args.seconds <= MAX_SECONDS) {
+        bail!("--seconds must be a number of seconds above 0 and at most {MAX_SECONDS}, got {}", args.seconds);
     }
+    super::check_count("--envs", args.envs, 1, rlsched_agent::config::MAX_NUM_ENVS)?;
+    if let Some(requests) = args.requests {
+        super::check_count("--requests", requests, 1, MAX_SIM2REAL_REQUESTS)?;
+    }
+    super::check_count("--serve-requests", args.serve_requests, 100, MAX_SERVE_REQUESTS)?;
+    super::check_count("--clients", args.clients, 1, MAX_CLIENTS)?;
     match args.target.as_str() {
         "env" => {}
         "sim2real" => return sim2real(&args),
@@ -96,7 +108,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let config = args.config.load()?;
     let scenario = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);
-    let mut vec = rlsched_env::VecEnv::new(scenario.clone(), args.envs.max(1), 1)?;
+    let mut vec = rlsched_env::VecEnv::new(scenario.clone(), args.envs, 1)?;
     let mut actions = vec![0usize; vec.envs.len()];
     let mut results = Vec::with_capacity(vec.envs.len());
     let (mut steps, mut plans) = (0u64, 0u64);

@@ -11,7 +11,7 @@ use rlsched_env::schedulers::{self, Scheduler};
 use rlsched_env::{EnvConfig, Scenario};
 use serde::Serialize;
 
-use super::{write_atomic, ConfigArgs};
+use super::{check_writable, write_atomic, ConfigArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -82,9 +82,7 @@ fn parse_trace_set(spec: &str) -> Result<(String, Vec<PathBuf>)> {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.requests == 0 {
-        bail!("--requests must be at least 1");
-    }
+    super::check_count("--requests", args.requests, 1, super::train::MAX_EVAL_REQUESTS)?;
     if !args.traces.is_empty() && !args.trace_sets.is_empty() {
         bail!("give either --traces or --trace-set, not both");
     }
@@ -102,8 +100,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         args.trace_sets.iter().map(|s| parse_trace_set(s)).collect::<Result<_>>()?
     };
     let scales = if args.scales.is_empty() { vec![config.env.bandwidth_scale] } else { args.scales.clone() };
+    // an unwritable output fails now, not after minutes of evaluation
+    if let Some(path) = &args.json {
+        check_writable(path)?;
+    }
     if let Some(dir) = &args.plot {
-        // an unwritable directory fails now, not after minutes of evaluation
         crate::plot::prepare_dir(dir)?;
     }
     let names: Vec<String> = if args.schedulers.is_empty() {

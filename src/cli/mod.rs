@@ -9,10 +9,12 @@ mod limits;
 mod profile;
 mod serve;
 mod server;
+mod signal;
 mod train;
 mod validation;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -86,16 +88,73 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path` and renames it, so `path` is never half
+/// A size flag inside its bounds, with the error naming the flag and the bounds.
+fn check_count(flag: &str, value: usize, low: usize, high: usize) -> Result<()> {
+    rlsched_env::config::check_count(flag, value, low, high).map_err(anyhow::Error::msg)
+}
+
+/// The folder a file `path` goes into ("." for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// A staging file this process created beside its target, under a hidden name of its own
+/// (`.<name>.<pid>-<n>.rlsched-tmp`, created with `create_new`, so it never takes over a
+/// user's file); dropped before it is renamed into place, it is removed.
+struct Staging {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Staging {
+    fn beside(target: &Path) -> Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = parent_dir(target);
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for _ in 0..1000 {
+            let path = dir.join(format!(".{name}.{}-{}.rlsched-tmp", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok(Self { path, file: Some(file) }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("writing {}: cannot create a file in {}", target.display(), dir.display())),
+            }
+        }
+        anyhow::bail!("writing {}: no free staging name in {}", target.display(), dir.display())
+    }
+
+    /// Writes `bytes`, flushes them to disk and renames the file to `target`.
+    fn publish(mut self, target: &Path, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let mut file = self.file.take().expect("an open staging file");
+        file.write_all(bytes).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", self.path.display()))?;
+        drop(file);
+        std::fs::rename(&self.path, target).with_context(|| format!("writing {}", target.display()))?;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            std::fs::remove_file(&self.path).ok();
+        }
+    }
+}
+
+/// Checks that [`write_atomic`] can write `path`, so a bad output path fails before the work.
+fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("writing {}: it is a directory", path.display());
+    }
+    Staging::beside(path).map(drop)
+}
+
+/// Writes `bytes` to a staging file beside `path` and renames it, so `path` is never half
 /// written.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    Staging::beside(path)?.publish(path, bytes)
 }
 
 fn config_dir(config: &Path) -> PathBuf {

@@ -20,7 +20,7 @@ pub struct ProfileArgs {
     /// Backend: flex (CPU, default), ndarray or wgpu (when compiled in).
     #[arg(long, default_value = "flex")]
     pub device: String,
-    /// Timed runs per variant, after one warm-up run.
+    /// Timed runs per variant, after one warm-up run (1..=100000).
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
     /// Idle time before each timed run, ms: 0 measures back to back; a pause measures a device
@@ -120,6 +120,9 @@ fn co_runs(args: &ProfileArgs, workload: Workload, device: DeviceChoice, idle: s
     Ok(())
 }
 
+/// Most timed runs: each run's stage times are all kept until the statistics are computed.
+const MAX_RUNS: usize = 100_000;
+
 pub fn run(args: ProfileArgs) -> Result<()> {
     if args.list {
         for workload in Workload::ALL {
@@ -131,6 +134,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         }
         return Ok(());
     }
+    super::check_count("--runs", args.runs, 1, MAX_RUNS)?;
     let name = args.workload.clone().expect("clap requires --workload without --list");
     let workload: Workload = name.parse()?;
     let device: DeviceChoice = args.device.parse()?;

@@ -57,23 +57,6 @@ pub struct ServeArgs {
     pub config: ConfigArgs,
 }
 
-/// Completes on ctrl-c or SIGTERM.
-pub async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return tokio::signal::ctrl_c().await.unwrap_or(()),
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.ok();
-}
-
 pub fn run(args: ServeArgs) -> Result<()> {
     let train = args.config.load()?;
     let device: DeviceChoice = args.device.parse()?;
@@ -97,8 +80,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let workers = config.workers.len();
         let prepared = tokio::task::block_in_place(|| crate::serve::prepare(config))?;
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        let stop = super::signal::stop_signal();
         println!("rlsched serve listening on http://{} ({workers} workers)", listener.local_addr()?);
-        let summary = crate::serve::serve_prepared(listener, prepared, stop_signal()).await?;
+        let summary = crate::serve::serve_prepared(listener, prepared, stop).await?;
         if summary.cut > 0 {
             eprintln!("rlsched serve: {} connections were still busy at the drain deadline and were cut", summary.cut);
         }

@@ -1,5 +1,5 @@
 //! The long-running commands: `rlsched worker` and `rlsched link`, each on its own runtime until
-//! ctrl-c.
+//! ctrl-c or SIGTERM (the worker then drains).
 
 use std::path::PathBuf;
 
@@ -72,10 +72,6 @@ where
     })
 }
 
-async fn ctrl_c() {
-    tokio::signal::ctrl_c().await.ok();
-}
-
 pub fn worker(args: WorkerArgs) -> Result<()> {
     let device: DeviceChoice = args.device.parse()?;
     if !(args.slowdown.is_finite() && (1.0..=1000.0).contains(&args.slowdown)) {
@@ -92,8 +88,9 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     };
     config.validate()?;
     serve(&args.listen, |listener| async move {
+        let stop = super::signal::stop_signal();
         println!("rlsched worker listening on http://{} (device {device})", listener.local_addr()?);
-        let drained = rlsched_executor::kserve::worker::run(listener, config, crate::cli::serve::stop_signal()).await?;
+        let drained = rlsched_executor::kserve::worker::run(listener, config, stop).await?;
         if drained.cut > 0 {
             eprintln!("rlsched worker: {} connections were still busy at the drain deadline and were cut", drained.cut);
         }
@@ -121,6 +118,7 @@ pub fn link(args: LinkArgs) -> Result<()> {
         upstream: args.upstream,
     };
     serve(&args.listen, |listener| async move {
+        let stop = super::signal::stop_signal();
         println!(
             "rlsched link listening on {} -> {} (trace {}, mean {:.2} Mbit/s, rtt {} ms)",
             listener.local_addr()?,
@@ -129,6 +127,8 @@ pub fn link(args: LinkArgs) -> Result<()> {
             config.trace.mean_mbps(),
             config.rtt_ms
         );
-        Ok(rlsched_executor::net::link::run(listener, config, ctrl_c()).await?)
+        rlsched_executor::net::link::run(listener, config, stop).await?;
+        println!("rlsched link stopped");
+        Ok(())
     })
 }

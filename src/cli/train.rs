@@ -36,22 +36,51 @@ pub struct TrainArgs {
     pub eval_requests: usize,
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
-    if args.eval_requests == 0 {
-        bail!("--eval-requests must be at least 1");
+/// Most requests in a final evaluation (or `eval`): every latency of every scheduler is kept.
+pub const MAX_EVAL_REQUESTS: usize = 1_000_000;
+
+/// A run name is one plain folder name: it is joined under `checkpoints/` and `runs/`, and
+/// anything else would make those two one folder, or put the checkpoint (which replaces its
+/// folder on every save) over another folder.
+fn check_run_name(name: &str) -> Result<()> {
+    let rule = if name.is_empty() {
+        Some("it is empty")
+    } else if std::path::Path::new(name).is_absolute() || name.starts_with('/') || name.starts_with('\\') {
+        Some("it must not be an absolute path")
+    } else if name == "." || name.contains("..") {
+        Some("it must not be `.` or contain `..`")
+    } else if name.contains('/') || name.contains('\\') || name.contains(std::path::MAIN_SEPARATOR) {
+        Some("it must not contain a path separator (`/` or `\\`)")
+    } else if name.chars().any(char::is_control) {
+        Some("it must not contain control characters")
+    } else {
+        None
+    };
+    match rule {
+        Some(rule) => bail!("--run-name {name:?}: {rule}; a run name is one folder name, such as `latest`"),
+        None => Ok(()),
     }
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    check_run_name(&args.run_name)?;
+    super::check_count("--eval-requests", args.eval_requests, 1, MAX_EVAL_REQUESTS)?;
     use rlsched_env::schedulers;
     let mut config = args.config.load()?;
     if let Some(seed) = args.seed {
         config.agent.ppo.seed = seed;
     }
     if let Some(steps) = args.total_steps {
+        super::check_count("--total-steps", steps, 1, rlsched_agent::config::MAX_TOTAL_STEPS)?;
         config.agent.ppo.total_steps = steps;
     }
+    let base = args.config.dir();
+    let dir = base.join("checkpoints").join(&args.run_name);
+    // an unwritable checkpoint folder fails now, not after the training it would have kept
+    rlsched_agent::checkpoint::check_writable(&dir)?;
     let train_scenario = std::sync::Arc::new(rlsched_env::Scenario::load_training(&config.env)?);
     let validation = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.validation_traces)?);
     let ppo = config.agent.ppo.clone();
-    let base = args.config.dir();
     let mut sink = rlsched_agent::metrics::TensorBoardSink::new(&base.join("runs").join(&args.run_name))
         .context("creating the TensorBoard run directory")?;
     let resolved = toml::to_string_pretty(&config).context("serialising the config")?;
@@ -74,7 +103,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut selected: Option<Selected> = None;
     let mut eval_error = None;
     let iterations = ppo.num_iterations();
-    let dir = base.join("checkpoints").join(&args.run_name);
     let config_json = serde_json::to_value(&config)?;
     let sidecar = |policy: &rlsched_agent::Policy, step: usize| {
         rlsched_agent::checkpoint::Sidecar::new(policy, step, ppo.seed, &config.env, train_scenario.max_plans, &config.agent.model, config_json.clone())

@@ -54,8 +54,12 @@ fn register_font() -> Result<(), PlotError> {
 pub fn prepare_dir(dir: &Path) -> Result<(), PlotError> {
     let err = |source| PlotError::Dir { dir: dir.to_path_buf(), source };
     std::fs::create_dir_all(dir).map_err(err)?;
-    let probe = dir.join(".rlsched-plot-probe");
-    std::fs::write(&probe, b"").map_err(err)?;
+    // a name of this process's own, created with `create_new`: the probe never truncates or
+    // removes a file it did not make
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = dir.join(format!(".rlsched-plot-probe-{}-{n}", std::process::id()));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe).map_err(err)?;
     std::fs::remove_file(&probe).map_err(err)
 }
 

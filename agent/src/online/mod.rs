@@ -44,7 +44,7 @@ pub struct OnlineConfig {
     /// units).
     pub reward_window: usize,
     pub rollback_margin: f64,
-    /// A checkpoint every this many finished requests (0: only at shutdown).
+    /// A checkpoint every this many finished requests (0: only at shutdown; at most 10^9).
     pub checkpoint_every: usize,
     /// Finished requests kept while an update runs (≥ update_every, at most 1000000); past it
     /// the oldest are dropped and counted.
@@ -73,22 +73,23 @@ impl Default for OnlineConfig {
     }
 }
 
+/// Largest `checkpoint_every`: a billion requests, years of serving at any realistic rate.
+pub const MAX_CHECKPOINT_EVERY: usize = 1_000_000_000;
+
 impl OnlineConfig {
     /// Every value online learning cannot run with, named by its `online.` key.
     pub fn validate(&self) -> Result<(), String> {
-        use rlsched_env::config::check_range;
+        use rlsched_env::config::{check_count, check_range};
         let counts = [
             ("online.update_every", self.update_every, 8, 100_000),
             ("online.update_epochs", self.update_epochs, 1, 32),
             ("online.num_minibatches", self.num_minibatches, 1, self.update_every.max(1)),
             ("online.reward_window", self.reward_window, 1, 100_000),
-            ("online.checkpoint_every", self.checkpoint_every, 0, usize::MAX),
+            ("online.checkpoint_every", self.checkpoint_every, 0, MAX_CHECKPOINT_EVERY),
             ("online.max_pending", self.max_pending, self.update_every, 1_000_000),
         ];
         for (name, value, low, high) in counts {
-            if !(low..=high).contains(&value) {
-                return Err(format!("{name} must be in {low}..={high}, got {value}"));
-            }
+            check_count(name, value, low, high)?;
         }
         if !(self.learning_rate > 0.0 && self.learning_rate <= 0.01) {
             return Err(format!("online.learning_rate must be above 0 and at most 0.01, got {}", self.learning_rate));
