@@ -157,7 +157,7 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
         }
     };
     let scenario = Arc::new(scenario);
-    let sim = run_sim(&scenario, &plans, &sequence, &live.requests, &mut rng)?;
+    let sim = run_sim(&scenario, &plans, &sequence, &live.requests, config.co_runners, &mut rng)?;
     let rows = plans
         .iter()
         .enumerate()
@@ -327,6 +327,9 @@ fn run_live(
                 / LOAD_READS as f64
                 / cores
         };
+        // Other work on this machine (builds beside the check) slows the interleaved passes and
+        // the requests alike, and so cancels; what the simulator is given is the co-runners'
+        // load, which the passes do not have. The monitor's reading is reported beside it.
         let load = read_load();
         live.requests.push((arrival, load, execute(planned)?));
         if measure {
@@ -334,12 +337,7 @@ fn run_live(
             let first = Activation::from_wire(&workloads[w].example_input(planned.input_seed), &device)?;
             // the device alone: its profile is what the contention model scales
             co_runners.pause(true)?;
-            // other work this machine had (builds beside the check) slowed the pass too: the
-            // device's profile is the pass divided by the model's slowdown at that load, so
-            // that the simulator does not count that load twice
-            let slowdown = crate::config::contention_slowdown(scenario.config.contention.per_task, read_load());
-            let pass = profiler::time_stages(&live.networks[w], &first, &device, gap)?;
-            live.device_passes[w].push(pass.into_iter().map(|ms| ms / slowdown).collect());
+            live.device_passes[w].push(profiler::time_stages(&live.networks[w], &first, &device, gap)?);
             co_runners.pause(false)?;
             live.worker_passes[w].push(profiler::time_stages(&live.networks[w], &first, &device, Duration::ZERO)?);
         }
@@ -354,6 +352,7 @@ fn run_sim(
     plans: &[(usize, Plan)],
     sequence: &[Planned],
     live: &[(f64, f64, Breakdown)],
+    co_runners: usize,
     rng: &mut SmallRng,
 ) -> Result<Vec<Breakdown>, EnvError> {
     let index = |planned: &Planned| {
@@ -365,7 +364,9 @@ fn run_sim(
             .ok_or_else(|| EnvError::Config(format!("{plan:?} is not a plan of the measured profiles")))
     };
     let mut requests = Vec::with_capacity(sequence.len());
-    for (planned, (arrival, load, _)) in sequence.iter().zip(live) {
+    let load = co_runners as f64 / std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let load = &load;
+    for (planned, (arrival, _, _)) in sequence.iter().zip(live) {
         let stages = scenario.workloads[planned.workload].candidates[index(planned)?].stages;
         let mut draws = || (0..stages).map(|_| rng.sample(StandardNormal)).collect::<Vec<f64>>();
         let (device_noise, worker_noise) = (draws(), draws());
