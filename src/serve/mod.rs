@@ -95,16 +95,12 @@ impl ServeConfig {
         self.body.validate().map_err(ServeError::Config)?;
         self.server.validate().map_err(ServeError::Config)?;
         worker::check_admission(self.max_queue, self.max_memory_bytes).map_err(ServeError::Config)?;
-        let most = server::MAX_TIMEOUT;
-        for (flag, value) in [
+        server::check_timeouts(&[
             ("--worker-timeout-ms", self.worker_timeout),
             ("--poll-ms", self.poll_interval),
             ("--probe-timeout-ms", self.client.probe_timeout),
-        ] {
-            if value.is_zero() || value > most {
-                return Err(ServeError::Config(format!("{flag} must be in 1..={} ms, got {}", most.as_millis(), value.as_millis())));
-            }
-        }
+        ])
+        .map_err(ServeError::Config)?;
         if !(1..=http::MAX_BODY_BYTES).contains(&self.client.max_reply_bytes) {
             return Err(ServeError::Config(format!(
                 "--max-reply-bytes must be in 1..={}, got {}",

@@ -112,13 +112,7 @@ impl BodyLimits {
         if !(1..=MAX_BODY_BYTES).contains(&self.max_bytes) {
             return Err(format!("--max-body-bytes must be in 1..={MAX_BODY_BYTES}, got {}", self.max_bytes));
         }
-        let most = crate::kserve::server::MAX_TIMEOUT;
-        for (flag, value) in [("--body-idle-timeout-ms", self.idle_timeout), ("--body-timeout-ms", self.total_timeout)] {
-            if value.is_zero() || value > most {
-                return Err(format!("{flag} must be in 1..={} ms, got {}", most.as_millis(), value.as_millis()));
-            }
-        }
-        Ok(())
+        crate::kserve::server::check_timeouts(&[("--body-idle-timeout-ms", self.idle_timeout), ("--body-timeout-ms", self.total_timeout)])
     }
 }
 

@@ -63,17 +63,23 @@ impl ServerLimits {
         if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
             return Err(format!("--max-connections must be in 1..={MAX_CONNECTIONS}, got {}", self.max_connections));
         }
-        for (flag, value) in [
+        check_timeouts(&[
             ("--header-timeout-ms", self.header_timeout),
             ("--drain-timeout-ms", self.drain_timeout),
             ("--drain-linger-ms", self.drain_linger),
-        ] {
-            if value.is_zero() || value > MAX_TIMEOUT {
-                return Err(format!("{flag} must be in 1..={} ms, got {}", MAX_TIMEOUT.as_millis(), value.as_millis()));
-            }
-        }
-        Ok(())
+        ])
     }
+}
+
+/// Checks that every `(flag, value)` lies in 1 ms..=[`MAX_TIMEOUT`]; the error names the flag.
+/// One rule for every timeout flag of the worker and `serve`.
+pub fn check_timeouts(timeouts: &[(&str, Duration)]) -> Result<(), String> {
+    for &(flag, value) in timeouts {
+        if value.is_zero() || value > MAX_TIMEOUT {
+            return Err(format!("{flag} must be in 1..={} ms, got {}", MAX_TIMEOUT.as_millis(), value.as_millis()));
+        }
+    }
+    Ok(())
 }
 
 /// How a shutdown went.
