@@ -149,6 +149,30 @@ impl DeadlineConfig {
     }
 }
 
+/// `[env.shield]`: a remote plan whose upload alone, at the robust (RobustMPC) bandwidth
+/// estimate and behind the uplink's backlog, would take more than `slo_factor` × the SLO is
+/// masked, unless no other plan is valid: no scheduler can offload into a link it has good
+/// reason to think is dead or crawling. `slo_factor = 0` turns it off.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShieldConfig {
+    pub slo_factor: f64,
+}
+
+impl Default for ShieldConfig {
+    fn default() -> Self {
+        Self { slo_factor: 0.0 }
+    }
+}
+
+impl ShieldConfig {
+    /// Whether `upload_ms` (backlog and the plan's own bytes at the robust estimate) is past
+    /// the shield.
+    pub fn blocks(&self, upload_ms: f64, slo_ms: f64) -> bool {
+        self.slo_factor > 0.0 && upload_ms > self.slo_factor * slo_ms
+    }
+}
+
 /// `[env.probe]`: the link estimator's active probe.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -185,6 +209,13 @@ pub struct EnvConfig {
     pub training_scale_draws: usize,
     /// Training only: synthetic Markov traces added to the training traces.
     pub synthetic: crate::synthetic::SyntheticConfig,
+    /// Episodes (of `requests_per_episode`) per cell of training's validation probe.
+    pub validation_episodes: usize,
+    /// Validation only: Markov traces (with outages) from another seed, scored by the
+    /// validation probe as a held-out link family.
+    pub validation_synthetic: crate::synthetic::SyntheticConfig,
+    /// Generated models added to training's request mix, and held-out ones for validation.
+    pub procedural: crate::procedural::ProceduralConfig,
     /// Round-trip time to the worker, milliseconds.
     pub rtt_ms: f64,
     /// Folder of stage profiles (`<workload>-<device>.json`).
@@ -218,6 +249,7 @@ pub struct EnvConfig {
     pub device_load: LoadConfig,
     pub contention: ContentionConfig,
     pub deadline: DeadlineConfig,
+    pub shield: ShieldConfig,
     pub outages: crate::synthetic::OutageConfig,
     /// Other clients' requests queued at the worker.
     pub worker_queue: LoadConfig,
@@ -239,6 +271,9 @@ impl Default for EnvConfig {
             training_bandwidth_scales: Vec::new(),
             training_scale_draws: 0,
             synthetic: Default::default(),
+            validation_episodes: 10,
+            validation_synthetic: Default::default(),
+            procedural: Default::default(),
             rtt_ms: 40.0,
             profiles_dir: data.join("profiles"),
             device_profile: "cpu2".into(),
@@ -260,6 +295,7 @@ impl Default for EnvConfig {
             device_load: LoadConfig::default(),
             contention: ContentionConfig::default(),
             deadline: DeadlineConfig::default(),
+            shield: ShieldConfig::default(),
             outages: Default::default(),
             worker_queue: LoadConfig { idle: 0.5, busy: 6.0, mean_idle_s: 30.0, mean_busy_s: 10.0, jitter: 0.2 },
             worker_service_ms: 15.0,
@@ -374,6 +410,8 @@ impl EnvConfig {
         }
         check_count("env.training_scale_draws", self.training_scale_draws, 0, MAX_SCALE_DRAWS)?;
         self.synthetic.validate()?;
+        self.validation_synthetic.validate().map_err(|e| e.replace("env.synthetic.", "env.validation_synthetic."))?;
+        self.procedural.validate()?;
         if self.training_scale_draws > 0 && self.training_bandwidth_scales.is_empty() {
             return Err("env.training_scale_draws needs env.training_bandwidth_scales to give the range".into());
         }
@@ -392,6 +430,7 @@ impl EnvConfig {
             return Err("env.workloads: the weights sum to zero".into());
         }
         check_count("env.requests_per_episode", self.requests_per_episode, 1, MAX_REQUESTS_PER_EPISODE)?;
+        check_count("env.validation_episodes", self.validation_episodes, 1, 10_000)?;
         let (low, high) = INTERARRIVAL_RANGE_S;
         check_range("env.mean_interarrival_s", self.mean_interarrival_s, low, high)?;
         check_count("env.history", self.history, 0, MAX_HISTORY)?;
@@ -402,6 +441,7 @@ impl EnvConfig {
         check_range("env.contention.reading_noise", self.contention.reading_noise, 0.0, 10.0)?;
         check_range("env.deadline.slo_factor", self.deadline.slo_factor, 0.0, 1e3)?;
         check_range("env.deadline.prediction_factor", self.deadline.prediction_factor, 0.0, 1e3)?;
+        check_range("env.shield.slo_factor", self.shield.slo_factor, 0.0, 1e3)?;
         self.outages.validate()?;
         self.worker_queue.validate("env.worker_queue", 1e4)?;
         check_range("env.worker_service_ms", self.worker_service_ms, 0.0, MAX_MS)?;

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod live;
 pub mod measurements;
 pub mod obs;
+pub mod procedural;
 pub mod queues;
 pub mod replay;
 pub mod request;

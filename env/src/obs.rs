@@ -175,6 +175,21 @@ impl Obs {
                 && c.memory_bytes <= memory
                 && (!c.uses_worker() || request.world.worker_up);
         }
+        if config.shield.slo_factor > 0.0 {
+            if let Some(robust) = robust {
+                let ms_per_byte = 8.0 / (robust.max(1e-3) * 1e3);
+                let blocked = |c: &Candidate| {
+                    c.uses_worker() && config.shield.blocks((queues.uplink_backlog_bytes + c.bytes_up) * ms_per_byte, slo)
+                };
+                // only when something else stays valid: a request must be served
+                let candidates = &model.candidates;
+                if candidates.iter().enumerate().any(|(i, c)| self.mask[i] && !blocked(c)) {
+                    for (i, c) in candidates.iter().enumerate() {
+                        self.mask[i] &= !blocked(c);
+                    }
+                }
+            }
+        }
         // A request must be served: if nothing qualifies, the most accurate local plan that fits
         // in memory (or, failing that, the most accurate local plan) stays available.
         if !self.mask.iter().any(|m| *m) {

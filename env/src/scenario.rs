@@ -10,6 +10,7 @@ use rlsched_executor::error::Num;
 use rlsched_executor::Workload;
 
 use crate::config::{EnvConfig, WorkloadMix};
+use crate::procedural::GeneratedModel;
 use crate::candidates::{candidates, Candidate};
 use crate::EnvError;
 
@@ -19,6 +20,27 @@ pub struct WorkloadModel {
     pub worker: Profile,
     /// Candidate plans, in a fixed order (the index is a plan's identity for this workload).
     pub candidates: Vec<Candidate>,
+}
+
+impl WorkloadModel {
+    /// The workload with its candidate plans under the scenario's contention model; `origin`
+    /// names where its profiles came from in an error.
+    pub fn new(config: &EnvConfig, mix: WorkloadMix, device: Profile, worker: Profile, origin: &Path) -> Result<Self, EnvError> {
+        let candidates: Vec<Candidate> = candidates(&device, &worker, config.split_points, config.int8_intermediates)
+            .into_iter()
+            .map(|c| c.with_contention(config.contention.per_task))
+            .collect();
+        // Validated profiles give every variant a local plan; the schedulers rely on one.
+        if candidates.is_empty() {
+            return Err(EnvError::Config(format!("{}: no candidate plans", origin.display())));
+        }
+        Ok(Self { mix, device, worker, candidates })
+    }
+
+    fn generated(config: &EnvConfig, model: GeneratedModel) -> Result<Self, EnvError> {
+        let origin = PathBuf::from(format!("env.procedural ({})", model.mix.name));
+        Self::new(config, model.mix, model.device, model.worker, &origin)
+    }
 }
 
 pub struct Scenario {
@@ -181,7 +203,38 @@ impl Scenario {
         scenario.traces.extend(config.synthetic.generate()?);
         // laying outages over a trace twice lays the same ones
         scenario.traces = with_outages(config, &scenario.traces)?;
+        let generated = config.procedural.training(&config.device_profile, &config.worker_profile);
+        scenario.add_models(generated)?;
         Ok(scenario)
+    }
+
+    /// Adds generated models to the request mix.
+    pub fn add_models(&mut self, models: Vec<GeneratedModel>) -> Result<(), EnvError> {
+        for model in models {
+            self.workloads.push(WorkloadModel::generated(&self.config, model)?);
+        }
+        self.max_plans = self.workloads.iter().map(|w| w.candidates.len()).max().unwrap_or(0);
+        Ok(())
+    }
+
+    /// This scenario with its request mix replaced by `models` (the validation probe's
+    /// held-out cell).
+    pub fn with_models_only(mut self, models: Vec<GeneratedModel>) -> Result<Self, EnvError> {
+        if models.is_empty() {
+            return Err(EnvError::Config("no generated models to score on".into()));
+        }
+        self.workloads.clear();
+        self.add_models(models)?;
+        Ok(self)
+    }
+
+    /// This scenario replaying `traces` (already scaled) instead of its own.
+    pub fn with_traces(mut self, traces: Vec<Arc<Trace>>) -> Result<Self, EnvError> {
+        if traces.is_empty() {
+            return Err(EnvError::Config("no traces to replay".into()));
+        }
+        self.traces = with_outages(&self.config, &traces)?;
+        Ok(self)
     }
 
     /// Builds the scenario for `traces` (training or validation), trace format detected.
@@ -200,15 +253,7 @@ impl Scenario {
             let (device, device_path) = load_profile(config, workload, &config.device_profile)?;
             let (worker, worker_path) = load_profile(config, workload, &config.worker_profile)?;
             check_stages_match(&device, &device_path, &worker, &worker_path)?;
-            let candidates: Vec<Candidate> = candidates(&device, &worker, config.split_points, config.int8_intermediates)
-                .into_iter()
-                .map(|c| c.with_contention(config.contention.per_task))
-                .collect();
-            // Validated profiles give every variant a local plan; the schedulers rely on one.
-            if candidates.is_empty() {
-                return Err(EnvError::Config(format!("{}: no candidate plans", device_path.display())));
-            }
-            workloads.push(WorkloadModel { mix: mix.clone(), device, worker, candidates });
+            workloads.push(WorkloadModel::new(config, mix.clone(), device, worker, &device_path)?);
         }
         let max_plans = workloads.iter().map(|w| w.candidates.len()).max().unwrap_or(0);
         Ok(Self {

@@ -1,8 +1,11 @@
 //! Synthetic bandwidth traces from a Markov model of rate regimes, generated at run time from a
 //! seed, as Pensieve trained on for generalisation: the link dwells in one of a few rate levels
 //! (log-spaced between a floor and a ceiling), jumps mostly to nearby levels, and varies around
-//! its level second by second. Training on them exposes the policy to regime changes and rates
-//! the recorded traces lack. And periodic outages laid over any trace (`[env.outages]`).
+//! its level second by second, and now and then drops into an outage (a rate near zero for a
+//! few seconds to half a minute: a tunnel, a dead cell, a handover that fails). Training on
+//! them exposes the policy to regime changes, outages and rates the recorded traces lack: the
+//! FCC files have 0.6% of their seconds below 50 kbit/s, real cellular families 4–12%. And
+//! periodic outages laid over any trace (`[env.outages]`).
 
 use std::sync::Arc;
 
@@ -81,7 +84,7 @@ impl OutageConfig {
                 rates_bps.push(rate);
             }
         }
-        let shaped = Trace { name: format!("{} (outage {} s every {} s)", trace.name, outage, period), starts, rates_bps, duration_s: length };
+        let shaped = Trace::new(format!("{} (outage {} s every {} s)", trace.name, outage, period), starts, rates_bps, length);
         shaped.validate().map_err(|e| EnvError::Config(format!("env.outages on {}: {e}", trace.name)))?;
         Ok(shaped)
     }
@@ -103,13 +106,33 @@ pub struct SyntheticConfig {
     pub mean_dwell_s: f64,
     /// Relative standard deviation of the per-second rate around its regime's level.
     pub noise: f64,
+    /// Outages: onsets per minute outside an outage (0: none), each lasting a log-uniform draw
+    /// between `outage_min_s` and `outage_max_s`, at `outage_mbps`; after one the link comes
+    /// back at a regime drawn afresh (the handover that ended it).
+    pub outages_per_min: f64,
+    pub outage_min_s: f64,
+    pub outage_max_s: f64,
+    pub outage_mbps: f64,
     /// Seed of the generator: every run with the same config trains on the same traces.
     pub seed: u64,
 }
 
 impl Default for SyntheticConfig {
     fn default() -> Self {
-        Self { traces: 0, duration_s: 320.0, min_mbps: 0.3, max_mbps: 60.0, levels: 12, mean_dwell_s: 8.0, noise: 0.15, seed: 1 }
+        Self {
+            traces: 0,
+            duration_s: 320.0,
+            min_mbps: 0.3,
+            max_mbps: 60.0,
+            levels: 12,
+            mean_dwell_s: 8.0,
+            noise: 0.15,
+            outages_per_min: 0.0,
+            outage_min_s: 1.0,
+            outage_max_s: 30.0,
+            outage_mbps: 0.01,
+            seed: 1,
+        }
     }
 }
 
@@ -131,7 +154,11 @@ impl SyntheticConfig {
         check_range(&field("min_mbps"), self.min_mbps, 0.01, f64::INFINITY)?;
         check_range(&field("max_mbps"), self.max_mbps, self.min_mbps, 1e5)?;
         check_range(&field("mean_dwell_s"), self.mean_dwell_s, 1.0, MAX_DURATION_S)?;
-        check_range(&field("noise"), self.noise, 0.0, 1.0)
+        check_range(&field("noise"), self.noise, 0.0, 1.0)?;
+        check_range(&field("outages_per_min"), self.outages_per_min, 0.0, 60.0)?;
+        check_range(&field("outage_min_s"), self.outage_min_s, 1.0, MAX_DURATION_S)?;
+        check_range(&field("outage_max_s"), self.outage_max_s, self.outage_min_s, MAX_DURATION_S)?;
+        check_range(&field("outage_mbps"), self.outage_mbps, 0.0, self.min_mbps)
     }
 
     /// The configured traces, the same for the same seed.
@@ -151,9 +178,22 @@ impl SyntheticConfig {
     fn one(&self, index: usize, rng: &mut SmallRng) -> Result<Trace, EnvError> {
         let seconds = self.duration_s.ceil() as usize;
         let switch = 1.0 / self.mean_dwell_s;
+        let onset = (self.outages_per_min / 60.0).clamp(0.0, 1.0);
         let mut level = rng.random_range(0..self.levels);
+        let mut outage_left = 0usize;
         let (mut starts, mut rates) = (Vec::with_capacity(seconds), Vec::with_capacity(seconds));
         for second in 0..seconds {
+            if outage_left == 0 && onset > 0.0 && rng.random_bool(onset) {
+                let (low, high) = (self.outage_min_s.ln(), self.outage_max_s.ln());
+                outage_left = (low + (high - low) * rng.random::<f64>()).exp().round().max(1.0) as usize;
+                level = rng.random_range(0..self.levels);
+            }
+            if outage_left > 0 {
+                outage_left -= 1;
+                starts.push(second as f64);
+                rates.push(self.outage_mbps * 1e6);
+                continue;
+            }
             if rng.random_bool(switch.clamp(0.0, 1.0)) {
                 // mostly a neighbouring regime, sometimes a far one (a handover, a tunnel)
                 let jump: f64 = StandardNormal.sample(rng);
@@ -166,7 +206,7 @@ impl SyntheticConfig {
             starts.push(second as f64);
             rates.push(mbps * 1e6);
         }
-        let trace = Trace { name: format!("markov-{index}"), starts, rates_bps: rates, duration_s: seconds as f64 };
+        let trace = Trace::new(format!("markov-{index}"), starts, rates, seconds as f64);
         trace.validate()?;
         Ok(trace)
     }
@@ -195,6 +235,33 @@ mod tests {
     }
 
     #[test]
+    fn outages_take_the_configured_share_of_time() {
+        let config = SyntheticConfig { traces: 8, duration_s: 3_600.0, outages_per_min: 1.0, ..SyntheticConfig::default() };
+        let traces = config.generate().unwrap();
+        let (mut down, mut total, mut spells) = (0usize, 0usize, Vec::new());
+        for trace in &traces {
+            let mut run = 0usize;
+            for &rate in &trace.rates_bps {
+                total += 1;
+                if rate <= config.outage_mbps * 1e6 {
+                    down += 1;
+                    run += 1;
+                } else if run > 0 {
+                    spells.push(run);
+                    run = 0;
+                }
+            }
+        }
+        // one onset a minute outside outages, log-uniform 1–30 s (mean ≈ 8.5 s): ≈ 12% down
+        let share = down as f64 / total as f64;
+        assert!((0.06..0.2).contains(&share), "{share}");
+        assert!(spells.iter().all(|&s| (1..=30).contains(&s)), "{spells:?}");
+        assert!(spells.iter().any(|&s| s >= 15) && spells.iter().any(|&s| s <= 3), "{spells:?}");
+        let none = SyntheticConfig { outages_per_min: 0.0, ..config }.generate().unwrap();
+        assert!(none.iter().flat_map(|t| &t.rates_bps).all(|&r| r > 0.02e6));
+    }
+
+    #[test]
     fn bad_settings_name_their_field() {
         for (config, field) in [
             (SyntheticConfig { levels: 0, ..Default::default() }, "levels"),
@@ -202,6 +269,8 @@ mod tests {
             (SyntheticConfig { duration_s: f64::NAN, ..Default::default() }, "duration_s"),
             (SyntheticConfig { noise: 2.0, ..Default::default() }, "noise"),
             (SyntheticConfig { traces: usize::MAX, ..Default::default() }, "traces"),
+            (SyntheticConfig { outages_per_min: -1.0, ..Default::default() }, "outages_per_min"),
+            (SyntheticConfig { outage_max_s: 0.5, ..Default::default() }, "outage_max_s"),
         ] {
             let error = config.validate().unwrap_err();
             assert!(error.contains(&format!("env.synthetic.{field}")), "{error}");

@@ -212,7 +212,7 @@ fn transfer_time_is_finite_through_outages_and_extremes() {
         assert!(t >= bytes / 250.0 * (1.0 - 1e-9) && t <= bytes / 125.0 + 2.0 * trace.duration_s, "{start}, {bytes}: {t:e}");
     }
     // a trace built in code without capacity never finishes, rather than spinning
-    let dead = Trace { name: "dead".into(), starts: vec![0.0], rates_bps: vec![0.0], duration_s: 1.0 };
+    let dead = Trace::new("dead".into(), vec![0.0], vec![0.0], 1.0);
     assert_eq!(dead.transfer_time(0.0, 1.0), f64::INFINITY);
     assert!(dead.validate().unwrap_err().to_string().contains("no capacity"));
     assert!(trace.bits_between(1e300, 1e300 + 1e290).is_finite());

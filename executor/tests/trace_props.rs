@@ -109,3 +109,60 @@ proptest! {
         both_formats(&text, &probes, scale)?;
     }
 }
+
+/// The integral of the rate, walked segment by segment (the first implementation, kept here as
+/// the reference): bits carried from `t0` for `span` seconds.
+fn walked_bits(trace: &Trace, t0: f64, span: f64) -> f64 {
+    let end = |i: usize| trace.starts.get(i + 1).copied().unwrap_or(trace.duration_s).min(trace.duration_s);
+    let (mut t, mut left, mut bits) = (t0.rem_euclid(trace.duration_s), span, 0.0);
+    while left > 1e-12 {
+        let i = trace.starts.partition_point(|&s| s <= t).saturating_sub(1);
+        let step = (end(i) - t).max(0.0).min(left);
+        bits += trace.rates_bps[i] * step;
+        left -= step;
+        t += step;
+        if t >= trace.duration_s - 1e-12 {
+            t = 0.0;
+        }
+        if step == 0.0 && t != 0.0 {
+            t = end(i);
+        }
+    }
+    bits
+}
+
+/// A valid trace of up to 40 segments, some silent (outages), looping after its last.
+fn segments() -> impl Strategy<Value = Trace> {
+    prop::collection::vec((0.001f64..5.0, prop_oneof![1 => Just(0.0), 4 => 0.01f64..50.0]), 1..40).prop_filter_map("no capacity", |parts| {
+        let (mut starts, mut rates, mut t) = (Vec::new(), Vec::new(), 0.0);
+        for (length, mbps) in parts {
+            starts.push(t);
+            rates.push(mbps * 1e6);
+            t += length;
+        }
+        let trace = Trace::new("segments".into(), starts, rates, t);
+        trace.validate().ok().map(|_| trace)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The prefix-sum arithmetic carries what the walk carries: a window's bits, and a
+    /// transfer's time (whose window then holds exactly its bits), from any start, across
+    /// loops and outages.
+    #[test]
+    fn prefix_sums_agree_with_the_walk(trace in segments(), start in 0.0f64..500.0, span in 0.0f64..200.0, bytes in 1.0f64..5e7) {
+        let bits = trace.bits_between(start, start + span);
+        let walked = walked_bits(&trace, start, span);
+        prop_assert!((bits - walked).abs() <= 1e-6 * walked.max(1.0), "bits_between {bits} vs walked {walked}");
+        let t = trace.transfer_time(start, bytes);
+        prop_assert!(t.is_finite() && t >= 0.0);
+        let carried = walked_bits(&trace, start, t);
+        prop_assert!((carried - bytes * 8.0).abs() <= 1e-6 * bytes * 8.0 + 1.0, "{bytes} B took {t} s, which carries {carried} bits");
+        // and no sooner: a little less time carries less
+        if t > 1e-6 {
+            prop_assert!(walked_bits(&trace, start, t * (1.0 - 1e-6)) < bytes * 8.0 + 1.0);
+        }
+    }
+}

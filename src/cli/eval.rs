@@ -32,6 +32,15 @@ pub struct EvalArgs {
     /// `env.bandwidth_scale`).
     #[arg(long, value_delimiter = ',')]
     pub scales: Vec<f64>,
+    /// Also evaluate on validation's held-out link family: the Markov traces with outages of
+    /// `[env.validation_synthetic]` (generated from their seed, replayed unscaled), as the set
+    /// `markov-outages`.
+    #[arg(long)]
+    pub markov_validation: bool,
+    /// Replace the request mix by validation's held-out generated models
+    /// (`[env.procedural] validation_models`, never trained on).
+    #[arg(long)]
+    pub held_out_models: bool,
     /// Trace format (pensieve or mahimahi); detected per file when omitted.
     #[arg(long)]
     pub trace_format: Option<String>,
@@ -93,12 +102,23 @@ pub fn run(args: EvalArgs) -> Result<()> {
         None => default_checkpoint.is_dir().then_some(default_checkpoint),
     };
     let format = args.trace_format.as_deref().map(str::parse).transpose()?;
-    let sets: Vec<(String, Vec<PathBuf>)> = if args.trace_sets.is_empty() {
+    let mut sets: Vec<(String, Vec<PathBuf>)> = if args.markov_validation && args.traces.is_empty() && args.trace_sets.is_empty() {
+        Vec::new()
+    } else if args.trace_sets.is_empty() {
         let traces = if args.traces.is_empty() { config.env.validation_traces.clone() } else { args.traces.clone() };
         vec![(traces.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","), traces)]
     } else {
         args.trace_sets.iter().map(|s| parse_trace_set(s)).collect::<Result<_>>()?
     };
+    if args.markov_validation {
+        if config.env.validation_synthetic.traces == 0 {
+            bail!("--markov-validation: env.validation_synthetic.traces is 0 in the config");
+        }
+        sets.push((MARKOV_SET.to_string(), Vec::new()));
+    }
+    if args.held_out_models && config.env.procedural.validation_models == 0 {
+        bail!("--held-out-models: env.procedural.validation_models is 0 in the config");
+    }
     let scales = if args.scales.is_empty() { vec![config.env.bandwidth_scale] } else { args.scales.clone() };
     // an unwritable output fails now, not after minutes of evaluation
     if let Some(path) = &args.json {
@@ -124,13 +144,23 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let mut cells = Vec::new();
     let mut first_cell_schedulers = None;
     for (set, traces) in &sets {
-        for &scale in &scales {
+        // the Markov traces are generated across the whole range of rates: one cell, unscaled
+        let set_scales = if set == MARKOV_SET && traces.is_empty() { vec![1.0] } else { scales.clone() };
+        for &scale in &set_scales {
             let mut env = config.env.clone();
             env.bandwidth_scale = scale;
-            let scenario = Arc::new(
-                Scenario::load_with(&env, traces, format).with_context(|| format!("trace set `{set}` at ×{scale}"))?,
-            );
-            let train = Arc::new(Scenario::load(&env, &env.traces)?);
+            let mut scenario = if set == MARKOV_SET && traces.is_empty() {
+                Scenario::load(&env, &env.validation_traces)?.with_traces(env.validation_synthetic.generate()?)?
+            } else {
+                Scenario::load_with(&env, traces, format).with_context(|| format!("trace set `{set}` at ×{scale}"))?
+            };
+            let mut train = Scenario::load(&env, &env.traces)?;
+            if args.held_out_models {
+                let held_out = || env.procedural.validation(&env.device_profile, &env.worker_profile);
+                scenario = scenario.with_models_only(held_out())?;
+                train = train.with_models_only(held_out())?;
+            }
+            let (scenario, train) = (Arc::new(scenario), Arc::new(train));
             let mut train_env = rlsched_env::ReplayEnv::new(train);
             let mut list = names
                 .iter()
@@ -181,6 +211,9 @@ fn load_policy(dir: &Path, env: &EnvConfig) -> Result<rlsched_agent::Policy> {
     }
     Ok(policy)
 }
+
+/// The set `--markov-validation` adds.
+const MARKOV_SET: &str = "markov-outages";
 
 fn cell_label(cell: &Cell) -> String {
     format!("{} ×{}", cell.set, cell.scale)

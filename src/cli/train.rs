@@ -89,7 +89,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // The baselines on the validation requests at every training scale, once: the policy's
     // regret ratio is measured against the best of them, and the checkpoint is chosen there.
     let probe = super::validation::ValidationProbe::new(&config.env, ppo.seed)?;
-    let probe_cells: Vec<String> = probe.cells.iter().map(|c| format!("×{} {} {:.3}", c.scale, c.best_name, c.best_reward)).collect();
+    let probe_cells: Vec<String> = probe.cells.iter().map(|c| format!("{} {} {:.3}", c.name, c.best_name, c.best_reward)).collect();
 
     let bar = indicatif::ProgressBar::new(ppo.num_iterations() as u64 * ppo.batch_size() as u64);
     bar.set_style(
@@ -126,16 +126,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     // sched/* (DESIGN.md's tags): the cell at the config's scale, with the
                     // regret ratio over every scale; each scale's own under sched/x<scale>/
                     for (cell, r) in probe.cells.iter().zip(&result.cells) {
-                        rlsched_agent::metrics::log_schedule(&mut sink, &format!("sched/x{}", cell.scale), r, step);
+                        rlsched_agent::metrics::log_schedule(&mut sink, &format!("sched/{}", cell.name), r, step);
                     }
                     let main = probe.cells.iter().position(|c| c.scale == config.env.bandwidth_scale).unwrap_or(0);
                     let overall = rlsched_env::eval::SchedulerResult { regret_ratio: result.regret_ratio, ..result.cells[main].clone() };
                     rlsched_agent::metrics::log_schedule(&mut sink, "sched", &overall, step);
                     sink.scalar("sched/margin", result.margin, step);
+                    sink.scalar("sched/score", result.score, step);
                     quality.record(&result, step, started.elapsed().as_secs_f64());
                     (last_ratio, last_margin) = (result.regret_ratio, result.margin);
-                    if selected.as_ref().is_none_or(|s| result.margin > s.margin) {
-                        selected = Some(Selected { policy: policy.valid(), step, margin: result.margin, ratio: result.regret_ratio });
+                    if selected.as_ref().is_none_or(|s| result.score < s.score || s.score.is_nan()) {
+                        let summary = probe.summary(&result);
+                        selected = Some(Selected { policy: policy.valid(), step, margin: result.margin, ratio: result.regret_ratio, score: result.score, summary });
                     }
                 }
                 Err(e) => eval_error = Some(e),
@@ -162,9 +164,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // The policy with the best validation margin is the checkpoint; Adam's state belongs to the
     // last policy, so it is kept only when that is the one chosen.
     let final_policy = trained.policy;
+    if let Some(s) = &selected {
+        print!("validation probe, the selected policy (step {}):\n{}", s.step, s.summary);
+    }
     let (policy, step, optimizer) = match selected {
         Some(s) if s.step != last_step => {
-            println!("selected the policy of step {} (validation margin {:+.3}, regret ratio {:.2}); the last one's Adam state is not kept", s.step, s.margin, s.ratio);
+            println!(
+                "selected the policy of step {} (validation mean per-cell regret ratio {:.2}, margin {:+.3}, overall regret ratio {:.2}); the last one's Adam state is not kept",
+                s.step, s.score, s.margin, s.ratio
+            );
             (s.policy, s.step, None)
         }
         _ => (final_policy, last_step, Some(trained.optimizer)),
@@ -191,7 +199,10 @@ struct Selected {
     policy: rlsched_agent::Policy,
     step: usize,
     margin: f64,
+    score: f64,
     ratio: f64,
+    /// The probe's cells for this policy.
+    summary: String,
 }
 
 /// When the policy first reached each level of quality on the validation probe.

@@ -58,6 +58,19 @@ pub struct Trace {
     pub rates_bps: Vec<f64>,
     /// The trace loops after this many seconds.
     pub duration_s: f64,
+    /// Bits carried from the loop's start to each segment's start, then to the loop's end:
+    /// built on first use, so a transfer or a window costs a binary search rather than a walk
+    /// over every segment (a Mahimahi trace has one per 1 ms bin, and the oracle asks
+    /// thousands of times a request). Left out of equality and serialisation; a trace whose
+    /// fields change after use must be built anew (`Trace::new`), as `scaled` does.
+    #[serde(skip)]
+    pub cumulative: std::sync::OnceLock<std::sync::Arc<[f64]>>,
+}
+
+impl Trace {
+    pub fn new(name: String, starts: Vec<f64>, rates_bps: Vec<f64>, duration_s: f64) -> Self {
+        Trace { name, starts, rates_bps, duration_s, cumulative: Default::default() }
+    }
 }
 
 /// Loop counts up to here are exact in an f64.
@@ -217,12 +230,7 @@ impl Trace {
     }
 
     fn from_segments(path: &str, line: usize, starts: Vec<f64>, rates: Vec<f64>, duration_s: f64) -> Result<Self, ExecError> {
-        let trace = Trace {
-            name: String::new(),
-            starts,
-            rates_bps: rates,
-            duration_s,
-        };
+        let trace = Trace::new(String::new(), starts, rates, duration_s);
         trace.check().map_err(|message| parse_error(path, line, message))?;
         Ok(trace)
     }
@@ -264,12 +272,7 @@ impl Trace {
 
     /// A constant-rate trace, for tests and synthetic links.
     pub fn constant(mbps: f64, duration_s: f64) -> Self {
-        Trace {
-            name: format!("constant-{mbps}Mbps"),
-            starts: vec![0.0],
-            rates_bps: vec![mbps * 1e6],
-            duration_s,
-        }
+        Trace::new(format!("constant-{mbps}Mbps"), vec![0.0], vec![mbps * 1e6], duration_s)
     }
 
     /// The same trace with every rate multiplied by `factor`, which must be finite and above
@@ -281,8 +284,8 @@ impl Trace {
                 message: format!("must be a finite number above 0, got {}", Num(factor)),
             });
         }
-        let mut t = self.clone();
-        t.rates_bps.iter_mut().for_each(|r| *r *= factor);
+        let rates = self.rates_bps.iter().map(|r| r * factor).collect();
+        let t = Trace::new(self.name.clone(), self.starts.clone(), rates, self.duration_s);
         t.check().map_err(|message| ExecError::Data {
             path: format!("trace `{}` scaled by {}", self.name, Num(factor)),
             message,
@@ -309,12 +312,47 @@ impl Trace {
 
     /// Bits the link carries in one pass over the trace.
     pub fn loop_bits(&self) -> f64 {
-        self.starts
-            .iter()
-            .zip(&self.rates_bps)
-            .enumerate()
-            .map(|(i, (&start, &rate))| rate * (self.segment_end(i) - start).max(0.0))
-            .sum()
+        self.cumulative().last().copied().unwrap_or(0.0)
+    }
+
+    fn cumulative(&self) -> &[f64] {
+        self.cumulative.get_or_init(|| {
+            let mut bits = 0.0;
+            let mut cumulative = Vec::with_capacity(self.starts.len() + 1);
+            cumulative.push(0.0);
+            for (i, (&start, &rate)) in self.starts.iter().zip(&self.rates_bps).enumerate() {
+                bits += rate * (self.segment_end(i) - start).max(0.0);
+                cumulative.push(bits);
+            }
+            cumulative.into()
+        })
+    }
+
+    /// Bits carried from the loop's start to `t` (0 ≤ t ≤ duration).
+    fn carried_by(&self, t: f64) -> f64 {
+        let cumulative = self.cumulative();
+        let i = self.segment_at(t).min(self.rates_bps.len() - 1);
+        let within = (t.min(self.segment_end(i)) - self.starts[i]).max(0.0);
+        cumulative[i] + self.rates_bps[i] * within
+    }
+
+    /// When the bits carried from the loop's start reach `bits` (0 < bits ≤ one loop's).
+    fn time_carrying(&self, bits: f64) -> f64 {
+        let cumulative = self.cumulative();
+        // the first segment whose end has carried `bits`: its rate is above zero
+        let end = cumulative.partition_point(|&c| c < bits);
+        if end == 0 {
+            return 0.0;
+        }
+        if end >= cumulative.len() {
+            return self.duration_s;
+        }
+        let i = end - 1;
+        let rate = self.rates_bps[i];
+        if rate <= 0.0 {
+            return self.segment_end(i);
+        }
+        (self.starts[i] + (bits - cumulative[i]) / rate).min(self.segment_end(i))
     }
 
     pub fn mean_mbps(&self) -> f64 {
@@ -327,21 +365,13 @@ impl Trace {
     }
 
     /// Where `t` (seconds, looping) falls: the segment and the time within the loop. Working
-    /// within one loop keeps the walks below exact however large `t` is.
+    /// within one loop keeps the arithmetic below exact however large `t` is.
     fn locate(&self, t: f64) -> (usize, f64) {
         let local = if t.is_finite() { t.rem_euclid(self.duration_s) } else { 0.0 };
         // rem_euclid may round up to the loop's length itself
         let local = if local < self.duration_s { local } else { 0.0 };
         let i = self.segment_at(local).min(self.rates_bps.len() - 1);
         (i, local)
-    }
-
-    /// The segment after `i`, wrapping at the loop's end, and its start within the loop.
-    fn next_segment(&self, i: usize) -> (usize, f64) {
-        match self.starts.get(i + 1) {
-            Some(&start) if start < self.duration_s => (i + 1, start),
-            _ => (0, 0.0),
-        }
     }
 
     /// Bits the link carries between `t0` and `t1` (t0 ≤ t1, looping).
@@ -354,20 +384,15 @@ impl Trace {
             return f64::INFINITY;
         }
         let loops = (span / self.duration_s).floor();
-        let mut bits = loops * self.loop_bits();
-        let mut left = (span - loops * self.duration_s).clamp(0.0, self.duration_s);
-        let (mut i, mut t) = self.locate(t0);
-        // At most one loop is left: each segment is visited at most twice.
-        for _ in 0..2 * self.starts.len() + 2 {
-            if left <= 0.0 {
-                break;
-            }
-            let step = (self.segment_end(i) - t).max(0.0).min(left);
-            bits += self.rates_bps[i] * step;
-            left -= step;
-            (i, t) = self.next_segment(i);
-        }
-        bits
+        let left = (span - loops * self.duration_s).clamp(0.0, self.duration_s);
+        let (_, from) = self.locate(t0);
+        let to = from + left;
+        let within = if to <= self.duration_s {
+            self.carried_by(to) - self.carried_by(from)
+        } else {
+            self.loop_bits() - self.carried_by(from) + self.carried_by(to - self.duration_s)
+        };
+        loops * self.loop_bits() + within.max(0.0)
     }
 
     /// Seconds needed to carry `bytes` starting at time `start` (seconds, looping): the
@@ -393,18 +418,19 @@ impl Trace {
         let skipped = (loops.ceil() - 1.0).max(0.0);
         let mut elapsed = skipped * self.duration_s;
         let mut bits = (bytes - skipped * loop_bytes).clamp(0.0, loop_bytes) * 8.0;
-        let (mut i, mut t) = self.locate(start);
-        // One loop from anywhere visits each segment at most twice.
-        for _ in 0..2 * self.starts.len() + 2 {
-            let rate = self.rates_bps[i];
-            let span = (self.segment_end(i) - t).max(0.0);
-            let capacity = rate * span;
-            if rate > 0.0 && capacity >= bits {
-                return elapsed + bits / rate;
-            }
-            bits -= capacity;
-            elapsed += span;
-            (i, t) = self.next_segment(i);
+        let (_, from) = self.locate(start);
+        let target = self.carried_by(from) + bits;
+        let loop_bits = self.loop_bits();
+        if bits <= 0.0 {
+            return elapsed;
+        }
+        if target <= loop_bits {
+            return elapsed + (self.time_carrying(target) - from).max(0.0);
+        }
+        elapsed += self.duration_s - from;
+        bits = target - loop_bits;
+        if bits <= loop_bits {
+            return elapsed + self.time_carrying(bits);
         }
         // Rounding in the loop's sum can leave a sliver: it goes at the mean rate.
         elapsed + bits.max(0.0) * self.duration_s / (loop_bytes * 8.0)
