@@ -218,6 +218,9 @@ pub struct EnvConfig {
     pub procedural: crate::procedural::ProceduralConfig,
     /// Round-trip time to the worker, milliseconds.
     pub rtt_ms: f64,
+    /// Training only: `[low, high]` ms, each episode's RTT drawn log-uniformly between them
+    /// (empty: `rtt_ms` throughout), so the policy meets LAN and cellular round trips alike.
+    pub training_rtt_ms: Vec<f64>,
     /// Folder of stage profiles (`<workload>-<device>.json`).
     pub profiles_dir: PathBuf,
     /// Profile suffix of the device that receives requests (e.g. `cpu2`).
@@ -275,6 +278,7 @@ impl Default for EnvConfig {
             validation_synthetic: Default::default(),
             procedural: Default::default(),
             rtt_ms: 40.0,
+            training_rtt_ms: Vec::new(),
             profiles_dir: data.join("profiles"),
             device_profile: "cpu2".into(),
             worker_profile: "h200".into(),
@@ -416,6 +420,14 @@ impl EnvConfig {
             return Err("env.training_scale_draws needs env.training_bandwidth_scales to give the range".into());
         }
         check_range("env.rtt_ms", self.rtt_ms, 0.0, MAX_RTT_MS)?;
+        match self.training_rtt_ms[..] {
+            [] => {}
+            [low, high] => {
+                check_range("env.training_rtt_ms[0]", low, 0.01, MAX_RTT_MS)?;
+                check_range("env.training_rtt_ms[1]", high, low, MAX_RTT_MS)?;
+            }
+            _ => return Err(format!("env.training_rtt_ms must be [] or [low, high], got {} values", self.training_rtt_ms.len())),
+        }
         check_positive("env.device_memory_mb", self.device_memory_mb)?;
         check_range("env.device_memory_mb", self.device_memory_mb, 0.0, MAX_DEVICE_MEMORY_MB)?;
         if self.workloads.is_empty() {

@@ -46,7 +46,7 @@ impl Decision<'_> {
     /// worker queue, behind the device's own queues.
     pub fn best_predicted(&self, load: f64, mbps: Option<f64>, worker_queue: f64) -> usize {
         self.best_valid(|_, c| {
-            let p = predict(c, load, mbps, worker_queue, self.queues, self.config);
+            let p = predict(c, load, mbps, self.measurements.link.rtt_ms(), worker_queue, self.queues, self.config);
             self.config.reward.reward(c.accuracy, p.total_ms(), self.slo_ms(), c.bytes_up)
         })
     }

@@ -172,7 +172,7 @@ impl Env for LiveEnv {
         // the remote path's deadline from the plan's prediction, as the simulator derives it
         let config = &scenario.config;
         let mbps = self.measurements.link.harmonic_mbps();
-        let predicted = predict(candidate, request.observed_load, mbps, self.measurements.reported_queue, DeviceQueues::default(), config);
+        let predicted = predict(candidate, request.observed_load, mbps, self.measurements.link.rtt_ms(), self.measurements.reported_queue, DeviceQueues::default(), config);
         let deadline = config.deadline.remote(model.mix.slo_ms, predicted.remote_path_ms());
         let run = self.runtime.block_on(self.executor.execute(workload, &candidate.plan, input, deadline))?;
         let b = &run.breakdown;

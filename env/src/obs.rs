@@ -62,6 +62,7 @@ pub fn predict(
     candidate: &Candidate,
     load: f64,
     mbps: Option<f64>,
+    rtt_ms: Option<f64>,
     queue: f64,
     device: DeviceQueues,
     config: &EnvConfig,
@@ -74,7 +75,8 @@ pub fn predict(
     // Without any measurement yet, assume the trace family's typical rate is unknown: 1 Mbit/s.
     let ms_per_byte = 8.0 / (mbps.unwrap_or(1.0).max(1e-3) * 1e3);
     let uplink_wait = (device.uplink_backlog_bytes * ms_per_byte - local_ms).max(0.0);
-    let transfer_ms = config.rtt_ms + uplink_wait + (candidate.bytes_up + candidate.bytes_down) * ms_per_byte;
+    // the measured round trip once there is one: the configured one is only a first guess
+    let transfer_ms = rtt_ms.unwrap_or(config.rtt_ms) + uplink_wait + (candidate.bytes_up + candidate.bytes_down) * ms_per_byte;
     Prediction {
         local_ms,
         transfer_ms,
@@ -144,7 +146,7 @@ impl Obs {
         let memory = config.device_memory_mb * 1e6;
         let in_slos = |ms: f64| (ms / slo).min(10.0) as f32;
         for (i, c) in model.candidates.iter().enumerate() {
-            let predict_at = |mbps: Option<f64>| predict(c, request.observed_load, mbps, seen.reported_queue, queues, config);
+            let predict_at = |mbps: Option<f64>| predict(c, request.observed_load, mbps, link.rtt_ms(), seen.reported_queue, queues, config);
             let p = predict_at(mbps);
             let total = p.total_ms();
             // The predicted reward under each bandwidth estimate: what the greedy baselines

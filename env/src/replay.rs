@@ -76,6 +76,9 @@ const NOW_WINDOW_S: f64 = 1.0;
 /// default arrival rate several times over.
 pub const ORACLE_LOOKAHEAD: usize = 8;
 
+/// Seeds the episode's RTT draw apart from the episode's other draws.
+const RTT_STREAM: u64 = 0x7277_7473;
+
 #[derive(Clone)]
 pub struct ReplayEnv {
     scenario: Arc<Scenario>,
@@ -91,11 +94,15 @@ pub struct ReplayEnv {
     /// Whether `info.oracle_reward` is computed (costs one evaluation per plan).
     pub compute_oracle: bool,
     obs: Obs,
+    /// This episode's round trip to the worker, ms: `env.rtt_ms`, or in training a draw from
+    /// `env.training_rtt_ms`.
+    rtt_ms: f64,
 }
 
 impl ReplayEnv {
     pub fn new(scenario: Arc<Scenario>) -> Self {
         let obs = Obs::new(&scenario.config, scenario.max_plans);
+        let scenario_rtt = scenario.config.rtt_ms;
         Self {
             scenario,
             trace_index: 0,
@@ -107,6 +114,7 @@ impl ReplayEnv {
             load: Arc::default(),
             compute_oracle: true,
             obs,
+            rtt_ms: scenario_rtt,
         }
     }
 
@@ -119,6 +127,8 @@ impl ReplayEnv {
         let scenario = self.scenario.clone();
         let config = &scenario.config;
         let mut rng = SmallRng::seed_from_u64(seed);
+        // from a stream of its own, so that a constant RTT leaves every other draw as it was
+        self.rtt_ms = scenario.episode_rtt_ms(&mut SmallRng::seed_from_u64(seed ^ RTT_STREAM));
         let trace = &scenario.traces[trace_index % scenario.traces.len()];
         self.trace_index = trace_index % scenario.traces.len();
         // A loaded trace lasts 1 ms to 24 h; one built in code might not, and an empty range
@@ -178,6 +188,7 @@ impl ReplayEnv {
         requests.sort_by(|a, b| a.world.time_s.total_cmp(&b.world.time_s));
         self.requests = requests;
         self.cursor = 0;
+        self.rtt_ms = self.scenario.config.rtt_ms;
         self.measurements = Measurements::new(self.scenario.config.estimator());
         self.queues = Queues::default();
         self.load = Arc::new(LoadPath::of_requests(&self.requests));
@@ -224,9 +235,9 @@ impl ReplayEnv {
             let (start, end) = (spans.first().map_or(now, |s| s.0), spans.last().map_or(now, |s| s.1));
             self.queues.reserve_upload(config.probe.bytes as f64, spans, None);
             // the probe's echo comes back half a round trip after it arrived
-            let done = end + config.rtt_ms / 1e3;
+            let done = end + self.rtt_ms / 1e3;
             self.measurements.record(done, Reading::Transfer { bytes: config.probe.bytes, wire_ms: (end - start) * 1e3 });
-            self.measurements.record(done, Reading::Rtt(config.rtt_ms));
+            self.measurements.record(done, Reading::Rtt(self.rtt_ms));
             probe_bytes = config.probe.bytes;
         }
         self.known = self.queues.known(now, &self.scenario.traces[self.trace_index]);
@@ -256,11 +267,11 @@ impl ReplayEnv {
         let model = &self.scenario.workloads[request.workload];
         let candidate = model.candidates.get(index)?;
         let config = &self.scenario.config;
-        let conditions = Conditions { trace: self.trace(), load: &self.load, rtt_ms: config.rtt_ms, service_ms: config.worker_service_ms };
+        let conditions = Conditions { trace: self.trace(), load: &self.load, rtt_ms: self.rtt_ms, service_ms: config.worker_service_ms };
         let deadline_ms = if candidate.uses_worker() {
             // the plan's own prediction, as serving has it (no queues of its own)
             let mbps = self.measurements.link.harmonic_mbps();
-            let p = predict(candidate, request.observed_load, mbps, self.measurements.reported_queue, DeviceQueues::default(), config);
+            let p = predict(candidate, request.observed_load, mbps, self.measurements.link.rtt_ms(), self.measurements.reported_queue, DeviceQueues::default(), config);
             config.deadline.remote_ms(model.mix.slo_ms, p.remote_path_ms())
         } else {
             None
@@ -413,7 +424,7 @@ impl ReplayEnv {
         if let Some(abandoned) = timeline.abandoned_s {
             // as `PlanExecutor::execute` records it: the bytes did not get through by the
             // deadline, so the link carries at most that many in the deadline less a round trip
-            let wire_ms = (abandoned - timeline.local_done_s) * 1e3 - self.scenario.config.rtt_ms;
+            let wire_ms = (abandoned - timeline.local_done_s) * 1e3 - self.rtt_ms;
             if wire_ms > 0.0 {
                 self.measurements.record(abandoned, Reading::Censored { bytes: candidate.bytes_up as usize, wire_ms });
             }

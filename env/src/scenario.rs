@@ -49,6 +49,9 @@ pub struct Scenario {
     pub traces: Vec<Arc<Trace>>,
     /// Largest candidate count over the workloads (the padded plan dimension).
     pub max_plans: usize,
+    /// Training only: each episode's RTT drawn log-uniformly in this range (ms), rather than
+    /// `config.rtt_ms` throughout.
+    pub rtt_range_ms: Option<(f64, f64)>,
 }
 
 /// Seeds the log-uniform training scales: every run draws the same ones.
@@ -157,6 +160,14 @@ fn with_outages(config: &EnvConfig, traces: &[Arc<Trace>]) -> Result<Vec<Arc<Tra
 }
 
 impl Scenario {
+    /// An episode's round trip, ms.
+    pub fn episode_rtt_ms(&self, rng: &mut impl rand::Rng) -> f64 {
+        match self.rtt_range_ms {
+            Some((low, high)) if high > low => (low.ln() + (high.ln() - low.ln()) * rng.random::<f64>()).exp(),
+            _ => self.config.rtt_ms,
+        }
+    }
+
     /// Draws a workload index in proportion to the mix weights.
     pub fn pick_workload(&self, rng: &mut impl rand::Rng) -> usize {
         let total: f64 = self.workloads.iter().map(|w| w.mix.weight.max(0.0)).sum();
@@ -203,6 +214,9 @@ impl Scenario {
         scenario.traces.extend(config.synthetic.generate()?);
         // laying outages over a trace twice lays the same ones
         scenario.traces = with_outages(config, &scenario.traces)?;
+        if let [low, high] = config.training_rtt_ms[..] {
+            scenario.rtt_range_ms = Some((low, high));
+        }
         let generated = config.procedural.training(&config.device_profile, &config.worker_profile);
         scenario.add_models(generated)?;
         Ok(scenario)
@@ -261,6 +275,7 @@ impl Scenario {
             workloads,
             traces: with_outages(config, &load_scaled_traces(traces, format, config.bandwidth_scale, "env.bandwidth_scale")?)?,
             max_plans,
+            rtt_range_ms: None,
         })
     }
 }

@@ -174,10 +174,12 @@ impl Decider {
         };
         let candidate = &model.candidates[index];
         let link = primary_measurements.link.harmonic_mbps();
-        let mbps = plan_worker(&candidate.plan).map_or(link, |w| self.executor.link_estimate(w).harmonic_mbps());
+        let estimate = plan_worker(&candidate.plan).map(|w| self.executor.link_estimate(w));
+        let mbps = estimate.as_ref().map_or(link, |e| e.harmonic_mbps());
+        let rtt_ms = estimate.as_ref().map_or(primary_measurements.link.rtt_ms(), |e| e.rtt_ms());
         let (queue, _) = plan_worker(&candidate.plan).map_or((0.0, None), |w| self.board.report(w));
         let base = &served.base.candidates[index];
-        let predicted = predict(base, load, mbps, queue, DeviceQueues::default(), &self.config);
+        let predicted = predict(base, load, mbps, rtt_ms, queue, DeviceQueues::default(), &self.config);
         Choice {
             model: model.clone(),
             index,
