@@ -282,9 +282,11 @@ impl WorkerClient {
         let name = self.input_name(workload, stages).await;
         let attempt = self.send_infer(workload, &name, stages, binary, start_stage, variant, input, int8, pad).await;
         match attempt {
-            // A 4xx to binary tensors from a server whose binary never worked: try JSON, which
-            // every server reads, and keep to it if that gets through.
-            Err(Refused::Status(status, _)) if binary && !binary_worked && status.is_client_error() => {
+            // A refusal of the body (400 unparseable, 415 media type, 422 invalid) to binary
+            // tensors from a server whose binary never worked: try JSON, which every server
+            // reads, and keep to it if that gets through. Other 4xx (a missing token, an
+            // unknown model) are not about the encoding.
+            Err(Refused::Status(status, _)) if binary && !binary_worked && matches!(status.as_u16(), 400 | 415 | 422) => {
                 let reply = self.send_infer(workload, &name, stages, false, start_stage, variant, input, int8, pad).await.map_err(ExecError::from)?;
                 self.learnt().binary_refused = true;
                 Ok(reply)
