@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine that has only Rust and Python 3.
 #
-# Two tests drive real Python tools: NVIDIA's tritonclient (an independent KServe V2 client
-# against our worker) and TensorBoard (reading the event files training writes). They are
-# installed once into a folder beside the build (not into the system's Python) and found
-# through PYTHONPATH; later runs reuse them.
+# Three tests drive real Python tools: NVIDIA's tritonclient (an independent KServe V2 client
+# against our worker), KServe's own ModelServer (a server that is not rlsched's, as serve's
+# worker) and TensorBoard (reading the event files training writes). They are installed once
+# into a folder beside the build (not into the system's Python) and found through PYTHONPATH;
+# later runs reuse them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target="${CARGO_TARGET_DIR:-target}"
 pydeps="$(mkdir -p "$target" && cd "$target" && pwd)/python-deps"
 export PYTHONPATH="$pydeps${PYTHONPATH:+:$PYTHONPATH}"
-if ! python3 -c 'import tritonclient.http, tensorboard' 2>/dev/null; then
-    echo "installing tritonclient[http] and tensorboard into $pydeps" >&2
+if ! python3 -c 'import tritonclient.http, tensorboard, kserve' 2>/dev/null; then
+    echo "installing tritonclient[http], tensorboard and kserve into $pydeps" >&2
     python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
-        --upgrade --target "$pydeps" "tritonclient[http]" tensorboard
+        --upgrade --target "$pydeps" "tritonclient[http]" tensorboard kserve
 fi
 
 # The property tests draw the same cases on every run, so a rare case cannot turn one CI run red

@@ -192,21 +192,28 @@ impl Obs {
                 }
             }
         }
-        // A request must be served: if nothing qualifies, the most accurate local plan that fits
-        // in memory (or, failing that, the most accurate local plan) stays available.
-        if !self.mask.iter().any(|m| *m) {
-            let local = |fits: bool| {
-                model
-                    .candidates
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| !c.uses_worker() && (!fits || c.memory_bytes <= memory))
-                    .max_by(|a, b| a.1.accuracy.total_cmp(&b.1.accuracy))
-                    .map(|(i, _)| i)
-            };
-            if let Some(i) = local(true).or_else(|| local(false)) {
-                self.mask[i] = true;
-            }
+        self.keep_one_plan(config, model);
+    }
+
+    /// A request must be served: if no plan is valid, the most accurate local plan that fits
+    /// in memory (or, failing that, the most accurate local plan) becomes valid. Whoever masks
+    /// more plans after [`fill`](Self::fill) (serving masks what a worker cannot run) calls it again.
+    pub fn keep_one_plan(&mut self, config: &EnvConfig, model: &WorkloadModel) {
+        if self.mask.iter().any(|m| *m) {
+            return;
+        }
+        let memory = config.device_memory_mb * 1e6;
+        let local = |fits: bool| {
+            model
+                .candidates
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !c.uses_worker() && (!fits || c.memory_bytes <= memory))
+                .max_by(|a, b| a.1.accuracy.total_cmp(&b.1.accuracy))
+                .map(|(i, _)| i)
+        };
+        if let Some(i) = local(true).or_else(|| local(false)) {
+            self.mask[i] = true;
         }
     }
 }

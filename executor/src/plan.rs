@@ -90,6 +90,25 @@ pub struct PlanExecutor {
     links: Mutex<Vec<LinkEstimator>>,
     /// The estimators' clock.
     started: Instant,
+    /// Each worker's probe model, once found.
+    probe_models: Mutex<Vec<Option<Workload>>>,
+}
+
+/// Below this a padded and an unpadded request cannot be told apart by their times (the
+/// server's own variation is larger): a pad that crossed faster is taken to have taken this long.
+pub const PROBE_RESOLUTION_MS: f64 = 1.0;
+
+/// A tensor of `like`'s shape and datatype, all zeros: the probe's input, valid for its model
+/// and as short as JSON can write it.
+fn zeros_like(like: &WireTensor) -> Result<WireTensor, ExecError> {
+    use crate::model::activation::WireData;
+    let n: usize = like.shape.iter().product();
+    let data = match &like.data {
+        WireData::F32(_) => WireData::F32(vec![0.0; n]),
+        WireData::I64(_) => WireData::I64(vec![0; n]),
+        WireData::U8(_) => WireData::U8(vec![0; n]),
+    };
+    WireTensor::new(like.shape.clone(), data)
 }
 
 fn ms(since: Instant) -> f64 {
@@ -102,6 +121,7 @@ impl PlanExecutor {
         Ok(Self {
             networks: NetworkCache::new(device.device()?),
             device: Arc::new(tokio::sync::Semaphore::new(1)),
+            probe_models: Mutex::new(vec![None; workers.len()]),
             workers,
             links: Mutex::new(links),
             started: Instant::now(),
@@ -179,22 +199,95 @@ impl PlanExecutor {
             }
             false => client.infer(workload.name(), variant, start, input, None).await?,
         };
-        let now = self.now_s();
-        let mut links = self.links.lock().expect("link lock");
-        let link = &mut links[worker];
-        // the client's upload time runs until the reply's headers arrive: one full round trip
-        let wire_ms = link.wire_ms(reply.upload_ms, 1.0).unwrap_or(f64::NAN);
-        link.record_transfer(now, reply.bytes_up, wire_ms);
-        Ok(reply)
+        Ok(self.record_reply(worker, reply))
     }
 
-    /// The active probe, as the simulator's: uploads about `bytes` to `worker` and records the
-    /// transfer as a goodput sample. The payload is a batch of digits-cnn images, which any
-    /// rlsched worker serves and computes in a moment.
+    /// Folds a reply's upload into the worker's link estimate. A worker that reports its own
+    /// time gives the upload as the time to the reply less that, and so a goodput sample. One
+    /// that does not (any server but rlsched's) leaves the upload and its compute in one span:
+    /// the link's share is then what the estimate says (the round trip and the bytes at the
+    /// estimated rate, or the round trip alone before there is one), the rest is the server's
+    /// queue and compute, and the transfer makes no sample; the active probe measures such a
+    /// link instead ([`probe_upload`](Self::probe_upload)).
+    fn record_reply(&self, worker: usize, mut reply: RemoteReply) -> RemoteReply {
+        let now = self.now_s();
+        let mut links = self.links.lock().expect("link lock");
+        let Some(link) = links.get_mut(worker) else { return reply };
+        if reply.server_timed {
+            // the client's upload time runs until the reply's headers arrive: one full round trip
+            let wire_ms = link.wire_ms(reply.upload_ms, 1.0).unwrap_or(f64::NAN);
+            link.record_transfer(now, reply.bytes_up, wire_ms);
+        } else {
+            let rtt = link.rtt_ms().unwrap_or(0.0);
+            let wire = link.harmonic_mbps().map_or(0.0, |mbps| reply.bytes_up as f64 * 8.0 / (mbps.max(1e-9) * 1e3));
+            let upload_ms = (rtt + wire).min(reply.upload_ms);
+            reply.compute_ms = reply.upload_ms - upload_ms;
+            reply.upload_ms = upload_ms;
+            link.record_transfer(now, reply.bytes_up, f64::NAN);
+        }
+        reply
+    }
+
+    /// The model the active probe infers on `worker`: the one with the smallest input among
+    /// rlsched's workloads that the server has ready (asked once per server, at most one
+    /// readiness check per workload; a server that has none of them cannot be probed).
+    async fn probe_model(&self, worker: usize) -> Result<Workload, ExecError> {
+        if let Some(model) = self.probe_models.lock().expect("probe model lock").get(worker).copied().flatten() {
+            return Ok(model);
+        }
+        let client = self.worker(worker)?;
+        let mut models = Workload::ALL;
+        models.sort_by_key(|w| w.example_input(0).byte_len());
+        for model in models {
+            if client.model_ready(model.name()).await? {
+                if let Some(slot) = self.probe_models.lock().expect("probe model lock").get_mut(worker) {
+                    *slot = Some(model);
+                }
+                return Ok(model);
+            }
+        }
+        let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
+        Err(ExecError::Remote(format!("{} has none of {} ready: no model to probe the link with", client.base_url(), names.join(", "))))
+    }
+
+    /// Reads `worker`'s metadata (which encodings and extensions it takes), forgetting what was
+    /// learnt of the server that was there before.
+    pub async fn discover(&self, worker: usize) -> Result<crate::kserve::client::ServerInfo, ExecError> {
+        let info = self.worker(worker)?.discover().await?;
+        if let Some(slot) = self.probe_models.lock().expect("probe model lock").get_mut(worker) {
+            *slot = None;
+        }
+        Ok(info)
+    }
+
+    /// The active probe, as the simulator's: about `bytes` up to `worker`, recorded as a
+    /// goodput sample. It is an infer of a model the server has ready, with that model's own
+    /// input (zeros, one of it) followed by `bytes` spaces of JSON whitespace, which any server
+    /// parses past and none computes on. A worker that reports its time gives the sample from
+    /// that one request. Any other server's time is not known, so the unpadded request is sent
+    /// between two padded ones, and the pad's wire time is the padded requests' mean time less
+    /// the unpadded one's: the server's compute cancels, and the mean of the two cancels a
+    /// drift. A difference below [`PROBE_RESOLUTION_MS`] is taken as that: the sample then
+    /// bounds the rate from below, which is all a link that fast needs to say.
     pub async fn probe_upload(&self, worker: usize, bytes: usize) -> Result<(), ExecError> {
-        let images = (bytes / 256).max(1);
-        let input = WireTensor::new(vec![images, 1, 8, 8], crate::model::activation::WireData::F32(vec![0.0; images * 64]))?;
-        self.remote(worker, Workload::DigitsCnn, "fp32", 0, &input, false).await.map(|_| ())
+        let client = self.worker(worker)?;
+        let model = self.probe_model(worker).await?;
+        let input = zeros_like(&model.example_input(0))?;
+        let send = |pad: usize| client.infer_padded(model.name(), "fp32", 0, &input, None, pad);
+        let first = send(bytes).await?;
+        if first.server_timed {
+            self.record_reply(worker, first);
+            return Ok(());
+        }
+        let total = |r: &RemoteReply| r.upload_ms + r.download_ms;
+        let plain = send(0).await?;
+        let second = send(bytes).await?;
+        let wire_ms = ((total(&first) + total(&second)) / 2.0 - total(&plain)).max(PROBE_RESOLUTION_MS);
+        let now = self.now_s();
+        if let Some(link) = self.links.lock().expect("link lock").get_mut(worker) {
+            link.record_transfer(now, bytes, wire_ms);
+        }
+        Ok(())
     }
 
     /// Executes `plan` on `input`. Input errors (wrong shape, unknown variant) are returned;
@@ -258,7 +351,7 @@ impl PlanExecutor {
                 breakdown.download_ms = reply.download_ms;
                 breakdown.bytes_up = reply.bytes_up;
                 breakdown.bytes_down = reply.bytes_down;
-                breakdown.worker_queue_length = Some(reply.queue_length);
+                breakdown.worker_queue_length = reply.queue_length;
                 breakdown.total_ms = ms(started);
                 Ok(Execution { output: reply.output, breakdown })
             }

@@ -279,7 +279,7 @@ async fn abandoned_requests_release_counters_and_keep_compute_exclusive() {
     // the worker sees the hang-ups: nothing stays queued (a computation may still be running)
     wait_for_stats(&client, "an empty queue", |s| s.queued == 0).await;
     let reply = client.infer("resnet18", "fp32", 0, &input, None).await.unwrap();
-    assert_eq!(reply.queue_length, 0);
+    assert_eq!(reply.queue_length, Some(0));
     assert_eq!(reply.in_flight, 1);
     assert_eq!(reply.output, warm.output);
     let after = wait_for_stats(&client, "an idle worker", |s| s.in_flight == 0).await;

@@ -3,6 +3,9 @@
 //! load, each worker's link estimate, reported queue and health, and the device's own queues;
 //! then the same `PolicyScheduler` as in the simulator picks a plan.
 //!
+//! A worker that is not an rlsched worker (its `GET /v2` does not list `rlsched_stages`) takes
+//! full offloads of the reference variant only; its other plans are masked.
+//!
 //! With several workers every remote plan exists once per worker. Each worker's plans are
 //! observed with that worker's link, queue and health (a dead worker's plans are masked); the
 //! state vector is the first live worker's.
@@ -46,6 +49,12 @@ pub fn plan_worker(plan: &Plan) -> Option<usize> {
         Plan::Local { .. } => None,
         Plan::Split { worker, .. } | Plan::Offload { worker, .. } => Some(*worker),
     }
+}
+
+/// Whether any Open Inference Protocol server can run `plan`'s remote part: the whole model in
+/// its reference variant, which is what a server that knows no stages or variants serves.
+pub fn runs_whole(plan: &Plan) -> bool {
+    matches!(plan, Plan::Offload { variant, .. } if variant == "fp32")
 }
 
 fn with_worker(plan: &Plan, w: usize) -> Plan {
@@ -155,6 +164,17 @@ impl Decider {
                 }
             }
         }
+        // Another server than rlsched's runs the model it serves, whole: its split plans and
+        // other variants are masked (so is every remote plan of a worker not yet identified).
+        for (i, c) in model.candidates.iter().enumerate() {
+            if let Some(w) = plan_worker(&c.plan) {
+                let rlsched = self.executor.workers().get(w).and_then(|client| client.info()).is_some_and(|info| info.stages);
+                if !rlsched && !runs_whole(&c.plan) {
+                    obs.mask[i] = false;
+                }
+            }
+        }
+        obs.keep_one_plan(&self.config, &model);
         let decision = Decision {
             model: &model,
             obs: &obs,

@@ -2,7 +2,9 @@
 //! separately for its local stages, its transfers and its remote stages, kept within bounds.
 //! The factors correct the plan's predictions in the observation (`Candidate::corrected`), so
 //! the policy sees what the plan really costs now, which the profile cannot say (a worker
-//! slowed by other load, a device slower than its profile).
+//! slowed by other load, a device slower than its profile). A server that is not an rlsched
+//! worker reports neither its queue nor its compute: its remote time is the measured reply less
+//! the link's share (`PlanExecutor`), queueing included, and it is corrected here the same way.
 
 use std::collections::HashMap;
 

@@ -1,6 +1,7 @@
 //! The Prometheus metrics `GET /metrics` reports, through `prometheus-client` (the Prometheus
 //! project's own Rust client): requests by plan, responses by status, latency histograms, SLO
-//! misses, fallbacks, decision time, workers' health, online updates and rollbacks.
+//! misses, fallbacks, decision time, workers' health, link estimates and failed probes, online
+//! updates and rollbacks.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -8,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PlanLabels {
@@ -45,6 +47,10 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// 1 while the worker answers its probes, 0 while its plans are masked.
     pub worker_up: Family<WorkerLabels, Gauge>,
+    /// The link estimate to each worker (harmonic mean of its goodput samples), once there is one.
+    pub link_mbps: Family<WorkerLabels, Gauge<f64, AtomicU64>>,
+    /// Active probes of the link that failed (the server named on stderr).
+    pub probe_errors: Family<WorkerLabels, Counter>,
     pub online_updates: Counter,
     pub online_rollbacks: Counter,
     /// Transitions the learner had no room for while an update ran (its buffer is bounded).
@@ -68,6 +74,8 @@ impl Metrics {
         let decision = Histogram::new(exponential_buckets(1e-6, 2.0, 20));
         let in_flight = Gauge::default();
         let worker_up = Family::<WorkerLabels, Gauge>::default();
+        let link_mbps = Family::<WorkerLabels, Gauge<f64, AtomicU64>>::default();
+        let probe_errors = Family::<WorkerLabels, Counter>::default();
         let (online_updates, online_rollbacks, online_dropped) = (Counter::default(), Counter::default(), Counter::default());
         registry.register("requests", "Requests served, by plan", requests.clone());
         registry.register("responses", "Answers to infer requests, by HTTP status", responses.clone());
@@ -77,6 +85,8 @@ impl Metrics {
         registry.register("decision_seconds", "Time to observe and choose a plan", decision.clone());
         registry.register("in_flight", "Infer requests admitted and not yet answered", in_flight.clone());
         registry.register("worker_up", "Whether the worker answers (its plans are masked at 0)", worker_up.clone());
+        registry.register("link_mbps", "The link estimate to the worker, Mbit/s", link_mbps.clone());
+        registry.register("probe_errors", "Active link probes that failed", probe_errors.clone());
         registry.register("online_updates", "Online PPO updates swapped in", online_updates.clone());
         registry.register("online_rollbacks", "Online policies rolled back by the guardrail", online_rollbacks.clone());
         registry.register("online_dropped", "Transitions dropped because the learner's buffer was full", online_dropped.clone());
@@ -90,6 +100,8 @@ impl Metrics {
             decision,
             in_flight,
             worker_up,
+            link_mbps,
+            probe_errors,
             online_updates,
             online_rollbacks,
             online_dropped,

@@ -1,7 +1,13 @@
-//! A KServe V2 client for rlsched workers (or any Open Inference Protocol server, for a full
-//! offload). Tensors travel in the binary extension; the reply carries the worker's own timing
-//! and queue, and the client's measured transfer times.
+//! A KServe V2 client for rlsched workers and for any other Open Inference Protocol server.
+//! What a server takes is read from its metadata (`GET /v2`): tensors travel in the binary
+//! extension where the server lists `binary_tensor_data` (and as JSON `data` elsewhere, or
+//! after a server refused binary with a 4xx), and stage ranges, variants and int8
+//! intermediates go only to rlsched workers (`rlsched_stages`); any other server runs whole
+//! models. The reply carries the worker's own timing and queue where it reports them, and the
+//! client's measured transfer times.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -10,12 +16,42 @@ use crate::kserve::protocol::{self, InferRequest, WorkerStats, HEADER_LENGTH};
 use crate::model::quantize::Int8Range;
 use crate::{ExecError, WireTensor};
 
+/// The extension an rlsched worker lists: `start_stage`, `variant` and int8 intermediates in
+/// infer, its own queue and timing in every reply, and `GET /v2/stats`.
+pub const RLSCHED_EXTENSION: &str = "rlsched_stages";
+/// The protocol's name for the binary tensor data extension.
+pub const BINARY_EXTENSION: &str = "binary_tensor_data";
+
+/// What a server says of itself in `GET /v2`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Its `name`, at most 128 characters of it (for messages).
+    pub name: String,
+    /// It lists `binary_tensor_data`.
+    pub binary: bool,
+    /// It lists `rlsched_stages`: an rlsched worker.
+    pub stages: bool,
+}
+
+/// What the client has learnt of its server; shared by its clones.
+#[derive(Debug, Default)]
+struct Learnt {
+    info: Option<ServerInfo>,
+    /// The server answered a binary request with a 4xx that JSON then got through.
+    binary_refused: bool,
+    /// A binary request got through: a later 4xx is about something else.
+    binary_worked: bool,
+    /// The first input's name from each model's metadata (only workload names are asked).
+    input_names: HashMap<String, String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct WorkerClient {
     base_url: String,
     token: Option<String>,
     http: reqwest::Client,
     limits: ClientLimits,
+    learnt: Arc<Mutex<Learnt>>,
 }
 
 /// What a client takes from a server it does not trust.
@@ -39,10 +75,14 @@ impl Default for ClientLimits {
 #[derive(Clone, Debug)]
 pub struct RemoteReply {
     pub output: WireTensor,
-    pub queue_length: usize,
+    /// The queue the worker reported (rlsched workers do; other servers do not).
+    pub queue_length: Option<usize>,
     pub in_flight: usize,
     pub queue_ms: f64,
     pub compute_ms: f64,
+    /// Whether the worker reported its own queue and compute time (`queue_ms`, `compute_ms`).
+    /// Without them `upload_ms` holds the server's time too: the executor splits it.
+    pub server_timed: bool,
     /// From sending the request until the response headers arrived, less the worker's own time:
     /// the upload plus one round trip.
     pub upload_ms: f64,
@@ -70,6 +110,7 @@ impl WorkerClient {
             token,
             http,
             limits: ClientLimits::default(),
+            learnt: Arc::default(),
         })
     }
 
@@ -119,8 +160,88 @@ impl WorkerClient {
         serde_json::from_slice(&body).map_err(remote)
     }
 
+    fn learnt(&self) -> std::sync::MutexGuard<'_, Learnt> {
+        self.learnt.lock().expect("client state lock")
+    }
+
+    /// What `GET /v2` said, once [`discover`](Self::discover) has read it.
+    pub fn info(&self) -> Option<ServerInfo> {
+        self.learnt().info.clone()
+    }
+
+    /// Reads the server's metadata (`GET /v2`): its name and the extensions it lists. What was
+    /// learnt of an earlier server at this address (a refused encoding, input names) is
+    /// forgotten: a restarted server may be another.
+    pub async fn discover(&self) -> Result<ServerInfo, ExecError> {
+        let body = self.get_small("/v2", 64 << 10).await?;
+        let metadata: Value = serde_json::from_slice(&body).map_err(|e| remote(format!("server metadata (GET /v2) is not JSON: {e}")))?;
+        let extensions = metadata.get("extensions").and_then(Value::as_array);
+        let lists = |name: &str| extensions.is_some_and(|e| e.iter().any(|x| x.as_str() == Some(name)));
+        let name: String = metadata.get("name").and_then(Value::as_str).unwrap_or("").chars().take(128).collect();
+        let info = ServerInfo { name, binary: lists(BINARY_EXTENSION), stages: lists(RLSCHED_EXTENSION) };
+        *self.learnt() = Learnt { info: Some(info.clone()), ..Default::default() };
+        Ok(info)
+    }
+
+    /// Whether the server has `model` ready (`GET /v2/models/{model}/ready`): a 4xx is a no,
+    /// anything else that is not a success an error.
+    pub async fn model_ready(&self, model: &str) -> Result<bool, ExecError> {
+        let response = self
+            .authorized(self.http.get(format!("{}/v2/models/{model}/ready", self.base_url)))
+            .timeout(self.limits.probe_timeout)
+            .send()
+            .await
+            .map_err(remote)?;
+        let status = response.status();
+        match () {
+            _ if status.is_success() => Ok(true),
+            _ if status.is_client_error() => Ok(false),
+            _ => Err(remote(format!("model `{model}` readiness: HTTP {status}"))),
+        }
+    }
+
+    /// A GET of at most `limit` bytes within the probe timeout; a non-success is an error.
+    async fn get_small(&self, path: &str, limit: usize) -> Result<Vec<u8>, ExecError> {
+        let response = self
+            .authorized(self.http.get(format!("{}{path}", self.base_url)))
+            .timeout(self.limits.probe_timeout)
+            .send()
+            .await
+            .map_err(remote)?;
+        if !response.status().is_success() {
+            return Err(remote(format!("GET {path}: HTTP {}", response.status())));
+        }
+        read_limited(response, limit).await
+    }
+
+    /// The name `model`'s metadata gives its first input: other servers check it (Triton does),
+    /// and rlsched workers call theirs `input`. A model whose metadata does not say (KServe's
+    /// Python models list none unless they declare them) gets `input` too.
+    async fn input_name(&self, model: &str, stages: bool) -> String {
+        if stages {
+            return "input".into();
+        }
+        if let Some(name) = self.learnt().input_names.get(model) {
+            return name.clone();
+        }
+        let name = match self.get_small(&format!("/v2/models/{model}"), 1 << 20).await {
+            Ok(body) => serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|m| m.get("inputs")?.get(0)?.get("name")?.as_str().map(str::to_string))
+                .filter(|n| !n.is_empty() && n.len() <= 256),
+            Err(_) => None,
+        };
+        let name = name.unwrap_or_else(|| "input".into());
+        let mut learnt = self.learnt();
+        // only workload names reach here, so the map stays as small as the catalogue
+        learnt.input_names.insert(model.to_string(), name.clone());
+        name
+    }
+
     /// Runs stages `start_stage..` of `workload`/`variant` on the worker. `int8`: `input` is a
-    /// quantized intermediate with this range.
+    /// quantized intermediate with this range. A server that is not an rlsched worker runs
+    /// whole models only: a stage range, another variant than `fp32` or an int8 intermediate
+    /// is refused here, before anything is sent.
     pub async fn infer(
         &self,
         workload: &str,
@@ -129,25 +250,93 @@ impl WorkerClient {
         input: &WireTensor,
         int8: Option<Int8Range>,
     ) -> Result<RemoteReply, ExecError> {
+        self.infer_padded(workload, variant, start_stage, input, int8, 0).await
+    }
+
+    /// [`infer`](Self::infer) with `pad` spaces after the request's JSON (the active probe's
+    /// extra bytes, which no server computes on).
+    pub async fn infer_padded(
+        &self,
+        workload: &str,
+        variant: &str,
+        start_stage: usize,
+        input: &WireTensor,
+        int8: Option<Int8Range>,
+        pad: usize,
+    ) -> Result<RemoteReply, ExecError> {
+        let (info, binary_refused, binary_worked) = {
+            let learnt = self.learnt();
+            (learnt.info.clone(), learnt.binary_refused, learnt.binary_worked)
+        };
+        // not yet discovered: an rlsched worker, as every caller that never asks assumes
+        let stages = info.as_ref().is_none_or(|i| i.stages);
+        if !stages && (start_stage > 0 || int8.is_some() || variant != "fp32") {
+            let name = info.as_ref().map_or("", |i| i.name.as_str());
+            return Err(remote(format!(
+                "{} (`{name}`) is not an rlsched worker: it runs whole models, not stage {start_stage}.. of variant `{variant}`{}",
+                self.base_url,
+                if int8.is_some() { " from an int8 intermediate" } else { "" }
+            )));
+        }
+        let binary = info.as_ref().is_none_or(|i| i.binary) && !binary_refused;
+        let name = self.input_name(workload, stages).await;
+        let attempt = self.send_infer(workload, &name, stages, binary, start_stage, variant, input, int8, pad).await;
+        match attempt {
+            // A refusal of the body (400 unparseable, 415 media type, 422 invalid) to binary
+            // tensors from a server whose binary never worked: try JSON, which every server
+            // reads, and keep to it if that gets through. Other 4xx (a missing token, an
+            // unknown model) are not about the encoding.
+            Err(Refused::Status(status, _)) if binary && !binary_worked && matches!(status.as_u16(), 400 | 415 | 422) => {
+                let reply = self.send_infer(workload, &name, stages, false, start_stage, variant, input, int8, pad).await.map_err(ExecError::from)?;
+                self.learnt().binary_refused = true;
+                Ok(reply)
+            }
+            Ok(reply) => {
+                if binary {
+                    self.learnt().binary_worked = true;
+                }
+                Ok(reply)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_infer(
+        &self,
+        workload: &str,
+        input_name: &str,
+        stages: bool,
+        binary: bool,
+        start_stage: usize,
+        variant: &str,
+        input: &WireTensor,
+        int8: Option<Int8Range>,
+        pad: usize,
+    ) -> Result<RemoteReply, Refused> {
         let mut parameters = Map::new();
-        parameters.insert("start_stage".into(), Value::from(start_stage));
-        parameters.insert("variant".into(), Value::from(variant));
-        parameters.insert("binary_data_output".into(), Value::from(true));
+        // only an rlsched worker knows these; to another server they would mean nothing
+        if stages {
+            parameters.insert("start_stage".into(), Value::from(start_stage));
+            parameters.insert("variant".into(), Value::from(variant));
+        }
+        if binary {
+            parameters.insert("binary_data_output".into(), Value::from(true));
+        }
         let request = InferRequest {
-            parameters: Some(parameters),
+            parameters: (!parameters.is_empty()).then_some(parameters),
             ..Default::default()
         };
-        let (body, header_length) = protocol::encode_binary_request(request, input, int8.map(|r| r.parameters()).unwrap_or_default()).map_err(remote)?;
+        let input_parameters = int8.map(|r| r.parameters()).unwrap_or_default();
+        let (body, header_length) = protocol::encode_request(request, input_name, input, input_parameters, binary, pad).map_err(|e| Refused::Other(remote(e)))?;
         let bytes_up = body.len();
         let start = Instant::now();
-        let response = self
-            .authorized(self.http.post(format!("{}/v2/models/{workload}/infer", self.base_url)))
-            .header(HEADER_LENGTH, header_length)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(body)
-            .send()
-            .await
-            .map_err(remote)?;
+        let mut request = self.authorized(self.http.post(format!("{}/v2/models/{workload}/infer", self.base_url)));
+        request = match header_length {
+            Some(n) => request.header(HEADER_LENGTH, n).header(reqwest::header::CONTENT_TYPE, "application/octet-stream"),
+            None => request.header(reqwest::header::CONTENT_TYPE, "application/json"),
+        };
+        let response = request.body(body).send().await.map_err(|e| Refused::Other(remote(e)))?;
         let headers_at = Instant::now();
         let status = response.status();
         let reply_header_length = response
@@ -155,30 +344,51 @@ impl WorkerClient {
             .get(HEADER_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let body = read_limited(response, self.limits.max_reply_bytes).await?;
+        let body = read_limited(response, self.limits.max_reply_bytes).await.map_err(Refused::Other)?;
         let done = Instant::now();
         if !status.is_success() {
+            // FastAPI (KServe) says `detail`, rlsched and Triton `error`
             let message = serde_json::from_slice::<Value>(&body)
                 .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            return Err(remote(format!("worker answered HTTP {status}: {message}")));
+                .and_then(|v| v.get("error").or_else(|| v.get("detail")).map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string)))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(1024)]).into_owned());
+            let message: String = message.chars().take(1024).collect();
+            return Err(Refused::Status(status, format!("worker answered HTTP {status}: {message}")));
         }
-        let (reply, output) = protocol::decode_response(&body, reply_header_length).map_err(remote)?;
-        let number = |key: &str| reply.parameters.get(key).and_then(Value::as_f64).unwrap_or(0.0);
-        let server_ms = number("queue_ms") + number("compute_ms");
+        let (reply, output) = protocol::decode_response(&body, reply_header_length).map_err(|e| Refused::Other(remote(e)))?;
+        let number = |key: &str| reply.parameters.get(key).and_then(Value::as_f64).filter(|x| x.is_finite() && *x >= 0.0);
+        let (queue_ms, compute_ms) = (number("queue_ms"), number("compute_ms"));
+        let server_timed = queue_ms.is_some() && compute_ms.is_some();
+        let server_ms = queue_ms.unwrap_or(0.0) + compute_ms.unwrap_or(0.0);
         let to_headers_ms = (headers_at - start).as_secs_f64() * 1e3;
         Ok(RemoteReply {
             output,
-            queue_length: number("queue_length") as usize,
-            in_flight: number("in_flight") as usize,
-            queue_ms: number("queue_ms"),
-            compute_ms: number("compute_ms"),
+            queue_length: number("queue_length").map(|q| q.min(usize::MAX as f64) as usize),
+            in_flight: number("in_flight").map_or(0, |n| n.min(usize::MAX as f64) as usize),
+            queue_ms: queue_ms.unwrap_or(0.0),
+            compute_ms: compute_ms.unwrap_or(0.0),
+            server_timed,
             upload_ms: (to_headers_ms - server_ms).max(0.0),
             download_ms: (done - headers_at).as_secs_f64() * 1e3,
             bytes_up,
             bytes_down: body.len(),
         })
+    }
+}
+
+/// Why one infer attempt failed: an answer with this status (which may be about the encoding),
+/// or anything else.
+enum Refused {
+    Status(reqwest::StatusCode, String),
+    Other(ExecError),
+}
+
+impl From<Refused> for ExecError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Status(_, message) => remote(message),
+            Refused::Other(e) => e,
+        }
     }
 }
 

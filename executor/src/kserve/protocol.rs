@@ -75,9 +75,14 @@ pub struct InferResponse {
     pub model_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(default)]
+    /// KServe's Python server writes `"parameters": null` when it has none.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub parameters: Map<String, Value>,
     pub outputs: Vec<ResponseOutput>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Map<String, Value>, D::Error> {
+    Ok(Option::<Map<String, Value>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// A worker's load, from `GET /v2/stats` (an rlsched extension: the protocol has no such
@@ -421,24 +426,50 @@ pub fn json_values(tensor: &WireTensor) -> Value {
 /// Encodes a request carrying one tensor in the binary extension: (body, header length).
 /// `input_parameters` are added to the input's own (an int8 range, for one).
 pub fn encode_binary_request(
-    mut request: InferRequest,
+    request: InferRequest,
     tensor: &WireTensor,
     input_parameters: Map<String, Value>,
 ) -> Result<(Vec<u8>, usize), ProtocolError> {
-    let raw = tensor.to_le_bytes();
+    let (body, header) = encode_request(request, "input", tensor, input_parameters, true, 0)?;
+    Ok((body, header.unwrap_or(0)))
+}
+
+/// Encodes a request carrying one tensor named `name`, in the binary extension (`binary`) or as
+/// JSON `data` (which every Open Inference Protocol server reads; the binary extension is
+/// optional): (body, the JSON header's length when binary). `pad` spaces follow the JSON,
+/// which any JSON parser skips: the active probe sends the same request with and without them,
+/// so that the server's compute cancels out of the difference.
+pub fn encode_request(
+    mut request: InferRequest,
+    name: &str,
+    tensor: &WireTensor,
+    input_parameters: Map<String, Value>,
+    binary: bool,
+    pad: usize,
+) -> Result<(Vec<u8>, Option<usize>), ProtocolError> {
+    let error = |e: serde_json::Error| ProtocolError(e.to_string());
     let mut params = input_parameters;
-    params.insert("binary_data_size".into(), Value::from(raw.len()));
+    let raw = binary.then(|| tensor.to_le_bytes());
+    if let Some(raw) = &raw {
+        params.insert("binary_data_size".into(), Value::from(raw.len()));
+    }
     request.inputs = vec![RequestInput {
-        name: "input".into(),
+        name: name.into(),
         shape: tensor.shape.iter().map(|&d| d as i64).collect(),
         datatype: tensor.datatype().name().into(),
-        parameters: Some(params),
-        data: None,
+        parameters: (!params.is_empty()).then_some(params),
+        data: if binary { None } else { Some(json_raw(tensor)?) },
     }];
-    let mut body = serde_json::to_vec(&request).map_err(|e| ProtocolError(e.to_string()))?;
+    let mut body = serde_json::to_vec(&request).map_err(error)?;
+    body.resize(body.len() + pad, b' ');
     let header = body.len();
-    body.extend_from_slice(&raw);
-    Ok((body, header))
+    match raw {
+        Some(raw) => {
+            body.extend_from_slice(&raw);
+            Ok((body, Some(header)))
+        }
+        None => Ok((body, None)),
+    }
 }
 
 /// Decodes a response's first output, JSON or binary.

@@ -169,11 +169,13 @@ pub async fn run(
     server::serve(listener, app, limits, shutdown).await.map_err(|e| ExecError::io("worker listener", e))
 }
 
+/// `rlsched_stages` tells a client that stage ranges, variants and int8 intermediates work here
+/// and that replies carry the worker's own timing: what no other server takes.
 async fn server_metadata() -> Json<Value> {
     Json(json!({
         "name": "rlsched",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data"],
+        "extensions": [crate::kserve::client::BINARY_EXTENSION, crate::kserve::client::RLSCHED_EXTENSION],
     }))
 }
 
