@@ -173,6 +173,32 @@ impl ShieldConfig {
     }
 }
 
+/// `[env.training_tail]`: training-only reward shaping against the tail. A request that took
+/// more than `beyond_slos` SLOs loses `weight` more per SLO past that, in training only (the
+/// reward every table reports is `[env.reward]`'s): the linear latency term prices a 20 s
+/// request only 40× a 0.5 s one, and the p99 is where a policy that wins on the mean can lose.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailConfig {
+    pub weight: f64,
+    pub beyond_slos: f64,
+}
+
+impl Default for TailConfig {
+    fn default() -> Self {
+        Self { weight: 0.0, beyond_slos: 3.0 }
+    }
+}
+
+impl TailConfig {
+    pub fn penalty(&self, latency_ms: f64, slo_ms: f64) -> f64 {
+        if self.weight <= 0.0 || slo_ms <= 0.0 {
+            return 0.0;
+        }
+        self.weight * (latency_ms / slo_ms - self.beyond_slos).clamp(0.0, 1e3)
+    }
+}
+
 /// `[env.probe]`: the link estimator's active probe.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -253,6 +279,7 @@ pub struct EnvConfig {
     pub contention: ContentionConfig,
     pub deadline: DeadlineConfig,
     pub shield: ShieldConfig,
+    pub training_tail: TailConfig,
     pub outages: crate::synthetic::OutageConfig,
     /// Other clients' requests queued at the worker.
     pub worker_queue: LoadConfig,
@@ -300,6 +327,7 @@ impl Default for EnvConfig {
             contention: ContentionConfig::default(),
             deadline: DeadlineConfig::default(),
             shield: ShieldConfig::default(),
+            training_tail: TailConfig::default(),
             outages: Default::default(),
             worker_queue: LoadConfig { idle: 0.5, busy: 6.0, mean_idle_s: 30.0, mean_busy_s: 10.0, jitter: 0.2 },
             worker_service_ms: 15.0,
@@ -454,6 +482,8 @@ impl EnvConfig {
         check_range("env.deadline.slo_factor", self.deadline.slo_factor, 0.0, 1e3)?;
         check_range("env.deadline.prediction_factor", self.deadline.prediction_factor, 0.0, 1e3)?;
         check_range("env.shield.slo_factor", self.shield.slo_factor, 0.0, 1e3)?;
+        check_range("env.training_tail.weight", self.training_tail.weight, 0.0, 1e3)?;
+        check_range("env.training_tail.beyond_slos", self.training_tail.beyond_slos, 0.0, 1e3)?;
         self.outages.validate()?;
         self.worker_queue.validate("env.worker_queue", 1e4)?;
         check_range("env.worker_service_ms", self.worker_service_ms, 0.0, MAX_MS)?;

@@ -396,6 +396,7 @@ impl ReplayEnv {
             });
         }
         let (out, timeline, reward) = self.evaluate(action).ok_or(EnvError::NotRunning)?;
+        let reward = reward - self.scenario.tail_penalty(out.total_ms, self.scenario.workloads[request.workload].mix.slo_ms);
         let (now, observed_load, workload) = (request.world.time_s, request.observed_load, request.workload);
         let worker_queue = request.world.worker_queue;
         let candidate = &self.scenario.workloads[workload].candidates[action];

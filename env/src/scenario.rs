@@ -52,6 +52,9 @@ pub struct Scenario {
     /// Training only: each episode's RTT drawn log-uniformly in this range (ms), rather than
     /// `config.rtt_ms` throughout.
     pub rtt_range_ms: Option<(f64, f64)>,
+    /// Training only: `[env.training_tail]`, the shaping that charges a latency past a number
+    /// of SLOs beyond what the reward charges.
+    pub tail: crate::config::TailConfig,
 }
 
 /// Seeds the log-uniform training scales: every run draws the same ones.
@@ -160,6 +163,11 @@ fn with_outages(config: &EnvConfig, traces: &[Arc<Trace>]) -> Result<Vec<Arc<Tra
 }
 
 impl Scenario {
+    /// What training's shaping takes from a request's reward (0 outside training).
+    pub fn tail_penalty(&self, latency_ms: f64, slo_ms: f64) -> f64 {
+        self.tail.penalty(latency_ms, slo_ms)
+    }
+
     /// An episode's round trip, ms.
     pub fn episode_rtt_ms(&self, rng: &mut impl rand::Rng) -> f64 {
         match self.rtt_range_ms {
@@ -214,6 +222,7 @@ impl Scenario {
         scenario.traces.extend(config.synthetic.generate()?);
         // laying outages over a trace twice lays the same ones
         scenario.traces = with_outages(config, &scenario.traces)?;
+        scenario.tail = config.training_tail.clone();
         if let [low, high] = config.training_rtt_ms[..] {
             scenario.rtt_range_ms = Some((low, high));
         }
@@ -276,6 +285,7 @@ impl Scenario {
             traces: with_outages(config, &load_scaled_traces(traces, format, config.bandwidth_scale, "env.bandwidth_scale")?)?,
             max_plans,
             rtt_range_ms: None,
+            tail: crate::config::TailConfig::default(),
         })
     }
 }
