@@ -41,6 +41,19 @@ pub enum Act {
 }
 
 impl Act {
+    /// The same function on one value (the int8 layers apply it as they dequantize).
+    #[inline]
+    pub fn apply_scalar(self, x: f32) -> f32 {
+        match self {
+            Act::None => x,
+            Act::Relu => x.max(0.0),
+            Act::Relu6 => x.clamp(0.0, 6.0),
+            Act::Tanh => x.tanh(),
+            Act::HSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            Act::HSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        }
+    }
+
     fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Act::None => x,

@@ -1,0 +1,277 @@
+//! int8 compute for convolutions and dense layers (the `int8` variants): weights quantized per
+//! output channel (symmetric, 8 bits) once when the variant is built, batch norm folded into
+//! them first; activations quantized per tensor at each layer's input (asymmetric, 7 bits: see
+//! `rlsched-qgemm`), multiplied with integer sums, and dequantized with the bias and the
+//! activation function in one pass that writes the f32 output. Depthwise convolutions, pooling,
+//! residual additions and attention stay in f32: they are memory-bound and gain nothing.
+//!
+//! Owns: [`QConv`] and [`QDense`] (the prepared weights and their forward passes) and the
+//! activation quantizer they share. The integer arithmetic is `rlsched-qgemm`'s.
+
+use std::fmt;
+
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear};
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+use rlsched_qgemm::{gemm, padded_k, Kernel, PackedB, A_MAX};
+
+use super::layers::{Act, ConvGeometry};
+
+/// A tensor's values on the host as f32 (whatever float type the backend keeps).
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("converted to f32")
+}
+
+/// Per-tensor asymmetric quantization of one layer input onto 0..=A_MAX: scale and zero point
+/// from its own range (dynamic: no calibration set is needed, and a request with unusually
+/// bright pixels does not clip).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InputQuant {
+    pub scale: f32,
+    pub zero_point: u8,
+}
+
+impl InputQuant {
+    /// The range always contains 0 so that zero padding is exact; a constant input gets scale 1.
+    pub fn of(values: &[f32]) -> Self {
+        let (lo, hi) = values
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let range = hi - lo;
+        let scale = if range > 0.0 && range.is_finite() { range / A_MAX as f32 } else { 1.0 };
+        let zero_point = (-lo / scale).round().clamp(0.0, A_MAX as f32) as u8;
+        Self { scale, zero_point }
+    }
+
+    #[inline]
+    pub fn quantize(&self, v: f32) -> u8 {
+        // NaN casts to 0; ±∞ saturate before the clamp
+        ((v / self.scale).round() + self.zero_point as f32).clamp(0.0, A_MAX as f32) as u8
+    }
+}
+
+/// Weights (k × n, row-major, f32) → packed int8 with one scale per output column.
+fn quantize_weights(weights: &[f32], k: usize, n: usize) -> (PackedB, Vec<f32>) {
+    let mut scales = vec![0.0f32; n];
+    for row in weights.chunks(n) {
+        for (s, w) in scales.iter_mut().zip(row) {
+            *s = s.max(w.abs());
+        }
+    }
+    for s in &mut scales {
+        *s = if *s > 0.0 && s.is_finite() { *s / 127.0 } else { 1.0 };
+    }
+    let q: Vec<i8> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w / scales[i % n]).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (PackedB::new(&q, k, n).expect("k · n weights"), scales)
+}
+
+/// The integer sums of one output column back to f32: `scale_x · scale_w · (Σ − zp · Σw) + b`.
+struct Dequant {
+    factor: Vec<f32>,
+    offset: Vec<f32>,
+    act: Act,
+}
+
+impl Dequant {
+    fn new(input: InputQuant, w_scale: &[f32], col_sums: &[i32], bias: &[f32], act: Act) -> Self {
+        let factor: Vec<f32> = w_scale.iter().map(|s| s * input.scale).collect();
+        let offset = factor
+            .iter()
+            .zip(col_sums)
+            .zip(bias)
+            .map(|((f, &sum), b)| b - f * input.zero_point as f32 * sum as f32)
+            .collect();
+        Self { factor, offset, act }
+    }
+
+    #[inline]
+    fn apply(&self, col: usize, sum: i32) -> f32 {
+        self.act.apply_scalar(sum as f32 * self.factor[col] + self.offset[col])
+    }
+}
+
+/// A dense convolution (groups = 1) with batch norm folded in, ready for int8.
+#[derive(Clone)]
+pub struct QConv {
+    weights: PackedB,
+    w_scale: Vec<f32>,
+    bias: Vec<f32>,
+    geometry: ConvGeometry,
+    act: Act,
+    kernel: Kernel,
+}
+
+impl fmt::Debug for QConv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QConv({:?}, {:?}, {:?})", self.geometry, self.act, self.kernel)
+    }
+}
+
+/// Folds eval-mode batch norm into per-output-channel weight factors and a bias:
+/// `γ (x − μ) / √(σ² + ε) + β`.
+fn fold_bn(bn: Option<&BatchNorm>, bias: Option<Vec<f32>>, c_out: usize) -> (Vec<f32>, Vec<f32>) {
+    let bias = bias.unwrap_or_else(|| vec![0.0; c_out]);
+    let Some(bn) = bn else {
+        return (vec![1.0; c_out], bias);
+    };
+    let (gamma, beta) = (host(bn.gamma.val()), host(bn.beta.val()));
+    let (mean, var) = (host(bn.running_mean.value()), host(bn.running_var.value()));
+    let mut scale = vec![0.0; c_out];
+    let mut shift = vec![0.0; c_out];
+    for c in 0..c_out {
+        scale[c] = gamma[c] / (var[c] + bn.epsilon as f32).sqrt();
+        shift[c] = (bias[c] - mean[c]) * scale[c] + beta[c];
+    }
+    (scale, shift)
+}
+
+impl QConv {
+    /// `None` for grouped (depthwise) convolutions, which stay in f32.
+    pub fn new(conv: &Conv2d, bn: Option<&BatchNorm>, geometry: ConvGeometry, act: Act) -> Option<Self> {
+        if geometry.groups != 1 {
+            return None;
+        }
+        let ConvGeometry { c_in, c_out, kernel, .. } = geometry;
+        let w = host(conv.weight.val());
+        let (bn_scale, bias) = fold_bn(bn, conv.bias.as_ref().map(|b| host(b.val())), c_out);
+        // B[k][co] with k = (kh · K + kw) · C + c: the order of the NHWC im2col rows
+        let k = kernel * kernel * c_in;
+        let mut b = vec![0.0f32; k * c_out];
+        for co in 0..c_out {
+            for c in 0..c_in {
+                for kh in 0..kernel {
+                    for kw in 0..kernel {
+                        let src = ((co * c_in + c) * kernel + kh) * kernel + kw;
+                        b[((kh * kernel + kw) * c_in + c) * c_out + co] = w[src] * bn_scale[co];
+                    }
+                }
+            }
+        }
+        let (weights, w_scale) = quantize_weights(&b, k, c_out);
+        Some(Self { weights, w_scale, bias, geometry, act, kernel: Kernel::detect() })
+    }
+
+    /// Bytes of the prepared weights (int8, column sums, scales and bias).
+    pub fn bytes(&self) -> usize {
+        self.weights.bytes() + 4 * (self.w_scale.len() + self.bias.len())
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let device = x.device();
+        let [batch, c_in, h, w] = x.dims();
+        let g = self.geometry;
+        let (kernel, stride, pad) = (g.kernel, g.stride, g.padding);
+        let oh = (h + 2 * pad - kernel) / stride + 1;
+        let ow = (w + 2 * pad - kernel) / stride + 1;
+        let values = host(x);
+        let quant = InputQuant::of(&values);
+        // NCHW f32 → NHWC 7-bit: each im2col row then copies whole channel runs
+        let mut nhwc = vec![0u8; values.len()];
+        nhwc.par_chunks_mut(h * w * c_in).zip(values.par_chunks(c_in * h * w)).for_each(|(dst, src)| {
+            for c in 0..c_in {
+                for (p, &v) in src[c * h * w..(c + 1) * h * w].iter().enumerate() {
+                    dst[p * c_in + c] = quant.quantize(v);
+                }
+            }
+        });
+        let k4 = padded_k(kernel * kernel * c_in);
+        let rows = batch * oh * ow;
+        let direct = kernel == 1 && stride == 1 && pad == 0 && k4 == c_in;
+        let a = if direct {
+            nhwc
+        } else {
+            let mut a = vec![0u8; rows * k4];
+            a.par_chunks_mut(ow * k4).enumerate().for_each(|(r, out)| {
+                let (n, y) = (r / oh, r % oh);
+                let image = &nhwc[n * h * w * c_in..(n + 1) * h * w * c_in];
+                for x in 0..ow {
+                    let row = &mut out[x * k4..(x + 1) * k4];
+                    for kh in 0..kernel {
+                        for kw in 0..kernel {
+                            let dst = &mut row[(kh * kernel + kw) * c_in..(kh * kernel + kw + 1) * c_in];
+                            let (iy, ix) = ((y * stride + kh) as isize - pad as isize, (x * stride + kw) as isize - pad as isize);
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                dst.fill(quant.zero_point);
+                            } else {
+                                let at = (iy as usize * w + ix as usize) * c_in;
+                                dst.copy_from_slice(&image[at..at + c_in]);
+                            }
+                        }
+                    }
+                }
+            });
+            a
+        };
+        let c_out = g.c_out;
+        let mut sums = vec![0i32; rows * c_out];
+        gemm(self.kernel, &a, rows, &self.weights, &mut sums).expect("shapes follow the geometry");
+        let dq = Dequant::new(quant, &self.w_scale, self.weights.col_sums(), &self.bias, self.act);
+        // [rows][c_out] → NCHW, one output plane per task
+        let plane = oh * ow;
+        let mut out = vec![0.0f32; batch * c_out * plane];
+        out.par_chunks_mut(plane).enumerate().for_each(|(i, dst)| {
+            let (n, co) = (i / c_out, i % c_out);
+            let src = &sums[n * plane * c_out..(n + 1) * plane * c_out];
+            for (p, v) in dst.iter_mut().enumerate() {
+                *v = dq.apply(co, src[p * c_out + co]);
+            }
+        });
+        Tensor::from_data(TensorData::new(out, [batch, c_out, oh, ow]), &device)
+    }
+}
+
+/// A dense layer ready for int8.
+#[derive(Clone)]
+pub struct QDense {
+    weights: PackedB,
+    w_scale: Vec<f32>,
+    bias: Vec<f32>,
+    act: Act,
+    kernel: Kernel,
+}
+
+impl fmt::Debug for QDense {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QDense({}→{}, {:?}, {:?})", self.weights.k(), self.weights.n(), self.act, self.kernel)
+    }
+}
+
+impl QDense {
+    pub fn new(linear: &Linear, act: Act) -> Option<Self> {
+        let [d_in, d_out] = linear.weight.val().dims();
+        let w = host(linear.weight.val());
+        let bias = linear.bias.as_ref().map_or_else(|| vec![0.0; d_out], |b| host(b.val()));
+        let (weights, w_scale) = quantize_weights(&w, d_in, d_out);
+        Some(Self { weights, w_scale, bias, act, kernel: Kernel::detect() })
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.weights.bytes() + 4 * (self.w_scale.len() + self.bias.len())
+    }
+
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let device = x.device();
+        let [batch, d_in] = x.dims();
+        let values = host(x);
+        let quant = InputQuant::of(&values);
+        let k4 = padded_k(d_in);
+        let mut a = vec![0u8; batch * k4];
+        for (dst, src) in a.chunks_mut(k4).zip(values.chunks(d_in)) {
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = quant.quantize(v);
+            }
+        }
+        let d_out = self.weights.n();
+        let mut sums = vec![0i32; batch * d_out];
+        gemm(self.kernel, &a, batch, &self.weights, &mut sums).expect("shapes follow the layer");
+        let dq = Dequant::new(quant, &self.w_scale, self.weights.col_sums(), &self.bias, self.act);
+        let out: Vec<f32> = sums.iter().enumerate().map(|(i, &s)| dq.apply(i % d_out, s)).collect();
+        Tensor::from_data(TensorData::new(out, [batch, d_out]), &device)
+    }
+}
