@@ -134,6 +134,9 @@ impl std::fmt::Display for GemmError {
 
 impl std::error::Error for GemmError {}
 
+/// Below this many multiply-adds a product runs on the calling thread alone.
+const SEQUENTIAL_MACS: usize = 1 << 18;
+
 /// Rows per parallel task: enough rows that a task's slice of `A` and its sums amortise the
 /// panel walk, few enough that both cores get work on the 7×7 maps of the last stages.
 fn rows_per_task(m: usize, k4: usize) -> usize {
@@ -164,7 +167,7 @@ pub fn gemm(kernel: Kernel, a: &[u8], m: usize, b: &PackedB, c: &mut [i32]) -> R
         return Ok(());
     }
     let n = b.n;
-    if m < 2 * MR {
+    if m < 2 * MR && m * k4 * n >= SEQUENTIAL_MACS {
         // a dense layer on one input: split the columns (the weights are what streams)
         let panels_per_task = n.div_ceil(NR).div_ceil(2 * rayon::current_num_threads()).max(1);
         let cols = panels_per_task * NR;
@@ -189,7 +192,8 @@ pub fn gemm(kernel: Kernel, a: &[u8], m: usize, b: &PackedB, c: &mut [i32]) -> R
         }
         return Ok(());
     }
-    let rows = rows_per_task(m, k4);
+    // small products (the digits CNN's) cost less than handing them to other threads
+    let rows = if m * k4 * n < SEQUENTIAL_MACS { m.div_ceil(MR) * MR } else { rows_per_task(m, k4) };
     c.par_chunks_mut(rows * n)
         .zip(a.par_chunks(rows * k4))
         .for_each(|(c, a)| {
@@ -269,9 +273,10 @@ mod tests {
     #[test]
     fn every_kernel_matches_the_reference_on_ragged_shapes() {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-        // ragged k, n and m (the single-row path, remainders of MR, NR and of tasks), and the
-        // extreme values where a saturating kernel would go wrong
-        for &(m, k, n) in &[(1, 1, 1), (1, 37, 33), (3, 27, 64), (5, 147, 17), (9, 576, 64), (49, 4608, 40), (130, 13, 1000)] {
+        // ragged k, n and m (small products on one thread, few rows split by columns, many by
+        // rows; remainders of MR, NR and of tasks), and the extreme values where a saturating
+        // kernel would go wrong
+        for &(m, k, n) in &[(1, 1, 1), (1, 37, 33), (1, 4608, 600), (3, 2000, 100), (3, 27, 64), (5, 147, 17), (9, 576, 64), (49, 4608, 40), (130, 13, 1000)] {
             let (mut a, mut b) = random_case(&mut rng, m, k, n);
             if m == 9 {
                 let k4 = padded_k(k);

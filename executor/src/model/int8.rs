@@ -23,6 +23,13 @@ fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().expect("converted to f32")
 }
 
+/// Fewest channels (in and out) for which a 1×1 convolution runs faster in int8.
+pub const MIN_POINTWISE_CHANNELS: usize = 160;
+
+/// Layout changes between NCHW and NHWC go in blocks of this many positions and channels.
+const POSITIONS: usize = 256;
+const CHANNELS: usize = 16;
+
 /// Per-tensor asymmetric quantization of one layer input onto 0..=A_MAX: scale and zero point
 /// from its own range (dynamic: no calibration set is needed, and a request with unusually
 /// bright pixels does not clip).
@@ -132,9 +139,20 @@ fn fold_bn(bn: Option<&BatchNorm>, bias: Option<Vec<f32>>, c_out: usize) -> (Vec
 }
 
 impl QConv {
-    /// `None` for grouped (depthwise) convolutions, which stay in f32.
+    /// Whether int8 pays for a convolution of this shape. Grouped (depthwise) convolutions are
+    /// memory-bound: no. A 1×1 convolution runs in flex straight on NCHW data with no im2col,
+    /// while int8 adds a layout pass each way; on the 2-core VM (variants alternating) it paid
+    /// only with at least [`MIN_POINTWISE_CHANNELS`] channels in and out: MobileNetV2's blocks
+    /// 14..17 and head and OFA's blocks 13..14 faster, MobileNetV2's 96-channel blocks even,
+    /// OFA's 80..136-channel blocks slower. Every k×k convolution pays, down to 3 input channels.
+    pub fn pays(geometry: &ConvGeometry) -> bool {
+        geometry.groups == 1
+            && (geometry.kernel > 1 || geometry.c_in.min(geometry.c_out) >= MIN_POINTWISE_CHANNELS)
+    }
+
+    /// `None` where int8 does not pay ([`QConv::pays`]): that convolution stays in f32.
     pub fn new(conv: &Conv2d, bn: Option<&BatchNorm>, geometry: ConvGeometry, act: Act) -> Option<Self> {
-        if geometry.groups != 1 {
+        if !Self::pays(&geometry) {
             return None;
         }
         let ConvGeometry { c_in, c_out, kernel, .. } = geometry;
@@ -171,12 +189,17 @@ impl QConv {
         let ow = (w + 2 * pad - kernel) / stride + 1;
         let values = host(x);
         let quant = InputQuant::of(&values);
-        // NCHW f32 → NHWC 7-bit: each im2col row then copies whole channel runs
+        // NCHW f32 → NHWC 7-bit: each im2col row then copies whole channel runs. Blocked by
+        // positions × 16 channels so that reads and writes both stay in a few cache lines.
         let mut nhwc = vec![0u8; values.len()];
-        nhwc.par_chunks_mut(h * w * c_in).zip(values.par_chunks(c_in * h * w)).for_each(|(dst, src)| {
-            for c in 0..c_in {
-                for (p, &v) in src[c * h * w..(c + 1) * h * w].iter().enumerate() {
-                    dst[p * c_in + c] = quant.quantize(v);
+        let plane_in = h * w;
+        nhwc.par_chunks_mut(POSITIONS * c_in).enumerate().for_each(|(block, dst)| {
+            let p0 = block * POSITIONS;
+            for (i, dst) in dst.chunks_mut(c_in).enumerate() {
+                let (n, p) = ((p0 + i) / plane_in, (p0 + i) % plane_in);
+                let src = &values[n * c_in * plane_in + p..];
+                for (c, d) in dst.iter_mut().enumerate() {
+                    *d = quant.quantize(src[c * plane_in]);
                 }
             }
         });
@@ -212,14 +235,19 @@ impl QConv {
         let mut sums = vec![0i32; rows * c_out];
         gemm(self.kernel, &a, rows, &self.weights, &mut sums).expect("shapes follow the geometry");
         let dq = Dequant::new(quant, &self.w_scale, self.weights.col_sums(), &self.bias, self.act);
-        // [rows][c_out] → NCHW, one output plane per task
+        // [rows][c_out] → NCHW, 16 output planes per task: each row's 16 sums are one cache
+        // line, written to 16 sequential streams
         let plane = oh * ow;
         let mut out = vec![0.0f32; batch * c_out * plane];
-        out.par_chunks_mut(plane).enumerate().for_each(|(i, dst)| {
-            let (n, co) = (i / c_out, i % c_out);
-            let src = &sums[n * plane * c_out..(n + 1) * plane * c_out];
-            for (p, v) in dst.iter_mut().enumerate() {
-                *v = dq.apply(co, src[p * c_out + co]);
+        out.par_chunks_mut(plane * CHANNELS).enumerate().for_each(|(block, dst)| {
+            // plane index n · c_out + co: a block may straddle two images
+            let planes: Vec<(usize, usize)> = (0..dst.len() / plane)
+                .map(|j| ((block * CHANNELS + j) / c_out, (block * CHANNELS + j) % c_out))
+                .collect();
+            for p in 0..plane {
+                for (j, &(n, co)) in planes.iter().enumerate() {
+                    dst[j * plane + p] = dq.apply(co, sums[(n * plane + p) * c_out + co]);
+                }
             }
         });
         Tensor::from_data(TensorData::new(out, [batch, c_out, oh, ow]), &device)

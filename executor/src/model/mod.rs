@@ -5,6 +5,7 @@ pub mod activation;
 pub mod int8;
 pub mod layers;
 pub mod network;
+pub mod prune;
 pub mod quantize;
 pub mod variant;
 pub mod workloads;

@@ -126,7 +126,7 @@ impl Layer {
             Layer::GlobalAvgPool(_) => vec![input[0], input[1]],
             Layer::Dense(d) => vec![input[0], d.d_out],
             Layer::InvertedResidual(b) => b.output_dims(input),
-            Layer::Basic(b) => b.conv1.geometry.output_dims(input),
+            Layer::Basic(b) => b.output_dims(input),
             Layer::Embed(e) => vec![input[0], input[1], e.hidden],
             Layer::Encoder(_) => input.to_vec(),
             Layer::Pooler(p) => vec![input[0], p.classifier.d_out],
