@@ -152,9 +152,11 @@ impl QConv {
 
     /// `None` where int8 does not pay ([`QConv::pays`]): that convolution stays in f32.
     pub fn new(conv: &Conv2d, bn: Option<&BatchNorm>, geometry: ConvGeometry, act: Act) -> Option<Self> {
-        if !Self::pays(&geometry) {
-            return None;
-        }
+        Self::pays(&geometry).then(|| Self::prepare(conv, bn, geometry, act))
+    }
+
+    /// The int8 form of a dense (groups = 1) convolution, whether or not it pays.
+    fn prepare(conv: &Conv2d, bn: Option<&BatchNorm>, geometry: ConvGeometry, act: Act) -> Self {
         let ConvGeometry { c_in, c_out, kernel, .. } = geometry;
         let w = host(conv.weight.val());
         let (bn_scale, bias) = fold_bn(bn, conv.bias.as_ref().map(|b| host(b.val())), c_out);
@@ -172,7 +174,7 @@ impl QConv {
             }
         }
         let (weights, w_scale) = quantize_weights(&b, k, c_out);
-        Some(Self { weights, w_scale, bias, geometry, act, kernel: Kernel::detect() })
+        Self { weights, w_scale, bias, geometry, act, kernel: Kernel::detect() }
     }
 
     /// Bytes of the prepared weights (int8, column sums, scales and bias).
@@ -271,12 +273,12 @@ impl fmt::Debug for QDense {
 }
 
 impl QDense {
-    pub fn new(linear: &Linear, act: Act) -> Option<Self> {
+    pub fn new(linear: &Linear, act: Act) -> Self {
         let [d_in, d_out] = linear.weight.val().dims();
         let w = host(linear.weight.val());
         let bias = linear.bias.as_ref().map_or_else(|| vec![0.0; d_out], |b| host(b.val()));
         let (weights, w_scale) = quantize_weights(&w, d_in, d_out);
-        Some(Self { weights, w_scale, bias, act, kernel: Kernel::detect() })
+        Self { weights, w_scale, bias, act, kernel: Kernel::detect() }
     }
 
     pub fn bytes(&self) -> usize {
@@ -301,5 +303,65 @@ impl QDense {
         let dq = Dequant::new(quant, &self.w_scale, self.weights.col_sums(), &self.bias, self.act);
         let out: Vec<f32> = sums.iter().enumerate().map(|(i, &s)| dq.apply(i % d_out, s)).collect();
         Tensor::from_data(TensorData::new(out, [batch, d_out]), &device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use super::*;
+    use crate::model::layers::ConvBn;
+
+    fn cosine(a: &[f32], b: &[f32]) -> f64 {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        dot / (norm(a) * norm(b))
+    }
+
+    #[test]
+    fn zero_is_exact_and_values_round_to_the_nearest_step() {
+        let values = [-1.5f32, 0.0, 0.25, 3.0, f32::NAN];
+        let q = InputQuant::of(&values);
+        let back = |v: f32| (q.quantize(v) as f32 - q.zero_point as f32) * q.scale;
+        assert_eq!(back(0.0), 0.0, "zero padding must stay exact");
+        for v in [-1.5f32, 0.25, 3.0] {
+            assert!((back(v) - v).abs() <= q.scale / 2.0 + 1e-6, "{v} -> {}", back(v));
+        }
+        assert!(q.quantize(f32::NAN) <= A_MAX && q.quantize(f32::INFINITY) == A_MAX);
+        assert_eq!(InputQuant::of(&[0.0; 4]).scale, 1.0);
+    }
+
+    #[test]
+    fn int8_convolution_follows_f32_batch_norm_padding_stride_and_batches() {
+        let device = Device::flex();
+        // 24 output channels: output blocks of 16 planes straddle the two images
+        for (c_in, kernel, stride) in [(3, 3, 2), (8, 1, 1), (160, 1, 1), (5, 7, 2)] {
+            let mut conv = ConvBn::new(c_in, 24, kernel, stride, 1, true, Act::Relu6, &device);
+            // batch norm with statistics that are not the identity, so folding matters
+            if let Some(bn) = conv.bn.as_mut() {
+                bn.running_mean = burn::module::RunningState::new(Tensor::random([24], Distribution::Uniform(-0.5, 0.5), &device));
+                bn.running_var = burn::module::RunningState::new(Tensor::random([24], Distribution::Uniform(0.5, 2.0), &device));
+            }
+            let x = Tensor::<4>::random([2, c_in, 13, 11], Distribution::Uniform(-1.0, 2.0), &device);
+            let reference = host(conv.forward(x.clone()));
+            let forced = QConv { kernel: Kernel::Portable, ..QConv::prepare(&conv.conv, conv.bn.as_ref(), conv.geometry, conv.act) };
+            for q in [QConv::prepare(&conv.conv, conv.bn.as_ref(), conv.geometry, conv.act), forced] {
+                let out = q.forward(x.clone());
+                assert_eq!(out.dims()[..2], [2, 24]);
+                let got = host(out);
+                let similarity = cosine(&reference, &got);
+                assert!(similarity > 0.999, "c_in {c_in} k {kernel} s {stride} {:?}: cosine {similarity}", q.kernel);
+            }
+        }
+    }
+
+    #[test]
+    fn only_shapes_where_int8_pays_are_converted() {
+        let g = |c_in, c_out, kernel, groups| ConvGeometry { c_in, c_out, kernel, stride: 1, padding: kernel / 2, groups };
+        assert!(QConv::pays(&g(3, 64, 3, 1)));
+        assert!(QConv::pays(&g(320, 1280, 1, 1)));
+        assert!(!QConv::pays(&g(24, 144, 1, 1)), "narrow pointwise stays f32");
+        assert!(!QConv::pays(&g(144, 144, 3, 144)), "depthwise stays f32");
     }
 }

@@ -45,10 +45,8 @@ fn conv(mut c: ConvBn) -> ConvBn {
 }
 
 fn dense(mut d: Dense) -> Dense {
-    if let Some(q) = QDense::new(&d.linear, d.act) {
-        d.int8 = Some(Arc::new(q));
-        d.linear = d.linear.quantize_weights(&mut quantizer());
-    }
+    d.int8 = Some(Arc::new(QDense::new(&d.linear, d.act)));
+    d.linear = d.linear.quantize_weights(&mut quantizer());
     d
 }
 
