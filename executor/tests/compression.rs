@@ -90,6 +90,22 @@ fn imagenet_int8_head_and_fp32_tail_compose_at_every_cut() {
     }
 }
 
+/// The workloads too large to split at every cut here: the whole int8 network's logits.
+#[test]
+fn int8_logits_stay_close_for_vgg16_and_bert_mini() {
+    let device = Device::flex();
+    for workload in [Workload::Vgg16, Workload::BertMini] {
+        let input = workload.example_input(13);
+        let run = |variant: &str| {
+            let net = workload.build(variant, &device).unwrap();
+            values(&net.run_wire(0, net.stage_count(), &input, &device).unwrap())
+        };
+        let similarity = cosine(&run("fp32"), &run("int8"));
+        println!("{workload:?} int8: logits cosine with fp32 {similarity:.5}");
+        assert!(similarity > 0.98, "{workload:?}: cosine {similarity}");
+    }
+}
+
 fn total_flops(network: &Network) -> u64 {
     network.stages.iter().enumerate().map(|(i, s)| s.flops(&network.boundary_dims[i])).sum()
 }

@@ -365,3 +365,51 @@ mod tests {
         assert!(!QConv::pays(&g(144, 144, 3, 144)), "depthwise stays f32");
     }
 }
+
+/// A token table in int8, one scale per row: a lookup dequantizes only the rows it reads.
+/// burn's weight-only int8 dequantized the whole 31 MB table of BERT-mini on every request.
+#[derive(Clone)]
+pub struct QEmbedding {
+    rows: Vec<i8>,
+    scales: Vec<f32>,
+    width: usize,
+}
+
+impl fmt::Debug for QEmbedding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QEmbedding({}×{})", self.scales.len(), self.width)
+    }
+}
+
+impl QEmbedding {
+    pub fn new(table: Tensor<2>) -> Self {
+        let [count, width] = table.dims();
+        let values = host(table);
+        let mut rows = vec![0i8; count * width];
+        let mut scales = vec![1.0f32; count];
+        for (r, (src, dst)) in values.chunks(width.max(1)).zip(rows.chunks_mut(width.max(1))).enumerate() {
+            let max = src.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let scale = if max > 0.0 && max.is_finite() { max / 127.0 } else { 1.0 };
+            scales[r] = scale;
+            for (d, v) in dst.iter_mut().zip(src) {
+                *d = (v / scale).round().clamp(-127.0, 127.0) as i8;
+            }
+        }
+        Self { rows, scales, width }
+    }
+
+    /// Rows `ids` (checked against the vocabulary before any stage runs: `Network::run_wire`)
+    /// as `[batch, len, width]`; an id out of range reads row 0 rather than panicking.
+    pub fn forward(&self, ids: Tensor<2, burn::tensor::Int>) -> Tensor<3> {
+        let device = ids.device();
+        let [batch, len] = ids.dims();
+        let ids = ids.into_data().convert::<i64>().try_into_vec::<i64>().expect("i64 ids");
+        let mut out = Vec::with_capacity(ids.len() * self.width);
+        for id in ids {
+            let row = usize::try_from(id).ok().filter(|&r| r < self.scales.len()).unwrap_or(0);
+            let scale = self.scales[row];
+            out.extend(self.rows[row * self.width..(row + 1) * self.width].iter().map(|&q| q as f32 * scale));
+        }
+        Tensor::from_data(TensorData::new(out, [batch, len, self.width]), &device)
+    }
+}

@@ -9,8 +9,8 @@ use burn::module::{Module, Quantizer};
 use burn::tensor::quantization::{Calibration, QuantScheme};
 use serde::Serialize;
 
-use crate::model::int8::{QConv, QDense};
-use crate::model::layers::{ConvBn, Dense, Layer};
+use crate::model::int8::{QConv, QDense, QEmbedding};
+use crate::model::layers::{Act, ConvBn, Dense, Layer};
 use crate::model::network::Stage;
 use crate::Network;
 
@@ -19,8 +19,9 @@ use crate::Network;
 pub enum Variant {
     /// The reference network in full precision.
     Fp32,
-    /// Convolutions and dense layers compute in int8 (per-channel weights, per-tensor
-    /// activations, integer sums); depthwise convolutions, attention and the rest stay f32.
+    /// Convolutions, dense layers and BERT's feed-forward compute in int8 (per-channel weights,
+    /// per-tensor activations, integer sums); token tables are int8 rows; depthwise and narrow
+    /// pointwise convolutions, attention and the rest stay f32.
     Int8,
     /// A narrower network: every channel count scaled by `multiplier`.
     Width { multiplier: f32 },
@@ -71,9 +72,20 @@ fn layer(layer: Layer) -> Layer {
             p.classifier = dense(p.classifier);
             Layer::Pooler(p)
         }
-        // the token table is looked up, not multiplied, and burn's encoder has no int8 path:
-        // both keep weight-only int8 (4× smaller, measured no slower on flex)
-        other @ (Layer::Embed(_) | Layer::Encoder(_)) => other.quantize_weights(&mut quantizer()),
+        // the token table is looked up, not multiplied: int8 rows, dequantized as read
+        Layer::Embed(mut e) => {
+            e.int8 = Some(Arc::new(QEmbedding::new(e.tokens.weight.val())));
+            e.tokens = e.tokens.quantize_weights(&mut quantizer());
+            Layer::Embed(e)
+        }
+        // burn's attention has no int8 path and stays f32; the feed-forward computes in int8
+        Layer::Encoder(mut e) => {
+            let pwff = &e.layer.pwff;
+            let ff = (QDense::new(&pwff.linear_inner, Act::None), QDense::new(&pwff.linear_outer, Act::None));
+            e.int8_ff = Some(Arc::new(ff));
+            e.layer.pwff = e.layer.pwff.quantize_weights(&mut quantizer());
+            Layer::Encoder(e)
+        }
         other @ (Layer::MaxPool(_) | Layer::GlobalAvgPool(_)) => other,
     }
 }

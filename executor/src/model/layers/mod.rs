@@ -167,9 +167,7 @@ impl Layer {
             (Layer::InvertedResidual(b), Activation::Image(x)) => Activation::Image(b.forward(x)),
             (Layer::Basic(b), Activation::Image(x)) => Activation::Image(b.forward(x)),
             (Layer::Embed(e), Activation::Tokens(ids)) => Activation::Sequence(e.forward(ids)),
-            (Layer::Encoder(e), Activation::Sequence(x)) => {
-                Activation::Sequence(e.layer.forward(x, None, None))
-            }
+            (Layer::Encoder(e), Activation::Sequence(x)) => Activation::Sequence(e.forward(x)),
             (Layer::Pooler(p), Activation::Sequence(x)) => {
                 let [batch, _, hidden] = x.dims();
                 let first = x.narrow(1, 0, 1).reshape([batch, hidden]);
