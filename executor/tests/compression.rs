@@ -115,7 +115,7 @@ fn total_flops(network: &Network) -> u64 {
 #[test]
 fn pruned_networks_are_narrower_and_compose_at_every_cut() {
     let device = Device::flex();
-    for (workload, variant) in [(Workload::ResNet18, "pruned-0.3"), (Workload::Vgg16, "pruned-0.5")] {
+    for (workload, variant) in [(Workload::ResNet18, "pruned-0.3"), (Workload::Vgg16, "pruned-0.5"), (Workload::Vgg16, "pruned-0.56")] {
         let fp32 = workload.build("fp32", &device).unwrap();
         let pruned = workload.build(variant, &device).unwrap();
         let (before, after) = (total_flops(&fp32), total_flops(&pruned));
