@@ -195,7 +195,7 @@ impl Workload {
                     Variant::MagnitudePruned { removed: 0.3 },
                     RESNET18_TOP1 - FPGM_RESNET18_30_DROP,
                     "published-pruning",
-                    "FPGM (He et al., CVPR 2019, Table 3): ResNet-18 with 30% of its filters pruned and fine-tuned, ImageNet top-1 70.28 -> 68.41 (-1.87 points, FLOPs -41.8%); the drop applied to the card's fp32 figure. Here 30% of each basic block's inner channels go (residual widths kept), by L1 norm (Li et al., ICLR 2017)",
+                    "FPGM (He et al., CVPR 2019, ImageNet results): ResNet-18 with 30% of its filters pruned and fine-tuned, ImageNet top-1 70.28 -> 68.41 (-1.87 points, FLOPs -41.8%); the drop applied to the card's fp32 figure. Here 30% of each basic block's inner channels go (residual widths kept), by L1 norm (Li et al., ICLR 2017)",
                 ));
                 (task, shape, datatype, variants)
             }
