@@ -218,6 +218,8 @@ pub struct Timeline {
     pub upload_s: Option<(f64, f64)>,
     /// When the worker finishes this request, if the request reached it.
     pub worker_done_s: Option<f64>,
+    /// When the input reached the worker (the upload's end and half a round trip).
+    pub at_worker_s: f64,
     /// The device's span for the remaining stages, when the deadline passed and the request
     /// was finished locally.
     pub fallback_s: Option<(f64, f64)>,
@@ -278,7 +280,7 @@ pub fn outcome(
     let spans = queues.uplink_spans(trace, local_done, candidate.bytes_up);
     let (upload_start, upload_end) = (spans.first().map_or(local_done, |s| s.0), spans.last().map_or(local_done, |s| s.1));
     let at_worker = upload_end + half_rtt_s;
-    let remote_start = (at_worker + world.worker_queue * conditions.service_ms / 1e3).max(queues.worker_free_at);
+    let remote_start = (at_worker + world.worker_queue * conditions.service_ms / 1e3).max(queues.worker_free_for(at_worker));
     let remote_compute_ms: f64 = candidate.worker_stages[candidate.cut..]
         .iter()
         .zip(&world.worker_noise[candidate.cut..])
@@ -305,6 +307,7 @@ pub fn outcome(
             upload_spans: spans,
             upload_s: None,
             worker_done_s: (at_worker <= deadline).then_some(worker_done),
+            at_worker_s: at_worker,
             fallback_s: Some(fallback),
             abandoned_s: Some(deadline),
             reply_s: fallback.1,
@@ -330,6 +333,7 @@ pub fn outcome(
         upload_spans: spans,
         upload_s: Some((upload_start, upload_end)),
         worker_done_s: Some(worker_done),
+        at_worker_s: at_worker,
         fallback_s: None,
         abandoned_s: None,
         reply_s: reply,

@@ -40,8 +40,8 @@ pub struct Queues {
     pub device_expected_free_at: f64,
     /// Queued and running uploads, in the order they were decided.
     uploads: Vec<Upload>,
-    /// When the worker finishes our requests already sent.
-    pub worker_free_at: f64,
+    /// Our requests at the worker: (arrival, done), in the order they were decided.
+    worker: Vec<(f64, f64)>,
 }
 
 /// Spans idle between the busy `spans` (sorted, disjoint) from `from` on, the last one open.
@@ -136,6 +136,19 @@ impl Queues {
 
     /// Queues an upload of `bytes` over `spans` (from `uplink_spans`), or, when it is
     /// abandoned at `abandoned_s`, over the spans before then.
+    /// When the worker is free for a request of ours arriving at `arrive_s`: after those that
+    /// reached it first (it serves in arrival order). A request decided earlier but still
+    /// uploading does not hold up one that arrives before it: its completion depends on the
+    /// trace after the later one's decision, and the counterfactual test catches that leak.
+    pub fn worker_free_for(&self, arrive_s: f64) -> f64 {
+        self.worker.iter().filter(|w| w.0 <= arrive_s).fold(f64::NEG_INFINITY, |m, w| m.max(w.1))
+    }
+
+    /// A request of ours that reached the worker at `arrive_s` and finishes there at `done_s`.
+    pub fn record_worker(&mut self, arrive_s: f64, done_s: f64) {
+        self.worker.push((arrive_s, done_s));
+    }
+
     pub fn reserve_upload(&mut self, bytes: f64, spans: Vec<(f64, f64)>, abandoned_s: Option<f64>) {
         let (spans, done_s) = match abandoned_s {
             Some(at) => (cut_spans(&spans, at), at),

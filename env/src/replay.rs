@@ -410,7 +410,7 @@ impl ReplayEnv {
         // them wait for an abandonment that only the future trace knows (the counterfactual
         // test catches that). It waits for the work queued when its request was decided.
         if let Some(done) = timeline.worker_done_s {
-            self.queues.worker_free_at = self.queues.worker_free_at.max(done);
+            self.queues.record_worker(timeline.at_worker_s, done);
         }
         let upload = timeline.upload_s;
         if candidate.uses_worker() {

@@ -10,7 +10,8 @@ pub struct BenchArgs {
     /// What to measure: `env` (VecEnv steps per second on one core), `decision` (p50/p99 of
     /// one 16-plan scheduling decision by the policy), `sim2real` (live vs simulated latency per
     /// plan; data read beside the config file; about a minute), or `serve` (what `rlsched serve`
-    /// adds over direct local execution of digits-cnn, and requests per second).
+    /// adds over direct local execution of digits-cnn, and requests per second), or `int8`
+    /// (an int8 convolution and dense layer against fp32 at the workloads' shapes, alternating).
     pub target: String,
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -104,7 +105,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let checkpoint = args.checkpoint.clone().unwrap_or_else(|| args.config.dir().join("checkpoints/default"));
             return super::bench_serve::run(&args.config, checkpoint, args.serve_requests, args.clients);
         }
-        other => bail!("unknown benchmark `{other}` (available: env, decision, sim2real, serve)"),
+        "int8" => return super::bench_int8::run(args.seconds),
+        other => bail!("unknown benchmark `{other}` (available: env, decision, sim2real, serve, int8)"),
     }
     let config = args.config.load()?;
     let scenario = std::sync::Arc::new(rlsched_env::Scenario::load(&config.env, &config.env.traces)?);

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_decision;
+mod bench_int8;
 mod bench_serve;
 mod eval;
 mod limits;

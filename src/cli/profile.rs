@@ -130,6 +130,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
             println!("{} ({}; input {:?} {})", spec.name, spec.task, spec.input_shape, spec.input_datatype.name());
             for v in &spec.variants {
                 println!("  {:<12} accuracy {:.4} ({})", v.name, v.accuracy, v.accuracy_source);
+                println!("               source: {}", v.citation);
             }
         }
         return Ok(());

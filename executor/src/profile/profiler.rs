@@ -287,7 +287,7 @@ impl Profile {
 }
 
 /// Profiles the given variants (all of them when empty) of a workload, each timed run after
-/// `idle` of doing nothing (zero: back to back).
+/// `idle` of doing nothing (zero: back to back); the variants alternate run by run.
 pub fn profile(
     workload: Workload,
     variants: &[String],
@@ -305,21 +305,29 @@ pub fn profile(
         variants.to_vec()
     };
     let input = workload.example_input(1);
-    let mut profiles = Vec::new();
+    let first = Activation::from_wire(&input, &device)?;
+    let mut built = Vec::with_capacity(names.len());
     for name in &names {
         let variant = spec.variant(name)?;
         progress(&format!("{}/{}: building", workload.name(), name));
         let network = workload.build(name, &device)?;
-        let first = Activation::from_wire(&input, &device)?;
         // Warm-up: the first pass pays for weight materialisation, allocation and (on GPUs)
         // kernel compilation.
         network.forward(first.clone())?.to_wire()?;
-        let mut passes = Vec::with_capacity(runs);
-        for run in 0..runs {
-            progress(&format!("{}/{}: run {}/{}", workload.name(), name, run + 1, runs));
-            passes.push(time_stages(&network, &first, &device, idle)?);
-        }
-        profiles.push(variant_profile(&network, variant, &passes)?);
+        built.push((variant, network, Vec::with_capacity(runs)));
     }
+    // Variants take turns run by run: on a machine shared with other work the load drifts
+    // over minutes, and alternating spreads that drift over every variant alike instead of
+    // charging it to whichever ran last.
+    for run in 0..runs {
+        progress(&format!("{}: run {}/{}", workload.name(), run + 1, runs));
+        for (_, network, passes) in &mut built {
+            passes.push(time_stages(network, &first, &device, idle)?);
+        }
+    }
+    let profiles = built
+        .iter()
+        .map(|(variant, network, passes)| variant_profile(network, variant, passes))
+        .collect::<Result<Vec<_>, _>>()?;
     Profile::measured(workload, device_choice, idle, profiles)
 }

@@ -6,6 +6,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
 use super::Act;
+use crate::model::int8::QConv;
 
 /// Convolution, optional batch norm, activation.
 #[derive(Module, Debug)]
@@ -16,6 +17,9 @@ pub struct ConvBn {
     pub act: Act,
     #[module(skip)]
     pub geometry: ConvGeometry,
+    /// The int8 form (batch norm and activation folded in) that runs instead, in int8 variants.
+    #[module(skip)]
+    pub int8: Option<std::sync::Arc<QConv>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -72,10 +76,14 @@ impl ConvBn {
                 padding,
                 groups,
             },
+            int8: None,
         }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if let Some(q) = &self.int8 {
+            return q.forward(x);
+        }
         let x = self.conv.forward(x);
         let x = match &self.bn {
             Some(bn) => bn.forward(x),

@@ -5,6 +5,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::Act;
+use crate::model::int8::QDense;
 
 /// Fully connected layer with activation. A 4-D input is flattened first, as a classifier
 /// head does after its last convolution.
@@ -17,6 +18,9 @@ pub struct Dense {
     pub d_in: usize,
     #[module(skip)]
     pub d_out: usize,
+    /// The int8 form that runs instead, in int8 variants.
+    #[module(skip)]
+    pub int8: Option<std::sync::Arc<QDense>>,
 }
 
 impl Dense {
@@ -26,11 +30,15 @@ impl Dense {
             act,
             d_in,
             d_out,
+            int8: None,
         }
     }
 
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.act.apply(self.linear.forward(x))
+        match &self.int8 {
+            Some(q) => q.forward(x),
+            None => self.act.apply(self.linear.forward(x)),
+        }
     }
 }
 

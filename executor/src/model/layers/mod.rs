@@ -41,6 +41,19 @@ pub enum Act {
 }
 
 impl Act {
+    /// The same function on one value (the int8 layers apply it as they dequantize).
+    #[inline]
+    pub fn apply_scalar(self, x: f32) -> f32 {
+        match self {
+            Act::None => x,
+            Act::Relu => x.max(0.0),
+            Act::Relu6 => x.clamp(0.0, 6.0),
+            Act::Tanh => x.tanh(),
+            Act::HSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            Act::HSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        }
+    }
+
     fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Act::None => x,
@@ -113,7 +126,7 @@ impl Layer {
             Layer::GlobalAvgPool(_) => vec![input[0], input[1]],
             Layer::Dense(d) => vec![input[0], d.d_out],
             Layer::InvertedResidual(b) => b.output_dims(input),
-            Layer::Basic(b) => b.conv1.geometry.output_dims(input),
+            Layer::Basic(b) => b.output_dims(input),
             Layer::Embed(e) => vec![input[0], input[1], e.hidden],
             Layer::Encoder(_) => input.to_vec(),
             Layer::Pooler(p) => vec![input[0], p.classifier.d_out],
@@ -154,9 +167,7 @@ impl Layer {
             (Layer::InvertedResidual(b), Activation::Image(x)) => Activation::Image(b.forward(x)),
             (Layer::Basic(b), Activation::Image(x)) => Activation::Image(b.forward(x)),
             (Layer::Embed(e), Activation::Tokens(ids)) => Activation::Sequence(e.forward(ids)),
-            (Layer::Encoder(e), Activation::Sequence(x)) => {
-                Activation::Sequence(e.layer.forward(x, None, None))
-            }
+            (Layer::Encoder(e), Activation::Sequence(x)) => Activation::Sequence(e.forward(x)),
             (Layer::Pooler(p), Activation::Sequence(x)) => {
                 let [batch, _, hidden] = x.dims();
                 let first = x.narrow(1, 0, 1).reshape([batch, hidden]);

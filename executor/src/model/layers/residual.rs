@@ -163,13 +163,19 @@ impl BasicBlock {
         relu(self.conv2.forward(self.conv1.forward(x)) + skip)
     }
 
+    /// The block's output: the second convolution's (a pruned block is narrower only inside).
+    pub(super) fn output_dims(&self, input: &[usize]) -> Vec<usize> {
+        self.conv2.geometry.output_dims(&self.conv1.geometry.output_dims(input))
+    }
+
     pub(super) fn flops(&self, input: &[usize]) -> u64 {
-        let out = self.conv1.geometry.output_dims(input);
+        let inner = self.conv1.geometry.output_dims(input);
+        let out = self.conv2.geometry.output_dims(&inner);
         let ds = match &self.downsample {
-            Some(d) => d.geometry.flops(&out),
+            Some(d) => d.geometry.flops(&d.geometry.output_dims(input)),
             None => 0,
         };
-        self.conv1.geometry.flops(&out) + self.conv2.geometry.flops(&out) + ds
+        self.conv1.geometry.flops(&inner) + self.conv2.geometry.flops(&out) + ds
     }
 }
 

@@ -5,7 +5,10 @@ use burn::nn::transformer::{TransformerEncoderConfig, TransformerEncoderLayer};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Int, Tensor};
 
+use burn::nn::attention::MhaInput;
+
 use super::Dense;
+use crate::model::int8::QDense;
 
 /// BERT's input embeddings: token plus learned position, then layer norm.
 #[derive(Module, Debug)]
@@ -19,6 +22,9 @@ pub struct TokenEmbedding {
     pub hidden: usize,
     #[module(skip)]
     pub max_len: usize,
+    /// The int8 token table that is looked up instead, in int8 variants.
+    #[module(skip)]
+    pub int8: Option<std::sync::Arc<crate::model::int8::QEmbedding>>,
 }
 
 impl TokenEmbedding {
@@ -30,6 +36,7 @@ impl TokenEmbedding {
             vocab,
             hidden,
             max_len,
+            int8: None,
         }
     }
 
@@ -39,8 +46,11 @@ impl TokenEmbedding {
         let positions = Tensor::<1, Int>::arange(0..len as i64, &device)
             .reshape([1, len])
             .expand([batch, len]);
-        self.norm
-            .forward(self.tokens.forward(ids) + self.positions.forward(positions))
+        let tokens = match &self.int8 {
+            Some(table) => table.forward(ids),
+            None => self.tokens.forward(ids),
+        };
+        self.norm.forward(tokens + self.positions.forward(positions))
     }
 }
 
@@ -52,6 +62,10 @@ pub struct EncoderBlock {
     pub hidden: usize,
     #[module(skip)]
     pub ff: usize,
+    /// In int8 variants, the feed-forward's two dense layers (two thirds of the layer's
+    /// multiply-adds) in int8; attention stays f32 with f32 weights.
+    #[module(skip)]
+    pub int8_ff: Option<std::sync::Arc<(QDense, QDense)>>,
 }
 
 impl EncoderBlock {
@@ -61,6 +75,32 @@ impl EncoderBlock {
             layer: TransformerEncoderLayer::new(&config, device),
             hidden,
             ff,
+            int8_ff: None,
+        }
+    }
+
+    /// burn's `TransformerEncoderLayer::forward` in inference (dropout off), with the
+    /// feed-forward's dense layers in int8 when the variant has them.
+    pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
+        let Some(ff) = &self.int8_ff else {
+            return self.layer.forward(input, None, None);
+        };
+        let l = &self.layer;
+        let attention_in = if l.norm_first { l.norm_2.forward(input.clone()) } else { input.clone() };
+        let mut x = input + l.mha.forward(MhaInput::self_attn(attention_in)).context;
+        let ff_in = if l.norm_first {
+            l.norm_1.forward(x.clone())
+        } else {
+            x = l.norm_1.forward(x);
+            x.clone()
+        };
+        let [batch, len, hidden] = ff_in.dims();
+        let inner = l.pwff.activation.forward(ff.0.forward(ff_in.reshape([batch * len, hidden])));
+        let x = x + ff.1.forward(inner).reshape([batch, len, hidden]);
+        if l.norm_first {
+            x
+        } else {
+            l.norm_2.forward(x)
         }
     }
 }

@@ -17,14 +17,16 @@ use super::{card, VariantSpec, WorkloadSpec};
 use crate::model::activation::{DataType, WireData};
 use crate::model::layers::{Act, ConvBn, Dense, Layer};
 use crate::model::network::{Network, Stage};
+use crate::model::prune::{kept_count, strongest_channels};
 use crate::model::variant::{quantize_int8, Variant};
 use crate::{Activation, ExecError};
 
 const CONV1: usize = 16;
 const CONV2: usize = 32;
 const HIDDEN: usize = 64;
-/// Fraction of convolution channels the `pruned-50` variant removes.
-const PRUNED_FRACTION: f32 = 0.5;
+/// The variants: name and the fraction of convolution channels a pruned one removes.
+const VARIANTS: [(&str, Option<f32>); 5] =
+    [("fp32", None), ("int8", None), ("pruned-25", Some(0.25)), ("pruned-50", Some(0.5)), ("pruned-75", Some(0.75))];
 
 /// The project's data folder: `$RLSCHED_DATA`, or `data/` at the repository root.
 pub fn data_dir() -> PathBuf {
@@ -193,24 +195,6 @@ fn load_fp32(device: &Device) -> Result<Network, ExecError> {
         })
 }
 
-/// Indices of the `keep` output channels with the largest L1 norm, in their original order.
-fn strongest_channels(weight: &Tensor<4>, keep: usize) -> Vec<i64> {
-    let [out, ..] = weight.dims();
-    let norms: Vec<f32> = weight
-        .clone()
-        .abs()
-        .reshape([out as i32, -1])
-        .sum_dim(1)
-        .into_data()
-        .try_to_vec_as::<f32>()
-        .expect("f32 norms");
-    let mut order: Vec<usize> = (0..out).collect();
-    order.sort_by(|&a, &b| norms[b].total_cmp(&norms[a]));
-    let mut kept: Vec<i64> = order[..keep].iter().map(|&i| i as i64).collect();
-    kept.sort_unstable();
-    kept
-}
-
 fn conv_of(network: &Network, stage: usize) -> &ConvBn {
     match &network.stages[stage].layers[0] {
         Layer::Conv(conv) => conv,
@@ -232,8 +216,8 @@ fn replace<const D: usize>(param: &mut Param<Tensor<D>>, value: Tensor<D>) {
 /// Removes the weakest `fraction` of each convolution's channels (structured magnitude pruning),
 /// slicing the following layer's inputs to match. No fine-tuning: the accuracy loss is measured.
 pub fn prune(trained: &Network, fraction: f32, device: &Device) -> Network {
-    let keep1 = ((CONV1 as f32) * (1.0 - fraction)).round() as usize;
-    let keep2 = ((CONV2 as f32) * (1.0 - fraction)).round() as usize;
+    let keep1 = kept_count(CONV1, fraction);
+    let keep2 = kept_count(CONV2, fraction);
     let (c1, c2, fc1, fc2) = (conv_of(trained, 0), conv_of(trained, 1), dense_of(trained, 2), dense_of(trained, 3));
     let kept1 = strongest_channels(&c1.conv.weight.val(), keep1);
     let kept2 = strongest_channels(&c2.conv.weight.val(), keep2);
@@ -274,16 +258,14 @@ pub fn prune(trained: &Network, fraction: f32, device: &Device) -> Network {
 }
 
 fn variant_of(name: &str) -> Result<Variant, ExecError> {
-    match name {
-        "fp32" => Ok(Variant::Fp32),
-        "int8" => Ok(Variant::Int8),
-        "pruned-50" => Ok(Variant::MagnitudePruned {
-            removed: PRUNED_FRACTION,
-        }),
-        other => Err(ExecError::UnknownVariant {
+    match VARIANTS.iter().find(|(n, _)| *n == name) {
+        Some((_, Some(removed))) => Ok(Variant::MagnitudePruned { removed: *removed }),
+        Some(("int8", None)) => Ok(Variant::Int8),
+        Some(_) => Ok(Variant::Fp32),
+        None => Err(ExecError::UnknownVariant {
             workload: "digits-cnn".into(),
-            variant: other.into(),
-            known: "fp32, int8, pruned-50".into(),
+            variant: name.into(),
+            known: VARIANTS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
         }),
     }
 }
@@ -300,22 +282,23 @@ pub fn build(variant: &str, device: &Device) -> Result<Network, ExecError> {
 
 /// Measured test-split accuracies of every variant, computed once per process.
 pub fn spec() -> Result<WorkloadSpec, ExecError> {
-    static MEASURED: OnceLock<[f64; 3]> = OnceLock::new();
+    static MEASURED: OnceLock<[f64; VARIANTS.len()]> = OnceLock::new();
     let measured = match MEASURED.get() {
         Some(m) => *m,
         None => {
             let device = Device::flex();
             let test = DigitsSplit::load("test")?;
-            let mut m = [0.0; 3];
-            for (slot, name) in ["fp32", "int8", "pruned-50"].iter().enumerate() {
+            let mut m = [0.0; VARIANTS.len()];
+            for (slot, (name, _)) in VARIANTS.iter().enumerate() {
                 m[slot] = accuracy(&build(name, &device)?, &test, &device)?;
             }
             *MEASURED.get_or_init(|| m)
         }
     };
     let cite = "measured on the held-out 20% of scikit-learn `digits` (UCI Optical Recognition of Handwritten Digits, Alpaydin & Kaynak 1998), data/digits/test.csv";
-    let variants: Vec<VariantSpec> = ["fp32", "int8", "pruned-50"]
+    let variants: Vec<VariantSpec> = VARIANTS
         .iter()
+        .map(|(name, _)| name)
         .zip(measured)
         .map(|(name, acc)| card(name, variant_of(name).expect("known"), acc, "measured", cite))
         .collect();
