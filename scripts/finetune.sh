@@ -31,6 +31,8 @@ evaluate "checkpoints/finetune-$model" fine-tuned
 python3 - "$out" "$began" "$ended" <<'PY'
 import json, sys
 out, began, ended = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+# no ratio where the best baseline has no regret (every baseline already at the oracle)
+ratio = lambda row: "n/a" if row["regret_ratio"] is None else f"{row['regret_ratio']:.2f}"
 print(f"fine-tune: {ended - began:.1f} s of wall time (training, its validation checks and its final table)")
 print()
 print("| policy | scale | best baseline | policy − best, 95% | regret ratio | compressed share | p99 policy / best, ms |")
@@ -42,5 +44,5 @@ for name in ["zero-shot", "fine-tuned"]:
         p, b = rows["policy"], rows[report["best_baseline"]]
         d = p["vs_best_baseline"]
         print(f"| {name} | ×{cell['scale']:g} | {b['name']} | {d['mean']:+.3f} [{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}] | "
-              f"{p['regret_ratio']:.2f} | {p['compressed_frac']:.2f} | {p['latency_ms_p99']:.0f} / {b['latency_ms_p99']:.0f} |")
+              f"{ratio(p)} | {p['compressed_frac']:.2f} | {p['latency_ms_p99']:.0f} / {b['latency_ms_p99']:.0f} |")
 PY

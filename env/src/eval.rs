@@ -63,6 +63,9 @@ pub struct PairedDifference {
     pub mean: f64,
     pub ci95_low: f64,
     pub ci95_high: f64,
+    /// The episode with the lowest mean per-request difference: a rare catastrophe shows here
+    /// before it moves the mean.
+    pub worst_episode: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -107,7 +110,7 @@ pub fn paired_difference(a: &[f64], b: &[f64], sizes: &[usize], seed: u64) -> Pa
     }
     let total: usize = sums.iter().map(|s| s.1).sum();
     if total == 0 {
-        return PairedDifference { mean: f64::NAN, ci95_low: f64::NAN, ci95_high: f64::NAN };
+        return PairedDifference { mean: f64::NAN, ci95_low: f64::NAN, ci95_high: f64::NAN, worst_episode: f64::NAN };
     }
     let mean = sums.iter().map(|s| s.0).sum::<f64>() / total as f64;
     let mut rng = SmallRng::seed_from_u64(seed);
@@ -123,7 +126,8 @@ pub fn paired_difference(a: &[f64], b: &[f64], sizes: &[usize], seed: u64) -> Pa
         })
         .collect();
     means.sort_by(f64::total_cmp);
-    PairedDifference { mean, ci95_low: percentile(&means, 0.025), ci95_high: percentile(&means, 0.975) }
+    let worst_episode = sums.iter().filter(|s| s.1 > 0).map(|s| s.0 / s.1 as f64).fold(f64::INFINITY, f64::min);
+    PairedDifference { mean, ci95_low: percentile(&means, 0.025), ci95_high: percentile(&means, 0.975), worst_episode }
 }
 
 /// Runs each scheduler over `episodes` episodes: episode i replays trace i mod traces (so every

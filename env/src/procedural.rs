@@ -16,12 +16,14 @@
 //! - the worker is 1.5–40× faster per stage (measured 2.9× for MobileNetV2 to 27× for VGG-16)
 //!   plus a fixed 0.02–0.6 ms per stage (digits-cnn's stages are slower there than here);
 //! - variants: int8 weights with 0.5–1.3× the fp32 time (today's weight-only int8 is 1.0–1.5×,
-//!   int8 compute 0.4–0.6×), 0–1 accuracy point lost; width-pruned 0.75 and 0.5 (time ×
-//!   r^1–r^2, activations × r, weights × r², 0.5–4 and 2–10 points lost: MobileNetV2 measured
+//!   int8 compute 0.4–0.6×), 0–1 accuracy point lost; width-pruned 0.75, 0.5 and 0.25 (time ×
+//!   r^1–r^2, activations × r, weights × r², 0.3–10, 1–30 and 5–45 points lost, log-uniform:
+//!   the digits CNN measured 1.1/7.2/42 points at 0.75/0.5/0.25 of its filters; MobileNetV2 measured
 //!   0.86×/0.52× and 2/6.4 points); the worker holds the fp32 and pruned variants, as the
 //!   measured h200 profiles do;
 //! - the SLO is 0.4–3× the model's own local fp32 time (measured 0.7–2.7×), the accuracy floor
-//!   0–8 points below fp32 (measured 0.6–6.8).
+//!   0–8 points below fp32 (measured 0.6–6.8) for 70% of models, 10–50 points for the rest (the
+//!   digits CNN's serving floor is 0.5).
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -172,9 +174,11 @@ fn variants(rng: &mut SmallRng, accuracy: f64) -> Vec<VariantDraw> {
         let lost = rng.random_range(0.0..0.01);
         list.push(VariantDraw { name: "int8".into(), accuracy: accuracy - lost, time: rng.random_range(0.5..1.3), activations: 1.0, weights: 0.25, on_worker: false });
     }
-    for (ratio, lost) in [(0.75f64, 0.005..0.04), (0.5, 0.02..0.1)] {
+    // points lost, log-uniform: the measured losses run from 1.9 (ResNet-18 at 0.3) through
+    // 6.4 (MobileNetV2 at 0.5) to 42 (the digits CNN at 0.25 of its filters)
+    for (ratio, lost) in [(0.75f64, (0.003, 0.1)), (0.5, (0.01, 0.3)), (0.25, (0.05, 0.45))] {
         if rng.random_bool(0.5) {
-            let lost = rng.random_range(lost);
+            let lost = log_uniform(rng, lost.0, lost.1);
             let time = ratio.powf(rng.random_range(1.0..2.0));
             list.push(VariantDraw {
                 name: format!("width-{ratio}"),
@@ -242,7 +246,11 @@ fn one_model(name: &str, weight: f64, device: &str, worker: &str, rng: &mut Smal
         .collect();
     let local_ms: f64 = skeleton.ms.iter().sum();
     let slo_ms = (local_ms * log_uniform(rng, 0.4, 3.0)).clamp(5.0, 5_000.0);
-    let min_accuracy = (accuracy - rng.random_range(0.0..0.08)).max(0.0);
+    // most floors sit just below fp32 as the named workloads' do; some are loose (the digits
+    // CNN is served with a floor of 0.5), so that every variant is valid and only the reward's
+    // accuracy term keeps the policy from the fastest one
+    let below = if rng.random_bool(0.7) { rng.random_range(0.0..0.08) } else { rng.random_range(0.1..0.5) };
+    let min_accuracy = (accuracy - below).max(0.0);
     GeneratedModel {
         mix: WorkloadMix { name: name.into(), weight, slo_ms, min_accuracy },
         device: profile(name, device, &skeleton, device_variants),
