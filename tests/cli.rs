@@ -99,7 +99,7 @@ fn profile_list_names_every_workload() {
 }
 
 /// An interrupted training run keeps its progress: `train` checkpoints every few iterations, and
-/// what is on disk when SIGINT arrives is a whole, loadable checkpoint.
+/// what is on disk when the run is stopped (SIGTERM) is a whole, loadable checkpoint.
 #[test]
 fn interrupted_training_leaves_a_loadable_checkpoint() {
     let dir = common::private_config("interrupt");
@@ -122,9 +122,19 @@ fn interrupted_training_leaves_a_loadable_checkpoint() {
         assert!(std::time::Instant::now() < deadline, "no checkpoint written");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    // SIGTERM, not SIGINT: a shell that starts a job in the background (nohup, `&` without job
+    // control) makes it ignore SIGINT, and the child inherits that, so a SIGINT would never end
+    // the run. Waiting is bounded either way.
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    child.wait().unwrap();
+    let stop_deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > stop_deadline {
+            child.kill().ok();
+            panic!("training did not stop within 120 s of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let (policy, read) = rlsched_agent::checkpoint::load(&dir.join("checkpoints/i"), &burn::tensor::Device::flex()).unwrap();
     assert!(read.step > 0 && read.step < total, "step {}", read.step);
     assert!(policy.first_non_finite_parameter().is_none());

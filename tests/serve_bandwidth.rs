@@ -15,7 +15,10 @@ use rlsched_executor::kserve::client::WorkerClient;
 use rlsched_executor::plan::PlanExecutor;
 use rlsched_executor::{DeviceChoice, Workload};
 
-const RESNET: &str = r#"env.workloads=[{name="resnet18",weight=1.0,slo_ms=300.0,min_accuracy=0.69}]"#;
+/// fp32 only (the floor is above int8's 0.6949): int8 that computes in int8 runs ResNet-18
+/// locally in about 85 ms, which beats offload even at 20 Mbit/s, so with it allowed a drop
+/// would show nothing. fp32 locally takes about 200 ms, offload at 20 Mbit/s about 110 ms.
+const RESNET: &str = r#"env.workloads=[{name="resnet18",weight=1.0,slo_ms=300.0,min_accuracy=0.697}]"#;
 /// Seconds of 20 Mbit/s from the link's start, then 0.5 Mbit/s.
 const SWITCH_S: f64 = 15.0;
 /// Requests after the switch by which the plan mix must have left the worker.
@@ -81,7 +84,8 @@ async fn after_a_bandwidth_drop_serving_leaves_the_worker_and_matches_the_best_f
         assert!(run.breakdown.fallback.is_none(), "{:?}", run.breakdown.fallback);
         latencies.push(run.breakdown.total_ms);
     };
-    for (c, candidate) in model.candidates.iter().enumerate().filter(|(_, c)| c.uses_worker()) {
+    let allowed = |c: usize| model.candidates[c].accuracy >= model.mix.min_accuracy;
+    for (c, candidate) in model.candidates.iter().enumerate().filter(|&(c, candidate)| candidate.uses_worker() && allowed(c)) {
         for _ in 0..2 {
             run_fixed(c, &mut fixed[c]).await;
         }
@@ -90,7 +94,7 @@ async fn after_a_bandwidth_drop_serving_leaves_the_worker_and_matches_the_best_f
     let mut window = Vec::new();
     for _ in 0..WINDOW {
         window.push(send(before.len() + after.len() + window.len()).await);
-        for c in (0..model.candidates.len()).filter(|&c| !model.candidates[c].uses_worker()) {
+        for c in (0..model.candidates.len()).filter(|&c| !model.candidates[c].uses_worker() && allowed(c)) {
             run_fixed(c, &mut fixed[c]).await;
         }
     }
@@ -102,7 +106,7 @@ async fn after_a_bandwidth_drop_serving_leaves_the_worker_and_matches_the_best_f
         train.env.reward.reward(candidate.accuracy, ms, model.mix.slo_ms, candidate.bytes_up)
     };
     let (best, best_ms) = (0..fixed.len())
-        .filter(|&c| !fixed[c].is_empty())
+        .filter(|&c| !fixed[c].is_empty() && allowed(c))
         .map(|c| (c, mean(&fixed[c])))
         .max_by(|a, b| reward(a.0, a.1).total_cmp(&reward(b.0, b.1)))
         .unwrap();

@@ -13,7 +13,10 @@ use common::serve::{self as helpers};
 use rlsched_executor::Workload;
 
 const REQUESTS: usize = 40;
-const RESNET: &str = r#"env.workloads=[{name="resnet18",weight=1.0,slo_ms=300.0,min_accuracy=0.69}]"#;
+/// fp32 only (the floor is above int8's 0.6949): int8 that computes in int8 runs ResNet-18
+/// locally in about 85 ms, faster than offload, so with it allowed the worker would not be
+/// relied on and its slowdown would show nothing.
+const RESNET: &str = r#"env.workloads=[{name="resnet18",weight=1.0,slo_ms=300.0,min_accuracy=0.697}]"#;
 
 async fn run(worker: &str, online: bool) -> Vec<Point> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
