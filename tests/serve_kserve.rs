@@ -19,7 +19,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::serve::{self as helpers, Killed};
 use rlsched_executor::Workload;
@@ -70,18 +70,7 @@ fn slowed_profiles(dir: &Path, workload: &str, factor: f64) {
     }
 }
 
-async fn metric(client: &reqwest::Client, url: &str, name: &str) -> f64 {
-    let text = client.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
-    helpers::sample(&text, name)
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use helpers::{metric, wait_for};
 
 /// What serve answered to request `index` of the seeded mobilenetv2 stream: its plan
 /// parameters, the first output row, and the mean of the input that was sent.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::serve::{self as helpers, DIGITS};
 use serde_json::{json, Value};
@@ -20,18 +20,7 @@ async fn infer(client: &reqwest::Client, url: &str) -> Value {
     response.json::<Value>().await.unwrap()["parameters"].clone()
 }
 
-async fn metric(client: &reqwest::Client, url: &str, name: &str) -> f64 {
-    let text = client.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
-    helpers::sample(&text, name)
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use helpers::{metric, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_is_masked_then_used_again() {

@@ -82,6 +82,21 @@ pub mod serve {
     }
 
     /// The value of one Prometheus sample (`name{labels}` exactly as the text has it), 0 if absent.
+    /// A Prometheus sample of serve's `/metrics` (summed over its labels).
+    pub async fn metric(client: &reqwest::Client, url: &str, name: &str) -> f64 {
+        let text = client.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+        sample(&text, name)
+    }
+
+    /// Waits on an event (polled every 20 ms), failing after two minutes.
+    pub async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !done().await {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn sample(text: &str, name: &str) -> f64 {
         text.lines()
             .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())

@@ -132,12 +132,7 @@ impl WorkerClient {
     /// Round-trip time of a readiness check, in milliseconds; an error if the worker is not ready.
     pub async fn probe(&self) -> Result<f64, ExecError> {
         let start = Instant::now();
-        let response = self
-            .authorized(self.http.get(format!("{}/v2/health/ready", self.base_url)))
-            .timeout(self.limits.probe_timeout)
-            .send()
-            .await
-            .map_err(remote)?;
+        let response = self.get("/v2/health/ready").await?;
         if !response.status().is_success() {
             return Err(remote(format!("worker not ready: HTTP {}", response.status())));
         }
@@ -146,17 +141,8 @@ impl WorkerClient {
 
     /// The worker's load counters (`GET /v2/stats`).
     pub async fn stats(&self) -> Result<WorkerStats, ExecError> {
-        let response = self
-            .authorized(self.http.get(format!("{}/v2/stats", self.base_url)))
-            .timeout(self.limits.probe_timeout)
-            .send()
-            .await
-            .map_err(remote)?;
-        if !response.status().is_success() {
-            return Err(remote(format!("worker stats: HTTP {}", response.status())));
-        }
         // a few counters: anything long is not an answer
-        let body = read_limited(response, 64 << 10).await?;
+        let body = self.get_small("/v2/stats", 64 << 10).await?;
         serde_json::from_slice(&body).map_err(remote)
     }
 
@@ -186,12 +172,7 @@ impl WorkerClient {
     /// Whether the server has `model` ready (`GET /v2/models/{model}/ready`): a 4xx is a no,
     /// anything else that is not a success an error.
     pub async fn model_ready(&self, model: &str) -> Result<bool, ExecError> {
-        let response = self
-            .authorized(self.http.get(format!("{}/v2/models/{model}/ready", self.base_url)))
-            .timeout(self.limits.probe_timeout)
-            .send()
-            .await
-            .map_err(remote)?;
+        let response = self.get(&format!("/v2/models/{model}/ready")).await?;
         let status = response.status();
         match () {
             _ if status.is_success() => Ok(true),
@@ -200,14 +181,18 @@ impl WorkerClient {
         }
     }
 
-    /// A GET of at most `limit` bytes within the probe timeout; a non-success is an error.
-    async fn get_small(&self, path: &str, limit: usize) -> Result<Vec<u8>, ExecError> {
-        let response = self
-            .authorized(self.http.get(format!("{}{path}", self.base_url)))
+    /// An authorised GET of `path` on the worker within the probe timeout.
+    async fn get(&self, path: &str) -> Result<reqwest::Response, ExecError> {
+        self.authorized(self.http.get(format!("{}{path}", self.base_url)))
             .timeout(self.limits.probe_timeout)
             .send()
             .await
-            .map_err(remote)?;
+            .map_err(remote)
+    }
+
+    /// A GET of at most `limit` bytes within the probe timeout; a non-success is an error.
+    async fn get_small(&self, path: &str, limit: usize) -> Result<Vec<u8>, ExecError> {
+        let response = self.get(path).await?;
         if !response.status().is_success() {
             return Err(remote(format!("GET {path}: HTTP {}", response.status())));
         }
