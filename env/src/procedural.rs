@@ -97,7 +97,8 @@ fn generate(seed: u64, count: usize, weight: f64, prefix: &str, device: &str, wo
         .collect()
 }
 
-fn log_uniform(rng: &mut SmallRng, low: f64, high: f64) -> f64 {
+/// A draw spread evenly in log between `low` and `high` (both above zero).
+pub(crate) fn log_uniform(rng: &mut impl Rng, low: f64, high: f64) -> f64 {
     (low.ln() + (high.ln() - low.ln()) * rng.random::<f64>()).exp()
 }
 

@@ -49,12 +49,9 @@ pub struct Scenario {
     pub traces: Vec<Arc<Trace>>,
     /// Largest candidate count over the workloads (the padded plan dimension).
     pub max_plans: usize,
-    /// Training only: each episode's RTT drawn log-uniformly in this range (ms), rather than
-    /// `config.rtt_ms` throughout.
-    pub rtt_range_ms: Option<(f64, f64)>,
-    /// Training only: `[env.training_tail]`, the shaping that charges a latency past a number
-    /// of SLOs beyond what the reward charges.
-    pub tail: crate::config::TailConfig,
+    /// Built by `load_training`: the config's training-only settings (`training_rtt_ms`,
+    /// `[env.training_tail]`) apply to its episodes, and to no evaluation's.
+    pub training: bool,
 }
 
 /// Seeds the log-uniform training scales: every run draws the same ones.
@@ -165,13 +162,13 @@ fn with_outages(config: &EnvConfig, traces: &[Arc<Trace>]) -> Result<Vec<Arc<Tra
 impl Scenario {
     /// What training's shaping takes from a request's reward (0 outside training).
     pub fn tail_penalty(&self, latency_ms: f64, slo_ms: f64) -> f64 {
-        self.tail.penalty(latency_ms, slo_ms)
+        if self.training { self.config.training_tail.penalty(latency_ms, slo_ms) } else { 0.0 }
     }
 
-    /// An episode's round trip, ms.
+    /// An episode's round trip, ms: in training a draw from `training_rtt_ms` when it is set.
     pub fn episode_rtt_ms(&self, rng: &mut impl rand::Rng) -> f64 {
-        match self.rtt_range_ms {
-            Some((low, high)) if high > low => (low.ln() + (high.ln() - low.ln()) * rng.random::<f64>()).exp(),
+        match self.config.training_rtt_ms[..] {
+            [low, high] if self.training && high > low => crate::procedural::log_uniform(rng, low, high),
             _ => self.config.rtt_ms,
         }
     }
@@ -222,10 +219,7 @@ impl Scenario {
         scenario.traces.extend(config.synthetic.generate()?);
         // laying outages over a trace twice lays the same ones
         scenario.traces = with_outages(config, &scenario.traces)?;
-        scenario.tail = config.training_tail.clone();
-        if let [low, high] = config.training_rtt_ms[..] {
-            scenario.rtt_range_ms = Some((low, high));
-        }
+        scenario.training = true;
         let generated = config.procedural.training(&config.device_profile, &config.worker_profile);
         scenario.add_models(generated)?;
         Ok(scenario)
@@ -284,8 +278,7 @@ impl Scenario {
             workloads,
             traces: with_outages(config, &load_scaled_traces(traces, format, config.bandwidth_scale, "env.bandwidth_scale")?)?,
             max_plans,
-            rtt_range_ms: None,
-            tail: crate::config::TailConfig::default(),
+            training: false,
         })
     }
 }

@@ -184,8 +184,7 @@ impl SyntheticConfig {
         let (mut starts, mut rates) = (Vec::with_capacity(seconds), Vec::with_capacity(seconds));
         for second in 0..seconds {
             if outage_left == 0 && onset > 0.0 && rng.random_bool(onset) {
-                let (low, high) = (self.outage_min_s.ln(), self.outage_max_s.ln());
-                outage_left = (low + (high - low) * rng.random::<f64>()).exp().round().max(1.0) as usize;
+                outage_left = crate::procedural::log_uniform(rng, self.outage_min_s, self.outage_max_s).round().max(1.0) as usize;
                 level = rng.random_range(0..self.levels);
             }
             if outage_left > 0 {
