@@ -234,21 +234,26 @@ impl Scenario {
         Ok(())
     }
 
-    /// This scenario with its request mix replaced by `models` (the validation probe's
-    /// held-out cell).
-    pub fn with_models_only(mut self, models: Vec<GeneratedModel>) -> Result<Self, EnvError> {
+    /// This scenario with its request mix replaced by validation's held-out generated models
+    /// (`[env.procedural] validation_models`, never trained on).
+    pub fn with_held_out_models(mut self) -> Result<Self, EnvError> {
+        let config = &self.config;
+        let models = config.procedural.validation(&config.device_profile, &config.worker_profile);
         if models.is_empty() {
-            return Err(EnvError::Config("no generated models to score on".into()));
+            return Err(EnvError::Config("env.procedural.validation_models is 0: no held-out models to score on".into()));
         }
         self.workloads.clear();
         self.add_models(models)?;
         Ok(self)
     }
 
-    /// This scenario replaying `traces` (already scaled) instead of its own.
-    pub fn with_traces(mut self, traces: Vec<Arc<Trace>>) -> Result<Self, EnvError> {
+    /// This scenario replaying validation's held-out link family instead of its own traces: the
+    /// Markov traces of `[env.validation_synthetic]` (generated across the whole range of rates:
+    /// unscaled).
+    pub fn with_held_out_traces(mut self) -> Result<Self, EnvError> {
+        let traces = self.config.validation_synthetic.generate()?;
         if traces.is_empty() {
-            return Err(EnvError::Config("no traces to replay".into()));
+            return Err(EnvError::Config("env.validation_synthetic.traces is 0: no held-out traces to replay".into()));
         }
         self.traces = with_outages(&self.config, &traces)?;
         Ok(self)

@@ -150,15 +150,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
             let mut env = config.env.clone();
             env.bandwidth_scale = scale;
             let mut scenario = if set == MARKOV_SET && traces.is_empty() {
-                Scenario::load(&env, &env.validation_traces)?.with_traces(env.validation_synthetic.generate()?)?
+                Scenario::load(&env, &env.validation_traces)?.with_held_out_traces()?
             } else {
                 Scenario::load_with(&env, traces, format).with_context(|| format!("trace set `{set}` at ×{scale}"))?
             };
             let mut train = Scenario::load(&env, &env.traces)?;
             if args.held_out_models {
-                let held_out = || env.procedural.validation(&env.device_profile, &env.worker_profile);
-                scenario = scenario.with_models_only(held_out())?;
-                train = train.with_models_only(held_out())?;
+                scenario = scenario.with_held_out_models()?;
+                train = train.with_held_out_models()?;
             }
             let (scenario, train) = (Arc::new(scenario), Arc::new(train));
             let mut train_env = rlsched_env::ReplayEnv::new(train);

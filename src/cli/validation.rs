@@ -120,15 +120,13 @@ impl ValidationProbe {
         if config.validation_synthetic.traces > 0 {
             // generated across the whole range of rates: replayed unscaled
             let unscaled = EnvConfig { bandwidth_scale: 1.0, ..config.clone() };
-            let traces = config.validation_synthetic.generate()?;
-            let scenario = Scenario::load(&unscaled, &config.validation_traces)?.with_traces(traces)?;
-            let fit = Scenario::load(&config.clone(), &config.traces)?;
+            let scenario = Scenario::load(&unscaled, &config.validation_traces)?.with_held_out_traces()?;
+            let fit = Scenario::load(config, &config.traces)?;
             cells.push(ProbeCell::new("markov-outages".into(), 1.0, scenario, fit, seed, episodes)?);
         }
         if config.procedural.validation_models > 0 {
-            let held_out = || config.procedural.validation(&config.device_profile, &config.worker_profile);
-            let scenario = Scenario::load(config, &config.validation_traces)?.with_models_only(held_out())?;
-            let fit = Scenario::load(config, &config.traces)?.with_models_only(held_out())?;
+            let scenario = Scenario::load(config, &config.validation_traces)?.with_held_out_models()?;
+            let fit = Scenario::load(config, &config.traces)?.with_held_out_models()?;
             cells.push(ProbeCell::new("held-out-models".into(), config.bandwidth_scale, scenario, fit, seed, episodes)?);
         }
         Ok(Self { cells, episodes })
