@@ -10,11 +10,18 @@ pub struct ModelConfig {
     pub hidden: usize,
     /// Normalised observation features are clipped to ±obs_clip (Gymnasium's default is 10).
     pub obs_clip: f32,
+    /// Weight of the greedy prior: each plan's logit is the scorer's output plus
+    /// `greedy_prior ×` the plan's normalised predicted reward under the harmonic-mean
+    /// bandwidth estimate (what `mpc` maximises; in units of that feature's running standard
+    /// deviation), so the scorer learns where to depart from the greedy choice rather than
+    /// the greedy choice itself, and a model it never saw starts from mpc's judgement.
+    /// 0: no prior (the checkpoints before it).
+    pub greedy_prior: f32,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { hidden: 64, obs_clip: 10.0 }
+        Self { hidden: 64, obs_clip: 10.0, greedy_prior: 0.0 }
     }
 }
 
@@ -94,6 +101,8 @@ pub const MAX_NUM_STEPS: usize = 1 << 17;
 /// `num_envs × num_steps`, the steps of one rollout.
 pub const MAX_BATCH_SIZE: usize = 1 << 18;
 pub const MAX_UPDATE_EPOCHS: usize = 1000;
+/// A prior past this would swamp any score the network can learn (predicted rewards are clamped to ±50).
+pub const MAX_GREEDY_PRIOR: f64 = 100.0;
 
 impl PpoConfig {
     /// Saturating, so that an unchecked config cannot overflow here; `validate` bounds it.
@@ -138,6 +147,7 @@ impl AgentConfig {
         check_count("agent.ppo.num_minibatches", p.num_minibatches, 1, p.batch_size())?;
         check_count("agent.ppo.update_epochs", p.update_epochs, 1, MAX_UPDATE_EPOCHS)?;
         check_positive("agent.model.obs_clip", m.obs_clip as f64)?;
+        check_range("agent.model.greedy_prior", m.greedy_prior as f64, 0.0, MAX_GREEDY_PRIOR)?;
         check_positive("agent.ppo.learning_rate", p.learning_rate)?;
         check_range("agent.ppo.gamma", p.gamma, 0.0, 1.0)?;
         check_range("agent.ppo.gae_lambda", p.gae_lambda, 0.0, 1.0)?;

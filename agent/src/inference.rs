@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use rlsched_env::obs::{Obs, PLAN_FEATURES};
+use rlsched_env::obs::{Obs, MPC_REWARD_FEATURE, PLAN_FEATURES};
 use rlsched_env::Decision;
 
 use crate::normalize::{ObsNormalizer, RunningStats};
@@ -265,6 +265,8 @@ pub struct PlainScorer {
     state: Standardize,
     plan: Standardize,
     clip: f32,
+    /// The policy's `greedy_prior` (0: none).
+    greedy_prior: f32,
 }
 
 impl PlainScorer {
@@ -283,7 +285,14 @@ impl PlainScorer {
             state: Standardize::new(&normalizer.state),
             plan: Standardize::new(&normalizer.plan),
             clip: normalizer.clip,
+            greedy_prior: 0.0,
         })
+    }
+
+    /// Adds `weight ×` each plan's normalised mpc reward to its score, as `Policy::forward` does.
+    pub fn with_greedy_prior(mut self, weight: f32) -> Self {
+        self.greedy_prior = weight;
+        self
     }
 
     pub fn mlp(&self) -> &PlainMlp {
@@ -295,6 +304,11 @@ impl PlainScorer {
         let (state, plans) = self.normalized(obs)?;
         let mut valid_scores = Vec::with_capacity(obs.n_plans);
         self.mlp.forward_shared(&state, &plans, &mut valid_scores);
+        if self.greedy_prior != 0.0 {
+            for (score, row) in valid_scores.iter_mut().zip(plans.chunks_exact(PLAN_FEATURES)) {
+                *score += self.greedy_prior * row[MPC_REWARD_FEATURE];
+            }
+        }
         let mut next = valid_scores.into_iter();
         out.clear();
         out.extend(obs.mask.iter().take(obs.n_plans).map(|&valid| if valid { next.next().unwrap_or(f32::NAN) } else { f32::NEG_INFINITY }));

@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::tanh;
 use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
-use rlsched_env::obs::{Obs, PLAN_FEATURES};
+use rlsched_env::obs::{Obs, MPC_REWARD_FEATURE, PLAN_FEATURES};
 use rlsched_env::schedulers::Scheduler;
 use rlsched_env::Decision;
 
@@ -53,6 +53,9 @@ pub struct Policy {
     /// The scorer and normaliser in plain f32, built on the first decision (`plain`).
     #[module(skip)]
     pub inference: InferenceCache,
+    /// `[agent.model] greedy_prior`: weight of the normalised mpc reward added to each logit.
+    #[module(skip)]
+    pub greedy_prior: f32,
 }
 
 /// A batch of normalised observations as tensors.
@@ -113,6 +116,7 @@ impl Policy {
             value: Mlp::new(state_dim + PLAN_FEATURES, config.hidden, 1, device),
             normalizer: ObsNormalizer::new(state_dim, config.obs_clip),
             inference: InferenceCache::default(),
+            greedy_prior: config.greedy_prior,
         }
     }
 
@@ -127,7 +131,7 @@ impl Policy {
     /// assumes `Linear` layers with tanh between them, and a scorer built otherwise must keep
     /// deciding through burn rather than decide wrongly.
     fn checked_plain(&self) -> Result<PlainScorer, InferenceError> {
-        let plain = PlainScorer::new(&self.scorer, &self.normalizer)?;
+        let plain = PlainScorer::new(&self.scorer, &self.normalizer)?.with_greedy_prior(self.greedy_prior);
         let d_in = plain.mlp().d_in();
         let rows = 8;
         // inputs across the normalised range, different in every row and column
@@ -190,7 +194,12 @@ impl Policy {
             let scores = self.scorer.forward(joint).reshape([batch.valid_count]);
             flat = flat.select_assign(0, batch.valid_rows.clone(), scores, IndexingUpdateOp::Add);
         }
-        let logits = flat.reshape([n, plans]).mask_fill(batch.mask.clone().bool_not(), MASKED_LOGIT);
+        let mut logits = flat.reshape([n, plans]);
+        if self.greedy_prior != 0.0 {
+            let prior = batch.plans.clone().slice([0..n, 0..plans, MPC_REWARD_FEATURE..MPC_REWARD_FEATURE + 1]).reshape([n, plans]);
+            logits = logits + prior * self.greedy_prior;
+        }
+        let logits = logits.mask_fill(batch.mask.clone().bool_not(), MASKED_LOGIT);
         let valid = batch.mask.clone().float().reshape([n, plans, 1]);
         let count = valid.clone().sum_dim(1).clamp_min(1.0).reshape([n, 1]);
         let pooled = (batch.plans.clone() * valid).sum_dim(1).reshape([n, PLAN_FEATURES]) / count;

@@ -110,6 +110,35 @@ fn untrained_policies_of_other_widths_match_too() {
 }
 
 #[test]
+fn the_greedy_prior_scores_alike_on_both_paths_and_leads_to_mpcs_choice() {
+    let state_dim = rlsched_env::obs::state_dim(&EnvConfig::default());
+    let policy = Policy::new(&ModelConfig { greedy_prior: 100.0, ..ModelConfig::default() }, state_dim, &Device::flex());
+    let (checked, _) = assert_same(policy, scenario(2), 1);
+    assert!(checked > 0);
+    // an untrained scorer's outputs are small: a heavy prior makes the choice the plan with the
+    // highest (normalised, clipped) mpc reward, up to the scorer's small differences
+    let policy = Policy::new(&ModelConfig { greedy_prior: 100.0, ..ModelConfig::default() }, state_dim, &Device::flex());
+    let mut scheduler = PolicyScheduler { policy, device: Device::flex() };
+    let mut env = ReplayEnv::new(scenario(2));
+    env.compute_oracle = false;
+    env.reset_on(5, 5).unwrap();
+    let (mut decided, mut departed) = (0, 0);
+    while let Some(decision) = env.decision() {
+        let obs = decision.obs;
+        let feature = |i: usize| obs.plans[i * rlsched_env::obs::PLAN_FEATURES + rlsched_env::obs::MPC_REWARD_FEATURE].clamp(-10.0, 10.0);
+        let best = (0..obs.n_plans).filter(|&i| obs.mask[i]).map(feature).fold(f32::MIN, f32::max);
+        let choice = scheduler.choose(&decision);
+        assert!(obs.mask[choice]);
+        if feature(choice) < best - 0.05 {
+            departed += 1;
+        }
+        decided += 1;
+        env.step(choice).unwrap();
+    }
+    assert!(decided > 50 && departed == 0, "{departed} of {decided} choices departed from the prior's");
+}
+
+#[test]
 fn mismatched_inputs_are_errors() {
     let config = EnvConfig::default();
     let state_dim = rlsched_env::obs::state_dim(&config);

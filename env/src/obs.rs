@@ -19,6 +19,9 @@ pub const PER_SAMPLE: usize = 3;
 /// Features of the state that do not depend on `history`.
 pub const STATE_EXTRA: usize = 14;
 pub const PLAN_FEATURES: usize = 17;
+/// The plan feature holding the predicted reward under the harmonic-mean bandwidth estimate
+/// (what `mpc` maximises): the policy's greedy prior reads it.
+pub const MPC_REWARD_FEATURE: usize = 14;
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Obs {
