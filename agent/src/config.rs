@@ -17,11 +17,15 @@ pub struct ModelConfig {
     /// the greedy choice itself, and a model it never saw starts from mpc's judgement.
     /// 0: no prior (the checkpoints before it).
     pub greedy_prior: f32,
+    /// The prior relative to the request's own plans: `(z − max z) / (max z − min z)` over
+    /// its valid plans (0 for the best, −1 for the worst), so a fast link's hundredths rank
+    /// plans as strongly as a slow link's whole units; false: the normalised reward itself.
+    pub greedy_prior_relative: bool,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { hidden: 64, obs_clip: 10.0, greedy_prior: 0.0 }
+        Self { hidden: 64, obs_clip: 10.0, greedy_prior: 0.0, greedy_prior_relative: false }
     }
 }
 

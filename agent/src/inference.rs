@@ -265,8 +265,9 @@ pub struct PlainScorer {
     state: Standardize,
     plan: Standardize,
     clip: f32,
-    /// The policy's `greedy_prior` (0: none).
+    /// The policy's `greedy_prior` (0: none) and `greedy_prior_relative`.
     greedy_prior: f32,
+    greedy_prior_relative: bool,
 }
 
 impl PlainScorer {
@@ -286,12 +287,15 @@ impl PlainScorer {
             plan: Standardize::new(&normalizer.plan),
             clip: normalizer.clip,
             greedy_prior: 0.0,
+            greedy_prior_relative: false,
         })
     }
 
-    /// Adds `weight ×` each plan's normalised mpc reward to its score, as `Policy::forward` does.
-    pub fn with_greedy_prior(mut self, weight: f32) -> Self {
+    /// Adds `weight ×` each plan's normalised mpc reward (relative to the request's best and
+    /// worst valid plans where `relative`) to its score, as `Policy::forward` does.
+    pub fn with_greedy_prior(mut self, weight: f32, relative: bool) -> Self {
         self.greedy_prior = weight;
+        self.greedy_prior_relative = relative;
         self
     }
 
@@ -305,8 +309,11 @@ impl PlainScorer {
         let mut valid_scores = Vec::with_capacity(obs.n_plans);
         self.mlp.forward_shared(&state, &plans, &mut valid_scores);
         if self.greedy_prior != 0.0 {
-            for (score, row) in valid_scores.iter_mut().zip(plans.chunks_exact(PLAN_FEATURES)) {
-                *score += self.greedy_prior * row[MPC_REWARD_FEATURE];
+            let prior = plans.chunks_exact(PLAN_FEATURES).map(|row| row[MPC_REWARD_FEATURE]);
+            let (best, worst) = prior.clone().fold((f32::MIN, f32::MAX), |(b, w), z| (b.max(z), w.min(z)));
+            for (score, z) in valid_scores.iter_mut().zip(prior) {
+                let z = if self.greedy_prior_relative { (z - best) / (best - worst + crate::policy::RELATIVE_PRIOR_EPSILON) } else { z };
+                *score += self.greedy_prior * z;
             }
         }
         let mut next = valid_scores.into_iter();

@@ -21,6 +21,9 @@ const MASKED_LOGIT: f32 = -1e9;
 /// A plan score this far from zero has run away (healthy scores are tens at most): it is
 /// approaching the masked logit, and the masked softmax stops meaning anything.
 pub const RUNAWAY_SCORE: f32 = 1e6;
+/// Keeps the relative prior finite where every valid plan has the same predicted reward (one
+/// valid plan, say): the prior is then zero.
+pub const RELATIVE_PRIOR_EPSILON: f32 = 1e-6;
 
 #[derive(Module, Debug)]
 pub struct Mlp {
@@ -56,6 +59,9 @@ pub struct Policy {
     /// `[agent.model] greedy_prior`: weight of the normalised mpc reward added to each logit.
     #[module(skip)]
     pub greedy_prior: f32,
+    /// `[agent.model] greedy_prior_relative`.
+    #[module(skip)]
+    pub greedy_prior_relative: bool,
 }
 
 /// A batch of normalised observations as tensors.
@@ -117,6 +123,7 @@ impl Policy {
             normalizer: ObsNormalizer::new(state_dim, config.obs_clip),
             inference: InferenceCache::default(),
             greedy_prior: config.greedy_prior,
+            greedy_prior_relative: config.greedy_prior_relative,
         }
     }
 
@@ -131,7 +138,7 @@ impl Policy {
     /// assumes `Linear` layers with tanh between them, and a scorer built otherwise must keep
     /// deciding through burn rather than decide wrongly.
     fn checked_plain(&self) -> Result<PlainScorer, InferenceError> {
-        let plain = PlainScorer::new(&self.scorer, &self.normalizer)?.with_greedy_prior(self.greedy_prior);
+        let plain = PlainScorer::new(&self.scorer, &self.normalizer)?.with_greedy_prior(self.greedy_prior, self.greedy_prior_relative);
         let d_in = plain.mlp().d_in();
         let rows = 8;
         // inputs across the normalised range, different in every row and column
@@ -196,7 +203,13 @@ impl Policy {
         }
         let mut logits = flat.reshape([n, plans]);
         if self.greedy_prior != 0.0 {
-            let prior = batch.plans.clone().slice([0..n, 0..plans, MPC_REWARD_FEATURE..MPC_REWARD_FEATURE + 1]).reshape([n, plans]);
+            let mut prior = batch.plans.clone().slice([0..n, 0..plans, MPC_REWARD_FEATURE..MPC_REWARD_FEATURE + 1]).reshape([n, plans]);
+            if self.greedy_prior_relative {
+                let invalid = batch.mask.clone().bool_not();
+                let best = prior.clone().mask_fill(invalid.clone(), f32::MIN).max_dim(1);
+                let worst = prior.clone().mask_fill(invalid, f32::MAX).min_dim(1);
+                prior = (prior - best.clone()) / (best - worst + RELATIVE_PRIOR_EPSILON);
+            }
             logits = logits + prior * self.greedy_prior;
         }
         let logits = logits.mask_fill(batch.mask.clone().bool_not(), MASKED_LOGIT);

@@ -112,9 +112,11 @@ fn untrained_policies_of_other_widths_match_too() {
 #[test]
 fn the_greedy_prior_scores_alike_on_both_paths_and_leads_to_mpcs_choice() {
     let state_dim = rlsched_env::obs::state_dim(&EnvConfig::default());
-    let policy = Policy::new(&ModelConfig { greedy_prior: 100.0, ..ModelConfig::default() }, state_dim, &Device::flex());
-    let (checked, _) = assert_same(policy, scenario(2), 1);
-    assert!(checked > 0);
+    for relative in [false, true] {
+        let policy = Policy::new(&ModelConfig { greedy_prior: 100.0, greedy_prior_relative: relative, ..ModelConfig::default() }, state_dim, &Device::flex());
+        let (checked, _) = assert_same(policy, scenario(2), 1);
+        assert!(checked > 0);
+    }
     // an untrained scorer's outputs are small: a heavy prior makes the choice the plan with the
     // highest (normalised, clipped) mpc reward, up to the scorer's small differences
     let policy = Policy::new(&ModelConfig { greedy_prior: 100.0, ..ModelConfig::default() }, state_dim, &Device::flex());
