@@ -4,7 +4,9 @@
 //! A request names the rest of its route in the `next_hops` parameter, `peer@stage,...`: this
 //! worker runs its stages up to the first hop's start and forwards the rest to the peer it
 //! knows by that name (`rlsched worker --next NAME=URL`), which runs up to the next hop's start
-//! and forwards on, and so on; the last hop runs to the model's end. A route holds peer
+//! and forwards on, and so on; the last hop runs to the model's end. A hop whose next hop
+//! starts where it does computes nothing and only relays (a plan that skips a node still
+//! crosses its links: the chain is the network's shape). A route holds peer
 //! *names* only, never addresses: each worker resolves a name against its own `--next` table,
 //! so no request can make a worker connect where its operator did not say (a server-side
 //! request forgery hole otherwise). The response's `hops` parameter (a JSON string, since the
@@ -72,7 +74,8 @@ pub fn parse_route(text: &str, start: usize, stages: usize) -> Result<Vec<Hop>, 
 }
 
 /// A route after a segment starting at `start`, on a model of `stages` stages: at most
-/// [`MAX_HOPS`] hops, valid names, starts strictly increasing, after `start` and before the end.
+/// [`MAX_HOPS`] hops, valid names, starts not decreasing (an equal start makes the hop before
+/// a relay), from `start` on and before the end.
 pub fn check_route(hops: &[Hop], start: usize, stages: usize) -> Result<(), String> {
     if hops.len() > MAX_HOPS {
         return Err(format!("names more than {MAX_HOPS} hops"));
@@ -80,9 +83,9 @@ pub fn check_route(hops: &[Hop], start: usize, stages: usize) -> Result<(), Stri
     let mut previous = start;
     for hop in hops {
         check_peer_name(&hop.peer)?;
-        if hop.start <= previous || hop.start >= stages {
+        if hop.start < previous || hop.start >= stages {
             return Err(format!(
-                "hop `{}` starts at stage {}, but it must start after stage {previous} and before the model's end ({stages} stages)",
+                "hop `{}` starts at stage {}, but it must start at stage {previous} or later and before the model's end ({stages} stages)",
                 hop.peer, hop.start
             ));
         }
@@ -97,8 +100,8 @@ pub fn check_route(hops: &[Hop], start: usize, stages: usize) -> Result<(), Stri
 pub struct HopReport {
     /// The name the previous hop knows it by (`worker N` for the device's own worker).
     pub node: String,
-    /// The stages it computed: its own segment, or on to the model's end when its next hop
-    /// failed and it finished the rest itself.
+    /// The stages it computed: its own segment (empty for a relay), or on to the model's end
+    /// when its next hop failed and it finished the rest itself.
     pub start_stage: usize,
     pub end_stage: usize,
     /// From the request leaving the previous hop until it had arrived here (one round trip in).
@@ -130,7 +133,7 @@ pub fn parse_hops_report(text: &str) -> Result<Vec<HopReport>, ProtocolError> {
     }
     for hop in &hops {
         let times = [hop.upload_ms, hop.queue_ms, hop.compute_ms, hop.forward_ms, hop.download_ms];
-        if times.iter().any(|t| !(t.is_finite() && *t >= 0.0)) || hop.node.len() > MAX_PEER_NAME + 16 || hop.start_stage >= hop.end_stage {
+        if times.iter().any(|t| !(t.is_finite() && *t >= 0.0)) || hop.node.len() > MAX_PEER_NAME + 16 || hop.start_stage > hop.end_stage {
             return Err(ProtocolError(format!("response parameter `hops`: hop `{}` has an impossible record", truncated(&hop.node))));
         }
     }
@@ -145,10 +148,12 @@ mod tests {
     fn routes_round_trip_and_bad_ones_are_named() {
         let hops = vec![Hop { peer: "edge".into(), start: 3 }, Hop { peer: "cloud_1".into(), start: 5 }];
         assert_eq!(parse_route(&encode_route(&hops), 1, 8).unwrap(), hops);
+        let relays = vec![Hop { peer: "edge".into(), start: 1 }, Hop { peer: "cloud".into(), start: 1 }];
+        assert_eq!(parse_route(&encode_route(&relays), 1, 8).unwrap(), relays);
         for (text, needle) in [
-            ("edge@3,cloud@3", "must start after stage 3"),
+            ("edge@3,cloud@2", "at stage 3 or later"),
             ("edge@8", "before the model's end"),
-            ("edge@1", "after stage 1"),
+            ("edge@0", "at stage 1 or later"),
             ("http://evil@3", "may hold only"),
             ("edge", "is not `peer@stage`"),
             ("edge@-1", "not a non-negative integer"),
@@ -169,7 +174,7 @@ mod tests {
         bad[0].upload_ms = -1.0;
         assert!(parse_hops_report(&serde_json::to_string(&bad).unwrap()).is_err());
         let mut empty_range = good.clone();
-        empty_range[0].end_stage = 2;
+        empty_range[0].end_stage = 1;
         assert!(parse_hops_report(&serde_json::to_string(&empty_range).unwrap()).is_err());
         assert!(parse_hops_report("[1,2]").is_err());
     }

@@ -289,7 +289,11 @@ async fn infer(
     }
 
     let end = route.first().map_or(stages, |hop| hop.start);
-    let computed = compute(&state, network.clone(), start, end, input, received).await?;
+    let computed = match end > start {
+        true => compute(&state, network.clone(), start, end, input, received).await?,
+        // a relay: nothing to compute here, the input goes on as it came
+        false => Computed { output: input, queue_length: state.queued.now(), in_flight: 0, queue_ms: 0.0, compute_ms: 0.0 },
+    };
     let (output, forward) = match route.split_first() {
         None => (computed.output, None),
         Some((hop, rest)) => {
@@ -399,7 +403,7 @@ async fn forward(
             )));
         }
         let end_stage = reply.end_stage.unwrap_or(network.stage_count());
-        if end_stage <= hop.start || end_stage > network.stage_count() || reply.hops.len() > rest.len() {
+        if end_stage < hop.start || end_stage > network.stage_count() || reply.hops.len() > rest.len() {
             return Err(ExecError::Remote(format!("next hop `{}` reports an impossible route (end stage {end_stage}, {} hops)", hop.peer, reply.hops.len())));
         }
         let mut reports = vec![HopReport {
