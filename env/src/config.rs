@@ -289,6 +289,13 @@ pub struct EnvConfig {
     pub worker_down_probability: f64,
     pub probe: ProbeConfig,
     pub reward: RewardConfig,
+    /// `[[env.nodes]]`: the chain scenario's nodes, the device first (`env::chain`). Empty (the
+    /// default): today's device and one worker, untouched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<crate::chain::NodeConfig>,
+    /// `[[env.links]]`: the link after each node but the last, in chain order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<crate::chain::ChainLinkConfig>,
 }
 
 impl Default for EnvConfig {
@@ -334,6 +341,8 @@ impl Default for EnvConfig {
             worker_down_probability: 0.02,
             probe: ProbeConfig::default(),
             reward: RewardConfig::default(),
+            nodes: Vec::new(),
+            links: Vec::new(),
         }
     }
 }
@@ -400,7 +409,7 @@ pub const MAX_DEVICE_MEMORY_MB: f64 = 1e7;
 
 impl LoadConfig {
     /// `max_level`: the highest meaningful level (a CPU share stays below 1).
-    fn validate(&self, name: &str, max_level: f64) -> Result<(), String> {
+    pub(crate) fn validate(&self, name: &str, max_level: f64) -> Result<(), String> {
         check_range(&format!("{name}.idle"), self.idle, 0.0, max_level)?;
         check_range(&format!("{name}.busy"), self.busy, 0.0, max_level)?;
         let (low, high) = DWELL_RANGE_S;
@@ -495,6 +504,6 @@ impl EnvConfig {
         for (name, w) in [("w_acc", r.w_acc), ("w_lat", r.w_lat), ("w_miss", r.w_miss), ("w_bytes", r.w_bytes)] {
             check_range(&format!("env.reward.{name}"), w, 0.0, MAX_WEIGHT)?;
         }
-        Ok(())
+        crate::chain::validate_topology(&self.nodes, &self.links)
     }
 }

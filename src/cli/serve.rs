@@ -59,6 +59,9 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let train = args.config.load()?;
+    if !train.env.nodes.is_empty() {
+        anyhow::bail!("the chain scenario ([[env.nodes]]) has no policy yet: `rlsched eval` runs its baselines");
+    }
     let device: DeviceChoice = args.device.parse()?;
     let mut config = ServeConfig::new(train.env.clone(), args.checkpoint);
     config.workers = args.workers;
