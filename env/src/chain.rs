@@ -348,6 +348,13 @@ impl ChainScenario {
             let enumerated = all.len();
             all.retain(|p| p.fits(&variants[p.variant], &capacities_bytes));
             let feasible = all.len();
+            if all.is_empty() {
+                return Err(EnvError::Config(format!(
+                    "env.workloads: no plan of `{}` fits every node's env.nodes[].memory_mb ({} MB)",
+                    mix.name,
+                    config.nodes.iter().map(|n| n.memory_mb.to_string()).collect::<Vec<_>>().join(", ")
+                )));
+            }
             let plans = cap_plans(all, &variants, config, &links);
             workloads.push(ChainWorkload { workload, mix: mix.clone(), variants, plans, enumerated, feasible });
         }
@@ -508,6 +515,9 @@ pub enum ChainScheduler {
     /// Clairvoyant greedy: every candidate and the DP's placement run on the true world, the
     /// best reward taken.
     Oracle,
+    /// The same over the candidates that compute on at most two nodes: with `Oracle`, what a
+    /// third node could earn at best.
+    OracleTwoNode,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -518,7 +528,7 @@ pub enum Estimate {
 }
 
 impl ChainScheduler {
-    pub const ALL: [ChainScheduler; 12] = [
+    pub const ALL: [ChainScheduler; 13] = [
         ChainScheduler::Local,
         ChainScheduler::GreedyDeviceEdge(Estimate::Last),
         ChainScheduler::GreedyDeviceEdge(Estimate::Harmonic),
@@ -530,6 +540,7 @@ impl ChainScheduler {
         ChainScheduler::Greedy(Estimate::Harmonic),
         ChainScheduler::Greedy(Estimate::Robust),
         ChainScheduler::Dp,
+        ChainScheduler::OracleTwoNode,
         ChainScheduler::Oracle,
     ];
 
@@ -546,12 +557,13 @@ impl ChainScheduler {
             ChainScheduler::GreedyDeviceEdge(x) => format!("{}-device-edge", e(x)),
             ChainScheduler::Dp => "dp-static".into(),
             ChainScheduler::Oracle => "oracle-now".into(),
+            ChainScheduler::OracleTwoNode => "oracle-now-2node".into(),
         }
     }
 
     /// Whether it may choose only plans on at most two computing nodes.
     pub fn two_node(self) -> bool {
-        matches!(self, ChainScheduler::GreedyTwoNode(_) | ChainScheduler::GreedyDeviceEdge(_) | ChainScheduler::Local)
+        matches!(self, ChainScheduler::GreedyTwoNode(_) | ChainScheduler::GreedyDeviceEdge(_) | ChainScheduler::Local | ChainScheduler::OracleTwoNode)
     }
 }
 
@@ -682,6 +694,10 @@ pub struct ChainResult {
     pub slo_misses: usize,
     /// Requests whose plan computed on 1, 2, 3… nodes (index = count − 1).
     pub node_counts: Vec<usize>,
+    /// Requests whose plan reached 1, 2, 3… nodes, relays included (index = count − 1).
+    pub reach_counts: Vec<usize>,
+    /// Every request's (workload, plan), in order.
+    pub chosen: Vec<(usize, ChainPlan)>,
     /// Requests whose plan used each node.
     pub node_use: Vec<usize>,
     /// Chosen plans that exceeded some node's R_i (the capacity check: 0).
@@ -709,6 +725,8 @@ pub fn evaluate(scenario: &ChainScenario, episodes: usize, seed: u64) -> Result<
             latencies_ms: Vec::new(),
             slo_misses: 0,
             node_counts: vec![0; nodes],
+            reach_counts: vec![0; nodes],
+            chosen: Vec::new(),
             node_use: vec![0; nodes],
             over_capacity: 0,
             per_workload: vec![(0, 0); scenario.workloads.len()],
@@ -736,6 +754,8 @@ pub fn evaluate(scenario: &ChainScenario, episodes: usize, seed: u64) -> Result<
                 r.slo_misses += (outcome.latency_ms > w.mix.slo_ms) as usize;
                 let computing = plan.computing_nodes();
                 r.node_counts[computing.len() - 1] += 1;
+                r.reach_counts[plan.last_node()] += 1;
+                r.chosen.push((request.workload, plan.clone()));
                 for &n in &computing {
                     r.node_use[n] += 1;
                 }
@@ -873,11 +893,22 @@ fn choose(scheduler: ChainScheduler, scenario: &ChainScenario, world: &mut Chain
             let refs: Vec<&ChainPlan> = placements.iter().collect();
             if refs.is_empty() { best_of(&allowed, &e) } else { best_of(&refs, &e) }
         }
-        ChainScheduler::Oracle => {
+        ChainScheduler::Oracle | ChainScheduler::OracleTwoNode => {
             // keep the estimators as causal as everyone's: fold in what was heard
             let e = world.estimates(config, request, Estimate::Harmonic);
-            let mut options: Vec<ChainPlan> = allowed.iter().map(|p| (*p).clone()).collect();
-            options.extend(w.variants.iter().enumerate().filter(|(_, v)| v.accuracy >= w.mix.min_accuracy).filter_map(|(i, v)| optimal_placement(i, v, config, &scenario.capacities_bytes, &e).map(|(p, _)| p)));
+            let two = scheduler == ChainScheduler::OracleTwoNode;
+            let mut options: Vec<ChainPlan> = allowed.iter().filter(|p| !two || p.computing_nodes().len() <= 2).map(|p| (*p).clone()).collect();
+            if options.is_empty() {
+                options = allowed.iter().map(|p| (*p).clone()).collect();
+            }
+            options.extend(
+                w.variants
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.accuracy >= w.mix.min_accuracy)
+                    .filter_map(|(i, v)| optimal_placement(i, v, config, &scenario.capacities_bytes, &e).map(|(p, _)| p))
+                    .filter(|p| !two || p.computing_nodes().len() <= 2),
+            );
             options
                 .into_iter()
                 .map(|p| {
@@ -910,14 +941,25 @@ pub fn report(scenario: &ChainScenario, results: &[ChainResult], seed: u64) -> S
     let mut out = String::new();
     let nodes = scenario.names.len();
     let _ = writeln!(out, "chain: {} ({} episodes x {} requests)", scenario.names.join(" -> "), results[0].episode_rewards.len(), scenario.config.requests_per_episode);
+    let _ = writeln!(out, "  R_i: {} MB", scenario.config.nodes.iter().map(|n| format!("{} {}", n.name, n.memory_mb)).collect::<Vec<_>>().join(", "));
     for w in &scenario.workloads {
-        let locals = w.plans.iter().filter(|p| p.last_node() == 0).count();
-        let _ = writeln!(out, "  {:<12} plans {:>2} (enumerated {}, within every R_i {}; local {locals})", w.mix.name, w.plans.len(), w.enumerated, w.feasible);
+        let meets = |p: &&ChainPlan| w.variants[p.variant].accuracy >= w.mix.min_accuracy;
+        let by_reach: Vec<String> = (0..nodes).map(|k| w.plans.iter().filter(meets).filter(|p| p.last_node() == k).count().to_string()).collect();
+        let _ = writeln!(
+            out,
+            "  {:<12} plans {:>2} (enumerated {}, within every R_i {}); above the accuracy floor, by the last node reached: {}",
+            w.mix.name,
+            w.plans.len(),
+            w.enumerated,
+            w.feasible,
+            by_reach.join("/")
+        );
     }
     let _ = write!(out, "\n{:<24} {:>8} {:>18} {:>8} {:>8} {:>7}", "scheduler", "reward", "95% CI (episodes)", "p50 ms", "p95 ms", "miss %");
     for k in 1..=nodes {
-        let _ = write!(out, " {:>6}", format!("{k}n %"));
+        let _ = write!(out, " {:>6}", format!("c{k} %"));
     }
+    let _ = write!(out, " {:>6}", format!("r{nodes} %"));
     let _ = writeln!(out, " {:>8}", "over R_i");
     for r in results {
         let mean = r.mean();
@@ -930,10 +972,11 @@ pub fn report(scenario: &ChainScenario, results: &[ChainResult], seed: u64) -> S
         for c in &r.node_counts {
             let _ = write!(out, " {:>6.1}", 100.0 * *c as f64 / n);
         }
+        let _ = write!(out, " {:>6.1}", 100.0 * r.reach_counts[nodes - 1] as f64 / n);
         let _ = writeln!(out, " {:>8}", r.over_capacity);
     }
     // the closing note: the best chain scheduler against the best two-node one, paired
-    let causal = |r: &&ChainResult| r.scheduler != "oracle-now";
+    let causal = |r: &&ChainResult| !r.scheduler.starts_with("oracle");
     let best = |two: bool| {
         results
             .iter()
@@ -947,12 +990,19 @@ pub fn report(scenario: &ChainScenario, results: &[ChainResult], seed: u64) -> S
         let three: usize = chain.node_counts.iter().skip(2).sum();
         let _ = writeln!(
             out,
-            "\nbest chain scheduler {} vs best two-node scheduler {}: {d:+.3} reward per request, 95% paired bootstrap CI [{low:+.3}, {high:+.3}]; {} plans computed on three or more nodes in {:.1}% of requests",
+            "\nbest chain scheduler {} vs best two-node scheduler {}: {d:+.3} reward per request, 95% paired bootstrap CI over episodes [{low:+.3}, {high:+.3}]; {} plans computed on three or more nodes in {:.1}% of requests",
             chain.scheduler,
             two.scheduler,
             chain.scheduler,
             100.0 * three as f64 / n.max(1) as f64
         );
+        let oracle = |name: &str| results.iter().find(|r| r.scheduler == name);
+        if let (Some(all), Some(two)) = (oracle("oracle-now"), oracle("oracle-now-2node")) {
+            let (d, low, high) = paired_interval(&all.episode_rewards, &two.episode_rewards, seed);
+            let n: usize = all.node_counts.iter().sum();
+            let three: usize = all.node_counts.iter().skip(2).sum();
+            let _ = writeln!(out, "clairvoyant: oracle-now vs oracle-now-2node {d:+.3} [{low:+.3}, {high:+.3}]; the oracle computed on three or more nodes in {:.1}% of requests", 100.0 * three as f64 / n.max(1) as f64);
+        }
         for (i, w) in scenario.workloads.iter().enumerate() {
             let (requests, three) = chain.per_workload[i];
             let _ = writeln!(out, "  {:<12} {} of {} requests on three or more nodes", w.mix.name, three, requests);
@@ -962,6 +1012,7 @@ pub fn report(scenario: &ChainScenario, results: &[ChainResult], seed: u64) -> S
             let _ = writeln!(out, "    {count:>6}  {label}");
         }
     }
+    let _ = writeln!(out, "\ncK %: requests whose plan computed on K nodes; r{nodes} %: plans that reached the last node (relays included); over R_i: chosen plans past some node's memory");
     out
 }
 
