@@ -497,6 +497,31 @@ pub fn optimal_placement(variant_index: usize, variant: &ChainVariant, config: &
     Some((ChainPlan { variant: variant_index, bounds }, ms))
 }
 
+/// The DP's choice for one request: each variant at or above `min_accuracy` placed optimally
+/// under `e`, the one of best predicted reward at `slo_ms`; (plan, predicted ms). `None` when no
+/// variant above the floor has a placement that fits.
+pub fn dp_choice(w: &ChainWorkload, config: &EnvConfig, capacities_bytes: &[f64], e: &Estimates, slo_ms: f64, min_accuracy: f64) -> Option<(ChainPlan, f64)> {
+    w.variants
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.accuracy >= min_accuracy)
+        .filter_map(|(i, v)| optimal_placement(i, v, config, capacities_bytes, e))
+        .map(|(p, ms)| {
+            let v = &w.variants[p.variant];
+            let bytes: f64 = (0..p.last_node()).map(|n| v.boundary_bytes[p.bounds[n + 1]]).sum();
+            let reward = config.reward.reward(v.accuracy, ms, slo_ms, bytes);
+            (p, ms, reward)
+        })
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+        .map(|(p, ms, _)| (p, ms))
+}
+
+/// Each link's mean rate over its traces, Mbit/s: the prior a live device uses for a link it
+/// has not measured yet.
+pub fn mean_link_mbps(links: &[Vec<Arc<Trace>>]) -> Vec<f64> {
+    links.iter().map(|t| t.iter().map(|t| t.mean_mbps()).sum::<f64>() / t.len().max(1) as f64).collect()
+}
+
 /// The chain schedulers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChainScheduler {
