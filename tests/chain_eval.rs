@@ -139,7 +139,7 @@ fn bad_topologies_are_refused_naming_the_field() {
     ] {
         let path: PathBuf = dir.join("chain.toml");
         std::fs::write(&path, edit).unwrap();
-        let error = format!("{:#}", rlsched::config::load(&path, true, &[]).err().expect("refused"));
+        let error = format!("{:#}", rlsched::config::load(&path, true, &[]).expect_err("refused"));
         assert!(error.contains(needle), "{needle}: {error}");
     }
 }

@@ -14,113 +14,27 @@
 //! intermediates (every hop carries FP32), the active probe after the first, and the policy
 //! (the shared plan scorer has no per-node features yet).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp, StandardNormal};
-use serde::{Deserialize, Serialize};
 
-use rlsched_executor::kserve::chain::{check_peer_name, Hop, MAX_HOPS};
+use rlsched_executor::kserve::chain::Hop;
 use rlsched_executor::net::estimator::LinkEstimator;
 use rlsched_executor::net::trace::Trace;
 use rlsched_executor::plan::Plan;
 use rlsched_executor::Workload;
 
-use crate::config::{check_range, contention_slowdown, EnvConfig, LoadConfig, WorkloadMix, BANDWIDTH_SCALE_RANGE, MAX_DEVICE_MEMORY_MB, MAX_MS, MAX_RTT_MS};
+use crate::config::{contention_slowdown, EnvConfig, LoadConfig, WorkloadMix, MAX_MS};
 use crate::EnvError;
 
-/// Most nodes in a chain: the device and the most hops a route may name after its worker.
-pub const MAX_NODES: usize = MAX_HOPS + 2;
 /// Most plans per workload, as in the default scenario's observation.
 pub const MAX_CHAIN_PLANS: usize = 32;
-/// Most trace paths per link.
-pub const MAX_LINK_TRACES: usize = 64;
 /// Bytes of a request's header and of a final reply (JSON and logits), as `candidates`.
 const OVERHEAD_BYTES: f64 = 512.0;
 
-/// `[[env.nodes]]`: one node of the chain, the device first.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct NodeConfig {
-    /// The node's name: the peer name the node before it knows it by (`--next NAME=URL`).
-    pub name: String,
-    /// Profile suffix: its stage times are `<workload>-<profile>.json` in `env.profiles_dir`.
-    pub profile: String,
-    /// Its stage times are the profile's times this many times (1: as measured), 0.01..=100.
-    #[serde(default = "one")]
-    pub time_factor: f64,
-    /// R_i: memory it gives one model, MB, for the weights of the stages it holds plus its
-    /// largest activation.
-    pub memory_mb: f64,
-    /// Other clients' requests queued at it (workers only; the device has its own load,
-    /// `env.device_load`). Absent: none.
-    #[serde(default)]
-    pub queue: Option<LoadConfig>,
-    /// Its milliseconds per queued request ahead of ours.
-    #[serde(default)]
-    pub service_ms: f64,
-}
-
-fn one() -> f64 {
-    1.0
-}
-
-/// `[[env.links]]`: the link after node i, toward node i + 1.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ChainLinkConfig {
-    /// Trace files or directories it replays (format detected); an episode takes the
-    /// `episode`-th file, at a random offset of its own.
-    pub traces: Vec<PathBuf>,
-    /// Multiply every rate by this.
-    pub scale: f64,
-    /// Its round trip, ms.
-    pub rtt_ms: f64,
-}
-
-/// Checks the chain's shape and every bound; the error names the `env.` key.
-pub fn validate_topology(nodes: &[NodeConfig], links: &[ChainLinkConfig]) -> Result<(), String> {
-    if nodes.is_empty() && links.is_empty() {
-        return Ok(());
-    }
-    if !(2..=MAX_NODES).contains(&nodes.len()) {
-        return Err(format!("env.nodes: a chain has 2 to {MAX_NODES} nodes, got {}", nodes.len()));
-    }
-    if links.len() + 1 != nodes.len() {
-        return Err(format!("env.links: {} nodes need {} links (one after each node but the last), got {}", nodes.len(), nodes.len() - 1, links.len()));
-    }
-    for (i, node) in nodes.iter().enumerate() {
-        let key = |field: &str| format!("env.nodes[{i}].{field}");
-        check_peer_name(&node.name).map_err(|e| format!("{}: {e}", key("name")))?;
-        if nodes[..i].iter().any(|n| n.name == node.name) {
-            return Err(format!("{}: `{}` names two nodes", key("name"), node.name));
-        }
-        if node.profile.is_empty() || node.profile.len() > 64 || node.profile.contains(['/', '\\']) {
-            return Err(format!("{}: a profile suffix of 1 to 64 characters without a path separator, got `{}`", key("profile"), node.profile));
-        }
-        check_range(&key("time_factor"), node.time_factor, 0.01, 100.0)?;
-        check_range(&key("memory_mb"), node.memory_mb, 1.0, MAX_DEVICE_MEMORY_MB)?;
-        check_range(&key("service_ms"), node.service_ms, 0.0, MAX_MS)?;
-        if let Some(queue) = &node.queue {
-            if i == 0 {
-                return Err(format!("{}: the device's load is env.device_load", key("queue")));
-            }
-            queue.validate(&key("queue"), 1e4)?;
-        }
-    }
-    for (i, link) in links.iter().enumerate() {
-        let key = |field: &str| format!("env.links[{i}].{field}");
-        if !(1..=MAX_LINK_TRACES).contains(&link.traces.len()) {
-            return Err(format!("{}: 1 to {MAX_LINK_TRACES} paths, got {}", key("traces"), link.traces.len()));
-        }
-        let (low, high) = BANDWIDTH_SCALE_RANGE;
-        check_range(&key("scale"), link.scale, low, high)?;
-        check_range(&key("rtt_ms"), link.rtt_ms, 0.0, MAX_RTT_MS)?;
-    }
-    Ok(())
-}
+pub use crate::config::{validate_topology, ChainLinkConfig, NodeConfig, MAX_LINK_TRACES, MAX_NODES};
 
 /// One variant of a workload as the chain sees it: per-node stage times, sizes, weights.
 #[derive(Clone, Debug)]
@@ -453,9 +367,9 @@ pub fn optimal_placement(variant_index: usize, variant: &ChainVariant, config: &
     let mut from: Vec<Vec<Option<(usize, usize)>>> = vec![vec![None; stages + 1]; nodes];
     // the device holds stages 0..e (none: the input is the request's)
     best[0][0] = 0.0;
-    for end in 1..=stages {
+    for (end, cost) in best[0].iter_mut().enumerate().skip(1) {
         if variant.segment_memory_bytes(0, end) <= capacities_bytes[0] {
-            best[0][end] = compute(0, 0, end);
+            *cost = compute(0, 0, end);
         }
     }
     for start in 0..stages {
@@ -487,9 +401,8 @@ pub fn optimal_placement(variant_index: usize, variant: &ChainVariant, config: &
     let (mut node, mut end) = (last, stages);
     while node > 0 {
         let (previous, start) = from[node][end].expect("a finite cost has a predecessor");
-        for b in previous + 1..=node {
-            bounds[b] = start;
-        }
+        // the nodes between `previous` and `node` relay: their segments are empty at `start`
+        bounds[previous + 1..=node].fill(start);
         node = previous;
         end = start;
     }
