@@ -126,6 +126,7 @@ pub fn load(path: &Path, explicit: bool, sets: &[String]) -> Result<TrainConfig>
     config.env.traces.iter_mut().for_each(resolve);
     config.env.validation_traces.iter_mut().for_each(resolve);
     resolve(&mut config.env.profiles_dir);
+    config.env.links.iter_mut().for_each(|link| link.traces.iter_mut().for_each(resolve));
     let overrides = if sets.is_empty() { String::new() } else { format!(" after --set {}", sets.join(" --set ")) };
     config.env.validate().map_err(|e| anyhow::anyhow!("{}{overrides}: {e}", path.display()))?;
     config.agent.validate().map_err(|e| anyhow::anyhow!("{}{overrides}: {e}", path.display()))?;

@@ -326,6 +326,7 @@ pub fn outcome(
         bytes_down: candidate.bytes_down as usize,
         worker_queue_length: Some(world.worker_queue as usize),
         fallback: None,
+        hops: Vec::new(),
     };
     let timeline = Timeline {
         local_s,

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use rlsched_executor::error::Num;
+use rlsched_executor::kserve::chain::{check_peer_name, MAX_HOPS};
 use serde::{Deserialize, Serialize};
 
 /// `[env.reward]`: r = w_acc·accuracy − w_lat·latency/slo − w_miss·[latency > slo]
@@ -289,6 +290,13 @@ pub struct EnvConfig {
     pub worker_down_probability: f64,
     pub probe: ProbeConfig,
     pub reward: RewardConfig,
+    /// `[[env.nodes]]`: the chain scenario's nodes, the device first (`env::chain`). Empty (the
+    /// default): today's device and one worker, untouched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeConfig>,
+    /// `[[env.links]]`: the link after each node but the last, in chain order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<ChainLinkConfig>,
 }
 
 impl Default for EnvConfig {
@@ -334,6 +342,8 @@ impl Default for EnvConfig {
             worker_down_probability: 0.02,
             probe: ProbeConfig::default(),
             reward: RewardConfig::default(),
+            nodes: Vec::new(),
+            links: Vec::new(),
         }
     }
 }
@@ -400,7 +410,7 @@ pub const MAX_DEVICE_MEMORY_MB: f64 = 1e7;
 
 impl LoadConfig {
     /// `max_level`: the highest meaningful level (a CPU share stays below 1).
-    fn validate(&self, name: &str, max_level: f64) -> Result<(), String> {
+    pub(crate) fn validate(&self, name: &str, max_level: f64) -> Result<(), String> {
         check_range(&format!("{name}.idle"), self.idle, 0.0, max_level)?;
         check_range(&format!("{name}.busy"), self.busy, 0.0, max_level)?;
         let (low, high) = DWELL_RANGE_S;
@@ -495,6 +505,94 @@ impl EnvConfig {
         for (name, w) in [("w_acc", r.w_acc), ("w_lat", r.w_lat), ("w_miss", r.w_miss), ("w_bytes", r.w_bytes)] {
             check_range(&format!("env.reward.{name}"), w, 0.0, MAX_WEIGHT)?;
         }
-        Ok(())
+        validate_topology(&self.nodes, &self.links)
     }
 }
+
+/// Most nodes in a chain: the device and the most hops a route may name after its worker.
+pub const MAX_NODES: usize = MAX_HOPS + 2;
+/// Most trace paths per link.
+pub const MAX_LINK_TRACES: usize = 64;
+
+/// `[[env.nodes]]`: one node of the chain scenario (`env::chain`), the device first.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name: the peer name the node before it knows it by (`--next NAME=URL`).
+    pub name: String,
+    /// Profile suffix: its stage times are `<workload>-<profile>.json` in `env.profiles_dir`.
+    pub profile: String,
+    /// Its stage times are the profile's times this many times (1: as measured), 0.01..=100.
+    #[serde(default = "one")]
+    pub time_factor: f64,
+    /// R_i: memory it gives one model, MB, for the weights of the stages it holds plus its
+    /// largest activation.
+    pub memory_mb: f64,
+    /// Other clients' requests queued at it (workers only; the device has its own load,
+    /// `env.device_load`). Absent: none.
+    #[serde(default)]
+    pub queue: Option<LoadConfig>,
+    /// Its milliseconds per queued request ahead of ours.
+    #[serde(default)]
+    pub service_ms: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// `[[env.links]]`: the link after node i, toward node i + 1.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChainLinkConfig {
+    /// Trace files or directories it replays (format detected); an episode takes the
+    /// `episode`-th file, at a random offset of its own.
+    pub traces: Vec<PathBuf>,
+    /// Multiply every rate by this.
+    pub scale: f64,
+    /// Its round trip, ms.
+    pub rtt_ms: f64,
+}
+
+/// Checks the chain's shape and every bound; the error names the `env.` key.
+pub fn validate_topology(nodes: &[NodeConfig], links: &[ChainLinkConfig]) -> Result<(), String> {
+    if nodes.is_empty() && links.is_empty() {
+        return Ok(());
+    }
+    if !(2..=MAX_NODES).contains(&nodes.len()) {
+        return Err(format!("env.nodes: a chain has 2 to {MAX_NODES} nodes, got {}", nodes.len()));
+    }
+    if links.len() + 1 != nodes.len() {
+        return Err(format!("env.links: {} nodes need {} links (one after each node but the last), got {}", nodes.len(), nodes.len() - 1, links.len()));
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let key = |field: &str| format!("env.nodes[{i}].{field}");
+        check_peer_name(&node.name).map_err(|e| format!("{}: {e}", key("name")))?;
+        if nodes[..i].iter().any(|n| n.name == node.name) {
+            return Err(format!("{}: `{}` names two nodes", key("name"), node.name));
+        }
+        if node.profile.is_empty() || node.profile.len() > 64 || node.profile.contains(['/', '\\']) {
+            return Err(format!("{}: a profile suffix of 1 to 64 characters without a path separator, got `{}`", key("profile"), node.profile));
+        }
+        check_range(&key("time_factor"), node.time_factor, 0.01, 100.0)?;
+        check_range(&key("memory_mb"), node.memory_mb, 1.0, MAX_DEVICE_MEMORY_MB)?;
+        check_range(&key("service_ms"), node.service_ms, 0.0, MAX_MS)?;
+        if let Some(queue) = &node.queue {
+            if i == 0 {
+                return Err(format!("{}: the device's load is env.device_load", key("queue")));
+            }
+            queue.validate(&key("queue"), 1e4)?;
+        }
+    }
+    for (i, link) in links.iter().enumerate() {
+        let key = |field: &str| format!("env.links[{i}].{field}");
+        if !(1..=MAX_LINK_TRACES).contains(&link.traces.len()) {
+            return Err(format!("{}: 1 to {MAX_LINK_TRACES} paths, got {}", key("traces"), link.traces.len()));
+        }
+        let (low, high) = BANDWIDTH_SCALE_RANGE;
+        check_range(&key("scale"), link.scale, low, high)?;
+        check_range(&key("rtt_ms"), link.rtt_ms, 0.0, MAX_RTT_MS)?;
+    }
+    Ok(())
+}
+

@@ -4,6 +4,7 @@
 //! trace formats and stage profiles; it never runs a model itself except through `LiveEnv`.
 
 pub mod candidates;
+pub mod chain;
 pub mod config;
 pub mod decision;
 pub mod episode;

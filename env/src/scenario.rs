@@ -69,7 +69,7 @@ pub fn load_traces(paths: &[PathBuf], format: Option<TraceFormat>, scale: f64) -
 
 /// `load_traces`, with a scale that comes from the config field `field`: a scale the traces
 /// cannot take (a mean rate below the floor, say) is an error that names the field.
-fn load_scaled_traces(
+pub(crate) fn load_scaled_traces(
     paths: &[PathBuf],
     format: Option<TraceFormat>,
     scale: f64,
@@ -107,7 +107,7 @@ fn load_scaled_traces(
 /// The profile `<workload>-<suffix>.json` of `workload`, checked against the workload's
 /// definition: a profile of another network, or of a variant the workload lacks, would be
 /// simulated as if it were this one.
-fn load_profile(config: &EnvConfig, workload: Workload, suffix: &str) -> Result<(Profile, PathBuf), EnvError> {
+pub(crate) fn load_profile(config: &EnvConfig, workload: Workload, suffix: &str) -> Result<(Profile, PathBuf), EnvError> {
     let path = config.profiles_dir.join(format!("{}-{suffix}.json", workload.name()));
     let profile = Profile::load(&path)?;
     if profile.workload != workload.name() {

@@ -5,12 +5,17 @@
 //! path that outlives its deadline is abandoned and finished locally the same way, which
 //! bounds the tail when a link stalls (an outage would otherwise hold the request until the
 //! link returns).
+//!
+//! A chain (device → edge → cloud) goes to the device's worker with a route of named peers
+//! (`kserve::chain`): each worker runs its segment and forwards the rest, a worker whose next
+//! hop fails finishes the stages itself, and the reply lists every hop's cost.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kserve::chain::{self, Hop, HopReport};
 use crate::kserve::client::{RemoteReply, WorkerClient};
 use crate::net::estimator::{EstimatorConfig, LinkEstimator};
 use crate::model::quantize;
@@ -31,12 +36,25 @@ pub enum Plan {
         int8: bool,
     },
     Offload { variant: String, worker: usize },
+    /// Stages `0..device_end` here (none when it is 0), then `device_end..` on `worker`, which
+    /// runs up to the first hop's start and forwards the rest along `hops` (each a peer name
+    /// the hop before it was given with `--next`); the last hop runs to the model's end and
+    /// the result comes back along the chain. `int8`: the device's intermediate crosses
+    /// quantized (the workers forward FP32).
+    Chain {
+        variant: String,
+        device_end: usize,
+        worker: usize,
+        hops: Vec<Hop>,
+        #[serde(default)]
+        int8: bool,
+    },
 }
 
 impl Plan {
     pub fn variant(&self) -> &str {
         match self {
-            Plan::Local { variant } | Plan::Split { variant, .. } | Plan::Offload { variant, .. } => variant,
+            Plan::Local { variant } | Plan::Split { variant, .. } | Plan::Offload { variant, .. } | Plan::Chain { variant, .. } => variant,
         }
     }
 
@@ -45,6 +63,7 @@ impl Plan {
             Plan::Local { .. } => "local",
             Plan::Split { .. } => "split",
             Plan::Offload { .. } => "offload",
+            Plan::Chain { .. } => "chain",
         }
     }
 }
@@ -70,6 +89,12 @@ pub struct Breakdown {
     pub worker_queue_length: Option<usize>,
     /// Why the remote part was abandoned and run locally instead.
     pub fallback: Option<String>,
+    /// A chain's hops in route order, the device's worker first (its upload and download as
+    /// the device measured them, each later hop's as the hop before it did); empty for the
+    /// other plans. A chain's `remote_compute_ms` is its first worker's compute and everything
+    /// that worker waited for downstream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hops: Vec<HopReport>,
 }
 
 #[derive(Clone, Debug)]
@@ -190,14 +215,14 @@ impl PlanExecutor {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn remote(&self, worker: usize, workload: Workload, variant: &str, start: usize, input: &WireTensor, int8: bool) -> Result<RemoteReply, ExecError> {
+    async fn remote(&self, worker: usize, workload: Workload, variant: &str, start: usize, input: &WireTensor, int8: bool, route: &[Hop]) -> Result<RemoteReply, ExecError> {
         let client = self.worker(worker)?;
         let reply = match int8 {
             true => {
                 let (quantized, range) = quantize::quantize(input)?;
-                client.infer(workload.name(), variant, start, &quantized, Some(range)).await?
+                client.infer_route(workload.name(), variant, start, &quantized, Some(range), route).await?
             }
-            false => client.infer(workload.name(), variant, start, input, None).await?,
+            false => client.infer_route(workload.name(), variant, start, input, None, route).await?,
         };
         Ok(self.record_reply(worker, reply))
     }
@@ -301,7 +326,8 @@ impl PlanExecutor {
         let network = self.network(workload, plan.variant())?;
         network.check_input(0, &input.shape, input.datatype())?;
         let mut breakdown = Breakdown::default();
-        let (start_remote, worker, remote_input, int8) = match plan {
+        let stages = network.stage_count();
+        let (start_remote, worker, remote_input, int8, route) = match plan {
             Plan::Local { .. } => {
                 let (output, wait_ms) = self.run_stages(network, 0, None, input).await?;
                 breakdown.device_wait_ms = wait_ms;
@@ -317,11 +343,28 @@ impl PlanExecutor {
                 let (head, wait_ms) = self.run_stages(network.clone(), 0, Some(*cut), input).await?;
                 breakdown.device_wait_ms = wait_ms;
                 breakdown.local_ms = ms(head_start);
-                (*cut, *worker, head, *int8)
+                (*cut, *worker, head, *int8, None)
             }
-            Plan::Offload { worker, .. } => (0, *worker, input, false),
+            Plan::Offload { worker, .. } => (0, *worker, input, false, None),
+            Plan::Chain { device_end, worker, hops, int8, .. } => {
+                chain::check_route(hops, *device_end, stages).map_err(|message| ExecError::Invalid { name: "chain plan".into(), message })?;
+                if *device_end >= stages {
+                    return Err(ExecError::BadStageRange { start: *device_end, end: stages, stages });
+                }
+                let head = match *device_end {
+                    0 => input,
+                    end => {
+                        let head_start = Instant::now();
+                        let (head, wait_ms) = self.run_stages(network.clone(), 0, Some(end), input).await?;
+                        breakdown.device_wait_ms = wait_ms;
+                        breakdown.local_ms = ms(head_start);
+                        head
+                    }
+                };
+                (*device_end, *worker, head, *int8 && *device_end > 0, Some(hops.as_slice()))
+            }
         };
-        let remote = self.remote(worker, workload, plan.variant(), start_remote, &remote_input, int8);
+        let remote = self.remote(worker, workload, plan.variant(), start_remote, &remote_input, int8, route.unwrap_or(&[]));
         let result = match deadline {
             // dropping the request's future closes its connection: the worker is abandoned
             Some(deadline) => tokio::time::timeout(deadline, remote).await.unwrap_or_else(|_| {
@@ -345,9 +388,26 @@ impl PlanExecutor {
         };
         match result.and_then(|reply| checked_reply(&network, remote_input.shape[0], reply)) {
             Ok(reply) => {
+                if route.is_some() {
+                    breakdown.hops.push(HopReport {
+                        node: format!("worker {worker}"),
+                        start_stage: start_remote,
+                        end_stage: reply.end_stage.unwrap_or(stages),
+                        upload_ms: reply.upload_ms,
+                        queue_ms: reply.queue_ms,
+                        compute_ms: reply.compute_ms,
+                        forward_ms: reply.forward_ms,
+                        download_ms: reply.download_ms,
+                        bytes_up: reply.bytes_up,
+                        bytes_down: reply.bytes_down,
+                        queue_length: reply.queue_length,
+                        fallback: reply.fallback.clone(),
+                    });
+                    breakdown.hops.extend(reply.hops);
+                }
                 breakdown.upload_ms = reply.upload_ms;
                 breakdown.remote_queue_ms = reply.queue_ms;
-                breakdown.remote_compute_ms = reply.compute_ms;
+                breakdown.remote_compute_ms = reply.compute_ms + reply.forward_ms;
                 breakdown.download_ms = reply.download_ms;
                 breakdown.bytes_up = reply.bytes_up;
                 breakdown.bytes_down = reply.bytes_down;

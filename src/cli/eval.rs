@@ -96,6 +96,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bail!("give either --traces or --trace-set, not both");
     }
     let config = args.config.load()?;
+    if !config.env.nodes.is_empty() {
+        return chain(&args, &config.env);
+    }
     let default_checkpoint = args.config.dir().join("checkpoints/default");
     let checkpoint = match &args.checkpoint {
         Some(dir) => Some(dir.clone()),
@@ -297,4 +300,19 @@ fn plot(
     let title = format!("One episode ({}, ×{}, episode {}, seed {})", trace, first.scale, args.timeline_episode, args.seed);
     written.extend(timeline(dir, "timeline", &Timeline { title, bandwidth, episodes: &episodes })?);
     Ok(written)
+}
+
+/// The chain scenario (`[[env.nodes]]`): its baselines on its own links' traces, the table and
+/// the closing note (plan mix, the gain over two-node plans). The policy has no per-node
+/// features yet, so a checkpoint is not evaluated here.
+fn chain(args: &EvalArgs, config: &rlsched_env::EnvConfig) -> Result<()> {
+    use rlsched_env::chain;
+    if !args.traces.is_empty() || !args.trace_sets.is_empty() || !args.scales.is_empty() || args.markov_validation || args.held_out_models || !args.schedulers.is_empty() {
+        bail!("the chain scenario ([[env.nodes]]) takes its traces and scales from [[env.links]]: --traces, --trace-set, --scales, --markov-validation, --held-out-models and --schedulers do not apply");
+    }
+    let scenario = chain::ChainScenario::load(config)?.expect("nodes are set");
+    let episodes = args.requests.div_ceil(config.requests_per_episode).max(1);
+    let results = chain::evaluate(&scenario, episodes, args.seed)?;
+    print!("{}", chain::report(&scenario, &results, args.seed));
+    Ok(())
 }

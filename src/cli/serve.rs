@@ -53,12 +53,24 @@ pub struct ServeArgs {
     /// Where `--online` writes TensorBoard files and its checkpoints (`<runs-dir>/checkpoint`).
     #[arg(long, default_value = "runs/serve")]
     pub runs_dir: PathBuf,
+    /// The chain after the device, `NAME=URL,PEER[,PEER...]`: the worker at URL (an `rlsched
+    /// worker --next PEER=...`) and the peer names each node knows the next by, matching the
+    /// config's `[[env.nodes]]` after the device. The chain scenario's workloads are then
+    /// decided by the optimal static placement at the live link estimates.
+    #[arg(long, value_name = "NAME=URL,PEER...")]
+    pub chain: Option<String>,
     #[command(flatten)]
     pub config: ConfigArgs,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let train = args.config.load()?;
+    match (train.env.nodes.is_empty(), &args.chain) {
+        (false, None) => anyhow::bail!("a config with [[env.nodes]] is served with --chain NAME=URL,PEER... (its nodes after the device)"),
+        (true, Some(_)) => anyhow::bail!("--chain needs a config with [[env.nodes]] (see configs/chain3.toml)"),
+        _ => {}
+    }
+    let chain = args.chain.as_deref().map(crate::serve::chain::ChainSpec::parse).transpose().map_err(anyhow::Error::msg)?;
     let device: DeviceChoice = args.device.parse()?;
     let mut config = ServeConfig::new(train.env.clone(), args.checkpoint);
     config.workers = args.workers;
@@ -74,6 +86,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     config.online = args.online.then(|| train.online.clone());
     config.agent = train.agent.clone();
     config.runs_dir = args.runs_dir;
+    config.chain = chain;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         // checkpoint, config, workers' URLs and networks first: "listening" means ready

@@ -26,6 +26,18 @@ pub struct WorkerArgs {
     /// slow the worker down while its profile still says it is fast.
     #[arg(long, default_value_t = 1.0, value_name = "F")]
     pub slowdown: f64,
+    /// A peer a chain request may forward its remaining stages to, by name (repeatable, at most
+    /// 16): requests name the peer, never an address, so the worker only ever connects where
+    /// these flags say.
+    #[arg(long = "next", value_name = "NAME=URL")]
+    pub next: Vec<String>,
+    /// Bearer token sent to the `--next` peers.
+    #[arg(long)]
+    pub next_token: Option<String>,
+    /// Longest a forward to a next hop may take before this worker abandons it and finishes the
+    /// remaining stages itself, ms (1..=600000).
+    #[arg(long, default_value_t = 30_000)]
+    pub next_timeout_ms: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -77,6 +89,21 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     if !(args.slowdown.is_finite() && (1.0..=1000.0).contains(&args.slowdown)) {
         bail!("--slowdown must be a number in 1..=1000, got {}", Num(args.slowdown));
     }
+    use rlsched_executor::kserve::worker::MAX_NEXT_TIMEOUT;
+    if args.next_timeout_ms == 0 || args.next_timeout_ms > MAX_NEXT_TIMEOUT.as_millis() as u64 {
+        bail!("--next-timeout-ms must be in 1..={}, got {}", MAX_NEXT_TIMEOUT.as_millis(), args.next_timeout_ms);
+    }
+    let next_timeout = std::time::Duration::from_millis(args.next_timeout_ms);
+    let next = args
+        .next
+        .iter()
+        .map(|spec| {
+            let (name, url) = spec.split_once('=').with_context(|| format!("--next `{spec}`: expected NAME=URL"))?;
+            let client = rlsched_executor::kserve::client::WorkerClient::new(url, args.next_token.clone(), next_timeout)
+                .with_context(|| format!("--next `{spec}`"))?;
+            Ok((name.to_string(), client))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let config = rlsched_executor::kserve::worker::WorkerConfig {
         device,
         token: args.token,
@@ -85,11 +112,15 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         max_memory_bytes: args.limits.max_memory_bytes,
         max_queue: args.limits.max_queue,
         slowdown: args.slowdown,
+        next,
+        next_timeout,
     };
     config.validate()?;
     serve(&args.listen, |listener| async move {
         let stop = super::signal::stop_signal();
-        println!("rlsched worker listening on http://{} (device {device})", listener.local_addr()?);
+        // one line: whoever started the worker may stop reading after it
+        let next: Vec<String> = config.next.iter().map(|(name, client)| format!("; next hop {name} = {}", client.base_url())).collect();
+        println!("rlsched worker listening on http://{} (device {device}{})", listener.local_addr()?, next.concat());
         let drained = rlsched_executor::kserve::worker::run(listener, config, stop).await?;
         if drained.cut > 0 {
             eprintln!("rlsched worker: {} connections were still busy at the drain deadline and were cut", drained.cut);

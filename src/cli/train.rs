@@ -67,6 +67,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     super::check_count("--eval-requests", args.eval_requests, 1, MAX_EVAL_REQUESTS)?;
     use rlsched_env::schedulers;
     let mut config = args.config.load()?;
+    if !config.env.nodes.is_empty() {
+        anyhow::bail!("the chain scenario ([[env.nodes]]) has no policy yet: `rlsched eval` runs its baselines");
+    }
     if let Some(seed) = args.seed {
         config.agent.ppo.seed = seed;
     }

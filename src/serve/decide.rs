@@ -47,7 +47,7 @@ pub fn copy_model(model: &WorkloadModel, candidates: Vec<Candidate>) -> Workload
 pub fn plan_worker(plan: &Plan) -> Option<usize> {
     match plan {
         Plan::Local { .. } => None,
-        Plan::Split { worker, .. } | Plan::Offload { worker, .. } => Some(*worker),
+        Plan::Split { worker, .. } | Plan::Offload { worker, .. } | Plan::Chain { worker, .. } => Some(*worker),
     }
 }
 
@@ -61,6 +61,7 @@ fn with_worker(plan: &Plan, w: usize) -> Plan {
     match plan.clone() {
         Plan::Split { variant, cut, int8, .. } => Plan::Split { variant, cut, worker: w, int8 },
         Plan::Offload { variant, .. } => Plan::Offload { variant, worker: w },
+        Plan::Chain { variant, device_end, hops, int8, .. } => Plan::Chain { variant, device_end, worker: w, hops, int8 },
         local => local,
     }
 }

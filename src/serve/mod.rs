@@ -12,6 +12,7 @@
 //! - `online` (`--online`): transitions, PPO updates swapped in, guardrail, checkpoints;
 //!   `demand`: measured-over-predicted corrections of each plan's predictions.
 
+pub mod chain;
 pub mod decide;
 pub mod demand;
 pub mod device;
@@ -87,6 +88,9 @@ pub struct ServeConfig {
     pub online: Option<rlsched_agent::OnlineConfig>,
     pub agent: rlsched_agent::AgentConfig,
     pub runs_dir: PathBuf,
+    /// `--chain`: the chain after the device (needs `[[env.nodes]]`), its workloads decided by
+    /// the optimal static placement (`serve::chain`).
+    pub chain: Option<chain::ChainSpec>,
 }
 
 impl ServeConfig {
@@ -128,6 +132,7 @@ impl ServeConfig {
             online: None,
             agent: Default::default(),
             runs_dir: PathBuf::from("runs/serve"),
+            chain: None,
         }
     }
 }
@@ -150,6 +155,7 @@ pub struct ServeState {
     pub body: BodyLimits,
     pub budget: MemoryBudget,
     pub online: Option<Arc<online::Online>>,
+    pub chain: chain::Chain,
 }
 
 /// Builds the serving state: the scenario's workloads (plans per worker), the policy, the
@@ -167,11 +173,20 @@ pub fn state(config: &ServeConfig) -> Result<ServeState, ServeError> {
             sidecar.state_dim
         )));
     }
-    let clients = config
+    let mut clients = config
         .workers
         .iter()
         .map(|url| Ok(WorkerClient::new(url, config.token.clone(), config.worker_timeout)?.with_limits(config.client)))
         .collect::<Result<Vec<_>, ServeError>>()?;
+    // the chain's first worker comes after the policy's workers, which keep their indices
+    let chain = match &config.chain {
+        None => None,
+        Some(spec) => {
+            let serving = chain::ChainServing::new(spec, &config.env, clients.len())?;
+            clients.push(WorkerClient::new(&spec.url, config.token.clone(), config.worker_timeout)?.with_limits(config.client));
+            Some(Arc::new(serving))
+        }
+    };
     let executor = Arc::new(PlanExecutor::new(config.device, clients)?.with_estimator(config.env.estimator()));
     let workloads = std::mem::take(&mut scenario.workloads);
     let models = workloads
@@ -186,6 +201,13 @@ pub fn state(config: &ServeConfig) -> Result<ServeState, ServeError> {
     for model in &models {
         for candidate in &model.base.candidates {
             executor.network(model.workload, candidate.plan.variant())?;
+        }
+    }
+    if let Some(chain) = &chain {
+        for w in &chain.scenario.workloads {
+            for v in &w.variants {
+                executor.network(w.workload, &v.name)?;
+            }
         }
     }
     let metrics = Arc::new(Metrics::new());
@@ -222,6 +244,7 @@ pub fn state(config: &ServeConfig) -> Result<ServeState, ServeError> {
         body: config.body,
         budget: MemoryBudget::new(config.max_memory_bytes),
         online,
+        chain,
     })
 }
 

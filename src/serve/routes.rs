@@ -110,6 +110,14 @@ pub async fn infer(
         .check_input(0, &input.shape, input.datatype())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("input `{input_name}`: {e}")))?;
 
+    if let Some(chain) = &state.chain {
+        if let Some(index) = chain.workload(served.workload) {
+            let (parameters, run) = chain.serve(&state.decider.executor, index, input, objective.slo_ms, objective.min_accuracy).await?;
+            let labels = PlanLabels { workload: model.clone(), strategy: "chain".into(), variant: parameters["variant"].as_str().unwrap_or("").into() };
+            state.metrics.requests.get_or_create(&labels).inc();
+            return http::infer_response(model, request.id, parameters, &run.output, binary);
+        }
+    }
     let choice = state.decider.decide(served, objective);
     state.metrics.decision.observe(choice.decision_us / 1e6);
     let candidate = &choice.model.candidates[choice.index];

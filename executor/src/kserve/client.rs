@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::kserve::chain::{self, Hop, HopReport};
 use crate::kserve::protocol::{self, InferRequest, WorkerStats, HEADER_LENGTH};
 use crate::model::quantize::Int8Range;
 use crate::{ExecError, WireTensor};
@@ -90,6 +91,16 @@ pub struct RemoteReply {
     pub download_ms: f64,
     pub bytes_up: usize,
     pub bytes_down: usize,
+    /// The worker's time after its own stages: the rest of the chain it forwarded to (or its
+    /// fallback), 0 when it ran to the end itself.
+    pub forward_ms: f64,
+    /// Where the worker's own computation ended, when it says (an rlsched worker does): the
+    /// model's end unless it forwarded the rest.
+    pub end_stage: Option<usize>,
+    /// Why the worker abandoned its next hop and finished the stages itself.
+    pub fallback: Option<String>,
+    /// What every hop after this worker cost, in route order.
+    pub hops: Vec<HopReport>,
 }
 
 fn remote(message: impl std::fmt::Display) -> ExecError {
@@ -238,6 +249,20 @@ impl WorkerClient {
         self.infer_padded(workload, variant, start_stage, input, int8, 0).await
     }
 
+    /// [`infer`](Self::infer) of stages `start_stage..` where the worker runs only up to the
+    /// first hop's start and forwards the rest along `route` (peer names the worker knows).
+    pub async fn infer_route(
+        &self,
+        workload: &str,
+        variant: &str,
+        start_stage: usize,
+        input: &WireTensor,
+        int8: Option<Int8Range>,
+        route: &[Hop],
+    ) -> Result<RemoteReply, ExecError> {
+        self.infer_with(workload, variant, start_stage, input, int8, 0, route).await
+    }
+
     /// [`infer`](Self::infer) with `pad` spaces after the request's JSON (the active probe's
     /// extra bytes, which no server computes on).
     pub async fn infer_padded(
@@ -249,13 +274,27 @@ impl WorkerClient {
         int8: Option<Int8Range>,
         pad: usize,
     ) -> Result<RemoteReply, ExecError> {
+        self.infer_with(workload, variant, start_stage, input, int8, pad, &[]).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn infer_with(
+        &self,
+        workload: &str,
+        variant: &str,
+        start_stage: usize,
+        input: &WireTensor,
+        int8: Option<Int8Range>,
+        pad: usize,
+        route: &[Hop],
+    ) -> Result<RemoteReply, ExecError> {
         let (info, binary_refused, binary_worked) = {
             let learnt = self.learnt();
             (learnt.info.clone(), learnt.binary_refused, learnt.binary_worked)
         };
         // not yet discovered: an rlsched worker, as every caller that never asks assumes
         let stages = info.as_ref().is_none_or(|i| i.stages);
-        if !stages && (start_stage > 0 || int8.is_some() || variant != "fp32") {
+        if !stages && (start_stage > 0 || int8.is_some() || variant != "fp32" || !route.is_empty()) {
             let name = info.as_ref().map_or("", |i| i.name.as_str());
             return Err(remote(format!(
                 "{} (`{name}`) is not an rlsched worker: it runs whole models, not stage {start_stage}.. of variant `{variant}`{}",
@@ -265,14 +304,14 @@ impl WorkerClient {
         }
         let binary = info.as_ref().is_none_or(|i| i.binary) && !binary_refused;
         let name = self.input_name(workload, stages).await;
-        let attempt = self.send_infer(workload, &name, stages, binary, start_stage, variant, input, int8, pad).await;
+        let attempt = self.send_infer(workload, &name, stages, binary, start_stage, variant, input, int8, pad, route).await;
         match attempt {
             // A refusal of the body (400 unparseable, 415 media type, 422 invalid) to binary
             // tensors from a server whose binary never worked: try JSON, which every server
             // reads, and keep to it if that gets through. Other 4xx (a missing token, an
             // unknown model) are not about the encoding.
             Err(Refused::Status(status, _)) if binary && !binary_worked && matches!(status.as_u16(), 400 | 415 | 422) => {
-                let reply = self.send_infer(workload, &name, stages, false, start_stage, variant, input, int8, pad).await.map_err(ExecError::from)?;
+                let reply = self.send_infer(workload, &name, stages, false, start_stage, variant, input, int8, pad, route).await.map_err(ExecError::from)?;
                 self.learnt().binary_refused = true;
                 Ok(reply)
             }
@@ -298,12 +337,16 @@ impl WorkerClient {
         input: &WireTensor,
         int8: Option<Int8Range>,
         pad: usize,
+        route: &[Hop],
     ) -> Result<RemoteReply, Refused> {
         let mut parameters = Map::new();
         // only an rlsched worker knows these; to another server they would mean nothing
         if stages {
             parameters.insert("start_stage".into(), Value::from(start_stage));
             parameters.insert("variant".into(), Value::from(variant));
+            if !route.is_empty() {
+                parameters.insert("next_hops".into(), Value::from(chain::encode_route(route)));
+            }
         }
         if binary {
             parameters.insert("binary_data_output".into(), Value::from(true));
@@ -344,7 +387,14 @@ impl WorkerClient {
         let number = |key: &str| reply.parameters.get(key).and_then(Value::as_f64).filter(|x| x.is_finite() && *x >= 0.0);
         let (queue_ms, compute_ms) = (number("queue_ms"), number("compute_ms"));
         let server_timed = queue_ms.is_some() && compute_ms.is_some();
-        let server_ms = queue_ms.unwrap_or(0.0) + compute_ms.unwrap_or(0.0);
+        let forward_ms = number("forward_ms").unwrap_or(0.0);
+        let server_ms = queue_ms.unwrap_or(0.0) + compute_ms.unwrap_or(0.0) + forward_ms;
+        let hops = match reply.parameters.get("hops") {
+            None => Vec::new(),
+            Some(Value::String(text)) => chain::parse_hops_report(text).map_err(|e| Refused::Other(remote(e)))?,
+            Some(_) => return Err(Refused::Other(remote("response parameter `hops` is not a string"))),
+        };
+        let fallback = reply.parameters.get("fallback").and_then(Value::as_str).map(|m| m.chars().take(1024).collect());
         let to_headers_ms = (headers_at - start).as_secs_f64() * 1e3;
         Ok(RemoteReply {
             output,
@@ -357,6 +407,10 @@ impl WorkerClient {
             download_ms: (done - headers_at).as_secs_f64() * 1e3,
             bytes_up,
             bytes_down: body.len(),
+            forward_ms,
+            end_stage: number("end_stage").map(|e| e.min(usize::MAX as f64) as usize),
+            fallback,
+            hops,
         })
     }
 }

@@ -2,13 +2,16 @@
 //! range of any workload. A request's `parameters` may set `start_stage` (where a split's tail
 //! begins) and `variant`; responses report the queue length and in-flight count, so that the
 //! scheduler sees the worker's load, and `GET /v2/stats` reports the same counters without an
-//! inference. Like mini-redis, [`run`] takes a bound listener and a shutdown future, so tests
+//! inference. Given named next hops (`--next NAME=URL`), a request's `next_hops` route makes it
+//! run only its own segment and forward the rest to one of them (`kserve::chain`); a next hop
+//! that fails, hangs past `--next-timeout-ms` or answers a tensor the model does not give is
+//! abandoned, and this worker finishes the remaining stages itself. Like mini-redis, [`run`] takes a bound listener and a shutdown future, so tests
 //! start it on `127.0.0.1:0`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -19,11 +22,13 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
 use crate::kserve::budget::{MemoryBudget, MAX_BUDGET_BYTES};
+use crate::kserve::chain::{self, Hop, HopReport};
+use crate::kserve::client::WorkerClient;
 pub use crate::kserve::http::ApiError;
 use crate::kserve::http::{self, workload_of, BodyLimits};
 use crate::kserve::server::{self, Drained, ServerLimits};
 use crate::kserve::protocol::{self, WorkerStats};
-use crate::{DeviceChoice, ExecError, NetworkCache, WireTensor};
+use crate::{DeviceChoice, ExecError, Network, NetworkCache, WireTensor};
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -43,6 +48,12 @@ pub struct WorkerConfig {
     /// holds the compute slot for the extra time), so experiments can slow a worker down that
     /// its profile still says is fast. 1 in normal use.
     pub slowdown: f64,
+    /// The peers a request's route may forward to, by name (`--next NAME=URL`): the only
+    /// places this worker ever sends a request.
+    pub next: Vec<(String, WorkerClient)>,
+    /// Longest a forward to a next hop may take before this worker abandons it and finishes
+    /// the stages itself.
+    pub next_timeout: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -55,12 +66,21 @@ impl Default for WorkerConfig {
             max_memory_bytes: DEFAULT_MEMORY_BYTES,
             max_queue: 64,
             slowdown: 1.0,
+            next: Vec::new(),
+            next_timeout: DEFAULT_NEXT_TIMEOUT,
         }
     }
 }
 
 /// Request memory a server may hold at once unless told otherwise: 1 GiB.
 pub const DEFAULT_MEMORY_BYTES: usize = 1 << 30;
+
+/// How long a next hop may take unless told otherwise.
+pub const DEFAULT_NEXT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest `--next-timeout-ms`.
+pub const MAX_NEXT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Most `--next` peers.
+pub const MAX_NEXT_PEERS: usize = 16;
 
 /// Largest `--max-queue`.
 pub const MAX_QUEUE: usize = 1 << 16;
@@ -82,6 +102,18 @@ impl WorkerConfig {
         let invalid = |message: String| ExecError::Invalid { name: "worker".into(), message };
         self.body.validate().map_err(invalid)?;
         self.server.validate().map_err(invalid)?;
+        if self.next.len() > MAX_NEXT_PEERS {
+            return Err(invalid(format!("--next names {} peers, more than {MAX_NEXT_PEERS}", self.next.len())));
+        }
+        for (i, (name, _)) in self.next.iter().enumerate() {
+            chain::check_peer_name(name).map_err(|m| invalid(format!("--next: {m}")))?;
+            if self.next[..i].iter().any(|(other, _)| other == name) {
+                return Err(invalid(format!("--next names peer `{name}` twice")));
+            }
+        }
+        if self.next_timeout.is_zero() || self.next_timeout > MAX_NEXT_TIMEOUT {
+            return Err(invalid(format!("--next-timeout-ms must be in 1..={}, got {}", MAX_NEXT_TIMEOUT.as_millis(), self.next_timeout.as_millis())));
+        }
         check_admission(self.max_queue, self.max_memory_bytes).map_err(invalid)
     }
 }
@@ -241,7 +273,69 @@ async fn infer(
     network
         .check_input(start, &input.shape, input.datatype())
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("input `{input_name}`: {e}")))?;
+    let route = match protocol::string_parameter(&request, "next_hops")? {
+        None => Vec::new(),
+        Some(text) => chain::parse_route(&text, start, stages)?,
+    };
+    // a name this worker was not given is refused: a request never chooses where we connect
+    if let Some(hop) = route.first() {
+        if !state.config.next.iter().any(|(name, _)| *name == hop.peer) {
+            let known: Vec<&str> = state.config.next.iter().map(|(name, _)| name.as_str()).collect();
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("parameter `next_hops`: this worker has no next hop named `{}` (it has: {})", hop.peer, if known.is_empty() { "none".to_string() } else { known.join(", ") }),
+            ));
+        }
+    }
 
+    let end = route.first().map_or(stages, |hop| hop.start);
+    let computed = match end > start {
+        true => compute(&state, network.clone(), start, end, input, received).await?,
+        // a relay: nothing to compute here, the input goes on as it came
+        false => Computed { output: input, queue_length: state.queued.now(), in_flight: 0, queue_ms: 0.0, compute_ms: 0.0 },
+    };
+    let (output, forward) = match route.split_first() {
+        None => (computed.output, None),
+        Some((hop, rest)) => {
+            let forward_start = Instant::now();
+            let (output, reports, fallback) = forward(&state, &network, &model, &variant, hop, rest, computed.output).await?;
+            (output, Some((forward_start.elapsed().as_secs_f64() * 1e3, reports, fallback)))
+        }
+    };
+    let (queue_length, in_flight, queue_ms, compute_ms) = (computed.queue_length, computed.in_flight, computed.queue_ms, computed.compute_ms);
+
+    let mut parameters = Map::new();
+    parameters.insert("queue_length".into(), json!(queue_length));
+    parameters.insert("in_flight".into(), json!(in_flight));
+    parameters.insert("queue_ms".into(), json!(queue_ms));
+    parameters.insert("compute_ms".into(), json!(compute_ms));
+    parameters.insert("start_stage".into(), json!(start));
+    parameters.insert("variant".into(), json!(variant));
+    if let Some((forward_ms, reports, fallback)) = forward {
+        parameters.insert("end_stage".into(), json!(if fallback.is_some() { stages } else { end }));
+        parameters.insert("forward_ms".into(), json!(forward_ms));
+        parameters.insert("hops".into(), json!(serde_json::to_string(&reports).map_err(ApiError::internal)?));
+        if let Some(fallback) = fallback {
+            parameters.insert("fallback".into(), json!(fallback));
+        }
+    }
+    http::infer_response(model, request.id, parameters, &output, binary_out)
+}
+
+/// One computation on the worker's compute slot, as it reports it.
+struct Computed {
+    output: WireTensor,
+    /// The queue ahead when it arrived.
+    queue_length: usize,
+    /// Computations at once, this one included (1, unless the slot is broken).
+    in_flight: usize,
+    /// From `since` until the slot was ours.
+    queue_ms: f64,
+    compute_ms: f64,
+}
+
+/// Runs stages `start..end` of `network` once the compute slot is free.
+async fn compute(state: &Arc<WorkerState>, network: Arc<Network>, start: usize, end: usize, input: WireTensor, since: Instant) -> Result<Computed, ApiError> {
     let (queue_slot, queue_length) = state.queued.enter();
     let permit = state
         .compute
@@ -250,11 +344,10 @@ async fn infer(
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     drop(queue_slot);
-    let queue_ms = received.elapsed().as_secs_f64() * 1e3;
+    let queue_ms = since.elapsed().as_secs_f64() * 1e3;
     let compute_start = Instant::now();
     let result = {
         let device = state.networks.device().clone();
-        let network = network.clone();
         let in_flight = state.in_flight.clone();
         let slowdown = state.config.slowdown;
         tokio::task::spawn_blocking(move || {
@@ -263,7 +356,7 @@ async fn infer(
             // shows whether two computations ever overlapped.
             let (computing, before) = in_flight.enter();
             let started = Instant::now();
-            let output = network.run_wire(start, stages, &input, &device);
+            let output = network.run_wire(start, end, &input, &device);
             if slowdown > 1.0 {
                 std::thread::sleep(started.elapsed().mul_f64(slowdown - 1.0));
             }
@@ -276,13 +369,65 @@ async fn infer(
     let (in_flight, result) = result.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let output: WireTensor = result?;
     let compute_ms = compute_start.elapsed().as_secs_f64() * 1e3;
+    Ok(Computed { output, queue_length, in_flight, queue_ms, compute_ms })
+}
 
-    let mut parameters = Map::new();
-    parameters.insert("queue_length".into(), json!(queue_length));
-    parameters.insert("in_flight".into(), json!(in_flight));
-    parameters.insert("queue_ms".into(), json!(queue_ms));
-    parameters.insert("compute_ms".into(), json!(compute_ms));
-    parameters.insert("start_stage".into(), json!(start));
-    parameters.insert("variant".into(), json!(variant));
-    http::infer_response(model, request.id, parameters, &output, binary_out)
+/// Sends stages `hop.start..` to `hop.peer` with the rest of the route, within the next-hop
+/// timeout: (output, the report of every hop from there on, why it fell back). A peer that
+/// fails, hangs, or answers what the model does not give is abandoned, and the remaining stages
+/// run here; the request is still answered.
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    state: &Arc<WorkerState>,
+    network: &Arc<Network>,
+    model: &str,
+    variant: &str,
+    hop: &Hop,
+    rest: &[Hop],
+    intermediate: WireTensor,
+) -> Result<(WireTensor, Vec<HopReport>, Option<String>), ApiError> {
+    let client = state.config.next.iter().find(|(name, _)| *name == hop.peer).map(|(_, client)| client);
+    let timeout = state.config.next_timeout;
+    let attempt = async {
+        let client = client.ok_or_else(|| ExecError::Remote(format!("no next hop named `{}`", hop.peer)))?;
+        let reply = tokio::time::timeout(timeout, client.infer_route(model, variant, hop.start, &intermediate, None, rest))
+            .await
+            .map_err(|_| ExecError::Remote(format!("next hop `{}` gave no answer within {} ms (--next-timeout-ms)", hop.peer, timeout.as_millis())))??;
+        let expected = network.output_shape(intermediate.shape[0]);
+        if reply.output.shape != expected || reply.output.datatype() != crate::DataType::Fp32 {
+            return Err(ExecError::Remote(format!(
+                "next hop `{}` answered a {} tensor of shape {:?}, but `{model}` gives FP32 {expected:?}",
+                hop.peer,
+                reply.output.datatype().name(),
+                reply.output.shape
+            )));
+        }
+        let end_stage = reply.end_stage.unwrap_or(network.stage_count());
+        if end_stage < hop.start || end_stage > network.stage_count() || reply.hops.len() > rest.len() {
+            return Err(ExecError::Remote(format!("next hop `{}` reports an impossible route (end stage {end_stage}, {} hops)", hop.peer, reply.hops.len())));
+        }
+        let mut reports = vec![HopReport {
+            node: hop.peer.clone(),
+            start_stage: hop.start,
+            end_stage,
+            upload_ms: reply.upload_ms,
+            queue_ms: reply.queue_ms,
+            compute_ms: reply.compute_ms,
+            forward_ms: reply.forward_ms,
+            download_ms: reply.download_ms,
+            bytes_up: reply.bytes_up,
+            bytes_down: reply.bytes_down,
+            queue_length: reply.queue_length,
+            fallback: reply.fallback.clone(),
+        }];
+        reports.extend(reply.hops);
+        Ok::<_, ExecError>((reply.output, reports))
+    };
+    match attempt.await {
+        Ok((output, reports)) => Ok((output, reports, None)),
+        Err(error) => {
+            let computed = compute(state, network.clone(), hop.start, network.stage_count(), intermediate, Instant::now()).await?;
+            Ok((computed.output, Vec::new(), Some(format!("next hop `{}` abandoned: {error}", hop.peer))))
+        }
+    }
 }

@@ -1,0 +1,130 @@
+//! `rlsched serve --chain NAME=URL,PEER...`: chain plans (device → edge → cloud) served for the
+//! workloads of the config's chain scenario (`[[env.nodes]]`). The first node after the device
+//! is the worker at URL; each later one is the peer name the node before it was given with
+//! `rlsched worker --next`. The shared policy has no per-node features yet, so chain requests
+//! are decided by the optimal static placement at the live estimates (`env::chain::dp_choice`):
+//! the device's link from the executor's own transfers, each later link from the hop reports
+//! the replies bring (its prior until then: the mean of its configured traces).
+
+use std::sync::{Arc, Mutex};
+
+use rlsched_env::chain::{self, ChainScenario, Estimates};
+use rlsched_env::EnvConfig;
+use rlsched_executor::kserve::chain::check_peer_name;
+use rlsched_executor::kserve::http::ApiError;
+use rlsched_executor::net::estimator::LinkEstimator;
+use rlsched_executor::plan::{Execution, Plan, PlanExecutor};
+use rlsched_executor::{WireTensor, Workload};
+use serde_json::{json, Map, Value};
+
+use crate::serve::ServeError;
+
+/// `--chain NAME=URL,PEER[,PEER...]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainSpec {
+    pub name: String,
+    pub url: String,
+    pub peers: Vec<String>,
+}
+
+impl ChainSpec {
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut parts = spec.split(',');
+        let first = parts.next().unwrap_or("");
+        let (name, url) = first.split_once('=').ok_or_else(|| format!("--chain `{spec}`: expected NAME=URL,PEER[,PEER...]"))?;
+        check_peer_name(name).map_err(|e| format!("--chain: {e}"))?;
+        let peers: Vec<String> = parts.map(str::to_string).collect();
+        for peer in &peers {
+            check_peer_name(peer).map_err(|e| format!("--chain: {e}"))?;
+        }
+        Ok(Self { name: name.into(), url: url.into(), peers })
+    }
+}
+
+/// The chain being served: its scenario, the executor's index of its first worker, and the
+/// estimate of every link after the device's.
+pub struct ChainServing {
+    pub scenario: ChainScenario,
+    pub worker: usize,
+    links: Mutex<Vec<LinkEstimator>>,
+    prior_mbps: Vec<f64>,
+}
+
+impl ChainServing {
+    /// Checks the spec against `[[env.nodes]]` (the same names, in order) and loads the chain.
+    pub fn new(spec: &ChainSpec, env: &EnvConfig, worker: usize) -> Result<Self, ServeError> {
+        let names: Vec<&str> = env.nodes.iter().skip(1).map(|n| n.name.as_str()).collect();
+        let given: Vec<&str> = std::iter::once(spec.name.as_str()).chain(spec.peers.iter().map(String::as_str)).collect();
+        if names != given {
+            return Err(ServeError::Config(format!("--chain names {} after the device, but [[env.nodes]] names {}", given.join(", "), names.join(", "))));
+        }
+        let scenario = ChainScenario::load(env)?.ok_or_else(|| ServeError::Config("--chain needs [[env.nodes]] in the config".into()))?;
+        let links = (1..scenario.links.len()).map(|_| LinkEstimator::new(env.estimator())).collect();
+        let prior_mbps = chain::mean_link_mbps(&scenario.links);
+        Ok(Self { scenario, worker, links: Mutex::new(links), prior_mbps })
+    }
+
+    /// The chain workload serving `workload`, if the chain scenario has it.
+    pub fn workload(&self, workload: Workload) -> Option<usize> {
+        self.scenario.workloads.iter().position(|w| w.workload == workload)
+    }
+
+    /// Decides, runs and reports one request: the response's parameters and the execution.
+    pub async fn serve(&self, executor: &PlanExecutor, index: usize, input: WireTensor, slo_ms: Option<f64>, min_accuracy: Option<f64>) -> Result<(Map<String, Value>, Execution), ApiError> {
+        let w = &self.scenario.workloads[index];
+        let config = &self.scenario.config;
+        let slo_ms = slo_ms.unwrap_or(w.mix.slo_ms);
+        let floor = min_accuracy.unwrap_or(w.mix.min_accuracy);
+        let first = executor.link_estimate(self.worker);
+        let mut link_mbps = vec![first.harmonic_mbps().unwrap_or(self.prior_mbps[0])];
+        link_mbps.extend(self.links.lock().expect("chain links").iter().zip(&self.prior_mbps[1..]).map(|(l, prior)| l.harmonic_mbps().unwrap_or(*prior)));
+        let e = Estimates { link_mbps, rtt_ms: config.links.iter().map(|l| l.rtt_ms).collect(), wait_ms: vec![0.0; self.scenario.names.len()], device_load: 0.0 };
+        let (plan, predicted_ms) = chain::dp_choice(w, config, &self.scenario.capacities_bytes, &e, slo_ms, floor)
+            // no variant at the floor fits: the most accurate that does
+            .or_else(|| chain::dp_choice(w, config, &self.scenario.capacities_bytes, &e, slo_ms, 0.0))
+            .ok_or_else(|| ApiError::internal(format!("no placement of `{}` fits the chain's memory", w.mix.name)))?;
+        let variant = &w.variants[plan.variant];
+        let mut executable = plan.to_plan(&variant.name, &self.scenario.names);
+        if let Plan::Chain { worker, .. } = &mut executable {
+            *worker = self.worker;
+        }
+        let deadline = config.deadline.remote(slo_ms, predicted_ms);
+        let run = executor.execute(w.workload, &executable, input, deadline).await?;
+        let b = &run.breakdown;
+        // each later hop's upload is a sample of the link into it
+        let now = executor.now_s();
+        {
+            let mut links = self.links.lock().expect("chain links");
+            for (k, hop) in b.hops.iter().enumerate().skip(1) {
+                if let Some(link) = links.get_mut(k - 1) {
+                    let wire_ms = hop.upload_ms - config.links[k].rtt_ms;
+                    link.record_transfer(now, hop.bytes_up, if wire_ms > 0.0 { wire_ms } else { f64::NAN });
+                }
+            }
+        }
+        let reward = config.reward.reward(variant.accuracy, b.total_ms, slo_ms, b.bytes_up as f64);
+        let mut parameters = Map::new();
+        parameters.insert("strategy".into(), json!(executable.kind()));
+        parameters.insert("variant".into(), json!(variant.name));
+        parameters.insert("plan".into(), json!(plan.label(variant, &self.scenario.names)));
+        parameters.insert("bounds".into(), json!(plan.bounds));
+        parameters.insert("predicted_ms".into(), json!(predicted_ms));
+        parameters.insert("local_ms".into(), json!(b.local_ms));
+        parameters.insert("upload_ms".into(), json!(b.upload_ms));
+        parameters.insert("queue_ms".into(), json!(b.remote_queue_ms));
+        parameters.insert("remote_ms".into(), json!(b.remote_compute_ms));
+        parameters.insert("download_ms".into(), json!(b.download_ms));
+        parameters.insert("total_ms".into(), json!(b.total_ms));
+        parameters.insert("slo_ms".into(), json!(slo_ms));
+        parameters.insert("accuracy".into(), json!(variant.accuracy));
+        parameters.insert("reward".into(), json!(reward));
+        parameters.insert("hops".into(), json!(serde_json::to_string(&b.hops).map_err(ApiError::internal)?));
+        if let Some(reason) = &b.fallback {
+            parameters.insert("fallback".into(), json!(reason));
+        }
+        Ok((parameters, run))
+    }
+}
+
+/// The shared handle routes hold.
+pub type Chain = Option<Arc<ChainServing>>;
