@@ -5,6 +5,8 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ExecError {
+    #[error(transparent)]
+    Onnx(#[from] crate::model::onnx::OnnxError),
     #[error("unknown workload `{0}` (known: mobilenetv2, resnet18, vgg16, bert-mini, digits-cnn, ofa-note10)")]
     UnknownWorkload(String),
     #[error("workload `{workload}` has no variant `{variant}` (it has: {known})")]
