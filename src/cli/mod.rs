@@ -32,6 +32,14 @@ pub use train::TrainArgs;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Import an ONNX model as workload NAME (`--model NAME=PATH.onnx`; repeatable): every
+    /// command then takes NAME wherever it takes a workload.
+    #[arg(long = "model", global = true, value_name = "NAME=PATH")]
+    pub models: Vec<String>,
+    /// The full input shape of the --model files whose shape is dynamic, batch first
+    /// (e.g. `1,3,224,224`).
+    #[arg(long, global = true, value_delimiter = ',', value_name = "DIMS")]
+    pub input_shape: Vec<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,6 +86,10 @@ impl ConfigArgs {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let options = rlsched_executor::model::onnx::ImportOptions {
+        input_shape: (!cli.input_shape.is_empty()).then(|| cli.input_shape.clone()),
+    };
+    rlsched_executor::model::workloads::imported::register_args(&cli.models, &options)?;
     match cli.command {
         Command::Profile(args) => profile::run(args),
         Command::Train(args) => train::run(args),

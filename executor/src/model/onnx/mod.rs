@@ -980,6 +980,35 @@ pub struct OnnxSegment {
 }
 
 impl OnnxSegment {
+    /// Bytes of the constants this stage's ops read (FP32).
+    pub fn weight_bytes(&self) -> u64 {
+        let model = &self.program.model;
+        let (start, end) = (model.boundaries[self.stage].position, model.boundaries[self.stage + 1].position);
+        let mut seen = std::collections::BTreeSet::new();
+        for op in &model.ops[start..end] {
+            let mut add = |c: usize| {
+                seen.insert(c);
+            };
+            match op.kind {
+                OpKind::Conv { weight, bias, .. } | OpKind::Gemm { weight, bias, .. } => {
+                    add(weight);
+                    bias.into_iter().for_each(&mut add);
+                }
+                OpKind::Affine { scale, shift } => {
+                    add(scale);
+                    add(shift);
+                }
+                _ => {}
+            }
+            for input in &op.inputs {
+                if let Operand::Const(c) = input {
+                    add(*c);
+                }
+            }
+        }
+        seen.into_iter().map(|c| model.consts[c].values.len() as u64 * 4).sum()
+    }
+
     pub fn output_dims(&self, input: &[usize]) -> Vec<usize> {
         let model = &self.program.model;
         let mut dims = model.boundaries[self.stage + 1].activation_dims(&model.values);
