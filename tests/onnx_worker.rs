@@ -1,0 +1,102 @@
+//! An imported ONNX model served by a real `rlsched worker --model NAME=PATH` process: NVIDIA's
+//! tritonclient gets onnxruntime's output from it; a split plan of DenseNet-121 (a DAG whose
+//! offered cuts include ones several tensors cross) runs its head here and its tail on the
+//! worker and answers what onnxruntime does; a worker whose file under the same name differs is
+//! refused by its content hash.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rlsched_executor::kserve::client::WorkerClient;
+use rlsched_executor::model::activation::WireData;
+use rlsched_executor::model::workloads::imported;
+use rlsched_executor::plan::{Plan, PlanExecutor};
+use rlsched_executor::DeviceChoice;
+
+mod common;
+
+fn models() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("onnx-test-models-v1");
+    python(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/onnx_reference.py"), &["prepare", dir.to_str().unwrap()]);
+    dir
+}
+
+fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3").arg(script).args(args).output().expect("python3 runs (scripts/test.sh installs onnx, onnxruntime, tritonclient)");
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn relative_error(ours: &[f32], reference: &[f32]) -> f64 {
+    assert_eq!(ours.len(), reference.len());
+    let scale = reference.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64)).max(1e-12);
+    ours.iter().zip(reference).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs())) / scale
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_serves_an_imported_model() {
+    let dir = models();
+    let densenet = dir.join("zoo-densenet121.onnx");
+    let model_arg = format!("densenet={}", densenet.display());
+    let (mut child, url) = common::serve::spawn_worker("127.0.0.1:0", &["--model", &model_arg]);
+
+    // an independent client, against an independent runtime
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/onnx_triton_check.py");
+    let out = python(script, &[url.trim_start_matches("http://"), "densenet", densenet.to_str().unwrap()]);
+    assert!(out.contains("onnx tritonclient checks passed"), "{out}");
+
+    // a split at a cut that several tensors cross: head here, tail on the worker
+    let workload = imported::register("densenet", &densenet, &Default::default()).unwrap();
+    let model = workload.onnx().unwrap();
+    let cut = (1..model.stage_count()).find(|&k| model.boundaries[k].values.len() > 1).expect("DenseNet offers a several-tensor cut");
+    let client = WorkerClient::new(&url, None, Duration::from_secs(120)).unwrap();
+    let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client]).unwrap();
+    let input = workload.example_input(3);
+    let local = executor.execute(workload, &Plan::Local { variant: "fp32".into() }, input.clone(), None).await.unwrap();
+    let split = executor
+        .execute(workload, &Plan::Split { variant: "fp32".into(), cut, worker: 0, int8: false }, input.clone(), None)
+        .await
+        .unwrap();
+    assert!(split.breakdown.fallback.is_none(), "the split ran on the worker: {:?}", split.breakdown.fallback);
+    let (WireData::F32(ours), WireData::F32(here)) = (&split.output.data, &local.output.data) else { panic!("FP32 outputs") };
+    assert!(relative_error(ours, here) <= 1e-5, "split and local agree");
+
+    // and onnxruntime agrees with the split's answer
+    let scratch = dir.join("worker-split");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let WireData::F32(x) = &input.data else { panic!("FP32 input") };
+    std::fs::write(scratch.join("input.bin"), x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let request = serde_json::json!([{
+        "model": densenet, "input": scratch.join("input.bin"), "shape": input.shape, "names": [model.output_name], "out": scratch.join("out"),
+    }]);
+    std::fs::write(scratch.join("request.json"), request.to_string()).unwrap();
+    python(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/onnx_reference.py"), &["run", scratch.join("request.json").to_str().unwrap()]);
+    let bytes = std::fs::read(scratch.join("out/0.bin")).unwrap();
+    let reference: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let error = relative_error(ours, &reference);
+    assert!(error <= 1e-4, "split output against onnxruntime: relative error {error:e}");
+
+    child.kill().ok();
+    child.wait().ok();
+
+    // the same name meaning another file on the worker: refused, and the request answered here
+    let other = format!("densenet={}", dir.join("graph-mixed.onnx").display());
+    let (mut child, url) = common::serve::spawn_worker("127.0.0.1:0", &["--model", &other]);
+    let client = WorkerClient::new(&url, None, Duration::from_secs(60)).unwrap();
+    let executor = PlanExecutor::new(DeviceChoice::Flex, vec![client]).unwrap();
+    let run = executor
+        .execute(workload, &Plan::Split { variant: "fp32".into(), cut, worker: 0, int8: false }, input, None)
+        .await
+        .unwrap();
+    child.kill().ok();
+    child.wait().ok();
+    let reason = run.breakdown.fallback.expect("a worker with another file is not used");
+    assert!(reason.contains("differs between device and worker") && reason.contains(&model.hash), "{reason}");
+}
