@@ -40,6 +40,10 @@ pub struct Cli {
     /// (e.g. `1,3,224,224`).
     #[arg(long, global = true, value_delimiter = ',', value_name = "DIMS")]
     pub input_shape: Vec<usize>,
+    /// Labelled data for a --model (`--calibration NAME=DIR`, DIR holding inputs.npy and
+    /// labels.npy): its fp32 and int8 accuracies are measured there; without it they are unknown.
+    #[arg(long, global = true, value_name = "NAME=DIR")]
+    pub calibration: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -90,6 +94,16 @@ pub fn run(cli: Cli) -> Result<()> {
         input_shape: (!cli.input_shape.is_empty()).then(|| cli.input_shape.clone()),
     };
     rlsched_executor::model::workloads::imported::register_args(&cli.models, &options)?;
+    for arg in &cli.calibration {
+        let (name, dir) = arg.split_once('=').with_context(|| format!("--calibration `{arg}`: expected NAME=DIR"))?;
+        let workload: rlsched_executor::Workload = name.parse()?;
+        let device = rlsched_executor::DeviceChoice::Flex.device()?;
+        let measured = rlsched_executor::model::workloads::imported::calibrate(workload, Path::new(dir), &device)?;
+        eprintln!(
+            "{name}: top-1 on {} labelled samples of {dir}: fp32 {:.4}, int8 {:.4}",
+            measured.samples, measured.fp32, measured.int8
+        );
+    }
     match cli.command {
         Command::Profile(args) => profile::run(args),
         Command::Train(args) => train::run(args),

@@ -9,7 +9,9 @@
 //! compared by, and it rewrites the graph (Gemm into Linear, fusions) before we see it. Its
 //! protobuf layer is what it exports for callers that read models themselves.
 
+pub mod calibration;
 pub mod cuts;
+pub mod export;
 pub mod ops;
 
 use std::collections::HashMap;

@@ -112,3 +112,19 @@ pub fn all() -> Vec<super::Workload> {
     let count = REGISTRY.read().expect("model registry lock").len();
     (0..count).map(|i| super::Workload::Imported(ImportedId(i as u16))).collect()
 }
+
+/// Measures an imported entry's fp32 and int8 top-1 on `dir` (see
+/// [`crate::model::onnx::calibration`]) and records it: its variants then carry measured
+/// accuracies instead of unknown ones.
+pub fn calibrate(workload: super::Workload, dir: &Path, device: &burn::tensor::Device) -> Result<MeasuredAccuracy, ExecError> {
+    let super::Workload::Imported(id) = workload else {
+        return Err(ExecError::Import(format!("--calibration: `{}` is a built-in workload, not an imported one", workload.name())));
+    };
+    let model = get(id).model.clone();
+    let calibration = crate::model::onnx::calibration::Calibration::load(dir, &model.values[model.input].dims)?;
+    let fp32 = calibration.accuracy(&model.build(false, device), device)?;
+    let int8 = calibration.accuracy(&model.build(true, device), device)?;
+    let measured = MeasuredAccuracy { fp32, int8, samples: calibration.labels.len() };
+    set_accuracy(id, measured);
+    Ok(measured)
+}
