@@ -100,3 +100,70 @@ async fn worker_serves_an_imported_model() {
     let reason = run.breakdown.fallback.expect("a worker with another file is not used");
     assert!(reason.contains("differs between device and worker") && reason.contains(&model.hash), "{reason}");
 }
+
+/// `rlsched serve` with an imported DenseNet-121 (`onnx = "path"` in `[[env.workloads]]`) and a
+/// real worker holding the same file: with no plan fitting the device's memory, requests run
+/// on the worker (split or offload: the policy chooses; it is not forced to split) and answer
+/// what onnxruntime does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_an_imported_dag_model_on_a_real_worker() {
+    use rlsched_executor::profile::profiler;
+    let dir = models();
+    let densenet = dir.join("zoo-densenet121.onnx");
+    let model_arg = format!("densenet={}", densenet.display());
+    let (worker, worker_url) = common::serve::spawn_worker("127.0.0.1:0", &["--model", &model_arg]);
+    let _worker = common::serve::Killed(worker);
+
+    let mix = format!(r#"env.workloads=[{{name="densenet",weight=1.0,slo_ms=60000.0,min_accuracy=0.0,onnx="{}"}}]"#, densenet.display());
+    let mut env = common::serve::env(&[&mix, "env.device_memory_mb=0.001"]);
+    // the profiles serve reads: the committed ones plus DenseNet's, measured here (one run)
+    let profiles = dir.join("serve-profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    for entry in std::fs::read_dir(&env.profiles_dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().extension().is_some_and(|e| e == "json") {
+            std::fs::copy(entry.path(), profiles.join(entry.file_name())).unwrap();
+        }
+    }
+    let workload: rlsched_executor::Workload = "densenet".parse().unwrap();
+    // fp32 only: the answer is then onnxruntime's (int8 weights would differ by design)
+    let profile = profiler::profile(workload, &["fp32".into()], DeviceChoice::Flex, 1, Duration::ZERO, |_| {}).unwrap();
+    let json = serde_json::to_string(&profile).unwrap();
+    for suffix in [&env.device_profile, &env.worker_profile] {
+        std::fs::write(profiles.join(format!("densenet-{suffix}.json")), &json).unwrap();
+    }
+    env.profiles_dir = profiles;
+    let mut config = common::serve::config(env);
+    config.workers = vec![worker_url];
+    config.poll_interval = Duration::from_millis(100);
+    let server = common::serve::start(config).await;
+    let client = reqwest::Client::new();
+    let up = r#"rlsched_worker_up{worker="0"}"#;
+    common::serve::wait_for("the worker to be up", async || common::serve::metric(&client, &server.url, up).await == 1.0).await;
+
+    let input = workload.example_input(5);
+    let WireData::F32(x) = &input.data else { panic!("FP32 input") };
+    let body = serde_json::json!({"inputs": [{"name": "input", "shape": input.shape, "datatype": "FP32", "data": x}]});
+    let reply: serde_json::Value = client.post(format!("{}/v2/models/densenet/infer", server.url)).json(&body).send().await.unwrap().json().await.unwrap();
+    let parameters = &reply["parameters"];
+    assert_ne!(parameters["strategy"], "local", "{parameters}");
+    assert_eq!(parameters["variant"], "fp32", "{parameters}");
+    assert!(parameters.get("fallback").is_none_or(|f| f.is_null()), "ran on the worker: {parameters}");
+    let ours: Vec<f32> = reply["outputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+
+    let scratch = dir.join("serve-run");
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(scratch.join("input.bin"), x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let model = workload.onnx().unwrap();
+    let request = serde_json::json!([{
+        "model": densenet, "input": scratch.join("input.bin"), "shape": input.shape, "names": [model.output_name], "out": scratch.join("out"),
+    }]);
+    std::fs::write(scratch.join("request.json"), request.to_string()).unwrap();
+    python(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/onnx_reference.py"), &["run", scratch.join("request.json").to_str().unwrap()]);
+    let bytes = std::fs::read(scratch.join("out/0.bin")).unwrap();
+    let reference: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let error = relative_error(&ours, &reference);
+    eprintln!("serve: {} at cut {}, relative error {error:.2e} against onnxruntime", parameters["strategy"], parameters["cut"]);
+    assert!(error <= 1e-4, "serve's answer against onnxruntime: relative error {error:e}");
+    server.stop().await;
+}
