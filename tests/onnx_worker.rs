@@ -167,3 +167,26 @@ async fn serve_runs_an_imported_dag_model_on_a_real_worker() {
     assert!(error <= 1e-4, "serve's answer against onnxruntime: relative error {error:e}");
     server.stop().await;
 }
+
+/// `--model` errors from the command line: a model the importer refuses, a built-in's name, a
+/// malformed argument; each names what is wrong and the command fails before doing anything.
+#[test]
+fn bad_model_arguments_fail_with_clear_errors() {
+    let dir = models();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rlsched")).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let unsupported = format!("m={}", dir.join("bad-unsupported.onnx").display());
+    let text = run(&["profile", "--model", &unsupported]);
+    assert!(text.contains("Erf ×2") && text.contains("first_erf"), "{text}");
+    let builtin = format!("resnet18={}", dir.join("graph-mixed.onnx").display());
+    let text = run(&["profile", "--model", &builtin]);
+    assert!(text.contains("built-in"), "{text}");
+    let text = run(&["profile", "--model", "no-equals-sign"]);
+    assert!(text.contains("NAME=PATH"), "{text}");
+    let dynamic = format!("d={}", dir.join("bad-dynamic.onnx").display());
+    let text = run(&["profile", "--model", &dynamic]);
+    assert!(text.contains("--input-shape"), "{text}");
+}

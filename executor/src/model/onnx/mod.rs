@@ -911,12 +911,17 @@ impl OnnxModel {
     /// Builds the network on `device`. `quantize_weights`: weights rounded to per-channel int8
     /// (post-training, weights only), the imported model's int8 variant.
     pub fn build(self: &Arc<Self>, quantize_weights: bool, device: &Device) -> Network {
+        let used = self.used_consts();
         let consts: Vec<Tensor<MAX_RANK>> = self
             .consts
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                if quantize_weights && self.is_weight(i) {
+                // constants only the import read (a Gemm's B before transposing, BN's raw
+                // statistics, shapes) take no device memory
+                if !used[i] {
+                    Tensor::zeros([1; MAX_RANK], device)
+                } else if quantize_weights && self.is_weight(i) {
                     quantized(c).to_device(device)
                 } else {
                     c.to_device(device)
@@ -935,6 +940,32 @@ impl OnnxModel {
             network.fixed_batch = Some(self.import_batch);
         }
         network
+    }
+
+    /// Which constants an op reads at run time.
+    fn used_consts(&self) -> Vec<bool> {
+        let mut used = vec![false; self.consts.len()];
+        for op in &self.ops {
+            match op.kind {
+                OpKind::Conv { weight, bias, .. } | OpKind::Gemm { weight, bias, .. } => {
+                    used[weight] = true;
+                    if let Some(b) = bias {
+                        used[b] = true;
+                    }
+                }
+                OpKind::Affine { scale, shift } => {
+                    used[scale] = true;
+                    used[shift] = true;
+                }
+                _ => {}
+            }
+            for input in &op.inputs {
+                if let Operand::Const(c) = input {
+                    used[*c] = true;
+                }
+            }
+        }
+        used
     }
 
     /// Whether constant `i` is a convolution's or a Gemm's weight (what int8 PTQ rounds).
