@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use rlsched_executor::model::activation::WireData;
-use rlsched_executor::model::onnx::{import_bytes, import_file, ImportOptions, OnnxModel};
+use rlsched_executor::model::onnx::{import_file, ImportOptions, OnnxModel};
 use rlsched_executor::{DeviceChoice, WireTensor};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/onnx_reference.py");
@@ -246,6 +246,28 @@ fn batches_run_through_an_imported_model() {
 mod parser_props {
     use super::*;
     use proptest::prelude::*;
+    use rlsched_executor::model::onnx::import_bytes;
+
+    /// Imports `bytes` and, where that succeeds, builds and runs the model on an input of the
+    /// shape it declares: shapes were checked at import, so running must not panic either.
+    fn import_and_run(bytes: &[u8]) {
+        if let Ok(model) = import_bytes("mutated", "mutated.onnx", bytes, &ImportOptions::default()) {
+            let model = Arc::new(model);
+            let device = DeviceChoice::Flex.device().unwrap();
+            let network = model.build(false, &device);
+            let dims = network.boundary_dims[0].clone();
+            let input = WireTensor::new(dims.clone(), WireData::F32(vec![0.5; dims.iter().product()])).unwrap();
+            let _ = network.run_wire(0, network.stage_count(), &input, &device);
+        }
+    }
+
+    fn mixed_model() -> &'static onnx_ir::ModelProto {
+        static MODEL: OnceLock<onnx_ir::ModelProto> = OnceLock::new();
+        MODEL.get_or_init(|| {
+            use onnx_ir::Message;
+            onnx_ir::ModelProto::parse_from_bytes(&std::fs::read(models().join("graph-mixed.onnx")).unwrap()).unwrap()
+        })
+    }
 
     fn valid_bytes() -> &'static [u8] {
         static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
@@ -256,23 +278,57 @@ mod parser_props {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
         /// Random byte edits of a valid model: import answers Ok or Err, never panics.
         #[test]
-        fn mutated_models_never_panic(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8), cut in any::<prop::sample::Index>()) {
+        fn mutated_models_never_panic(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in proptest::option::weighted(0.25, any::<prop::sample::Index>()),
+        ) {
             let mut bytes = valid_bytes().to_vec();
             for (at, value) in edits {
                 let i = at.index(bytes.len());
                 bytes[i] = value;
             }
-            let keep = cut.index(bytes.len() + 1).max(bytes.len() / 2);
-            bytes.truncate(keep);
-            // what imports must also run: shapes were checked at import, not at run time
-            if let Ok(model) = import_bytes("mutated", "mutated.onnx", &bytes, &ImportOptions::default()) {
-                let model = Arc::new(model);
-                let device = DeviceChoice::Flex.device().unwrap();
-                let network = model.build(false, &device);
-                let dims = network.boundary_dims[0].clone();
-                let input = WireTensor::new(dims.clone(), WireData::F32(vec![0.5; dims.iter().product()])).unwrap();
-                let _ = network.run_wire(0, network.stage_count(), &input, &device);
+            if let Some(cut) = cut {
+                let keep = cut.index(bytes.len() + 1);
+                bytes.truncate(keep);
             }
+            import_and_run(&bytes);
+        }
+
+        /// Structural edits: a node's integer attributes (pads, strides, axes, perm, group,
+        /// kernel_shape...), an initializer's dims, or a node's inputs, set to small or odd
+        /// values, the model re-encoded: Ok or Err, never a panic, at import or at run time.
+        #[test]
+        fn edited_attributes_never_panic(
+            node in any::<prop::sample::Index>(),
+            values in proptest::collection::vec(-3i64..12, 0..6),
+            target in 0u8..3,
+        ) {
+            use onnx_ir::Message;
+            let mut model = mixed_model().clone();
+            let graph = model.graph.as_mut().unwrap();
+            match target {
+                0 => {
+                    let n = node.index(graph.node.len());
+                    let node = &mut graph.node[n];
+                    if let Some(attribute) = node.attribute.first_mut() {
+                        attribute.ints = values.clone();
+                        attribute.i = values.first().copied().unwrap_or(0);
+                    }
+                }
+                1 => {
+                    let i = node.index(graph.initializer.len());
+                    graph.initializer[i].dims = values.clone();
+                }
+                _ => {
+                    let n = node.index(graph.node.len());
+                    let names: Vec<String> = graph.node.iter().flat_map(|n| n.output.clone()).collect();
+                    let inputs = &mut graph.node[n].input;
+                    for (slot, v) in inputs.iter_mut().zip(&values) {
+                        *slot = names[v.unsigned_abs() as usize % names.len()].clone();
+                    }
+                }
+            }
+            import_and_run(&model.write_to_bytes().unwrap());
         }
     }
 }

@@ -630,7 +630,12 @@ impl<'a> Importer<'a> {
                                 Some(_) => Ok(*self.consts[need_const(i)?].values.first().unwrap_or(&default)),
                             }
                         };
-                        OpKind::Clip { min: bound(1, "min", f32::MIN)?, max: bound(2, "max", f32::MAX)? }
+                        let (min, max) = (bound(1, "min", f32::MIN)?, bound(2, "max", f32::MAX)?);
+                        // clamping with min > max (or NaN) has no meaning, and panics in burn
+                        if min.is_nan() || max.is_nan() || min > max {
+                            return Err(fail(format!("min {min} and max {max} are not an interval")));
+                        }
+                        OpKind::Clip { min, max }
                     }
                     _ => OpKind::Identity,
                 };
