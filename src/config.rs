@@ -127,6 +127,13 @@ pub fn load(path: &Path, explicit: bool, sets: &[String]) -> Result<TrainConfig>
     config.env.validation_traces.iter_mut().for_each(resolve);
     resolve(&mut config.env.profiles_dir);
     config.env.links.iter_mut().for_each(|link| link.traces.iter_mut().for_each(resolve));
+    for workload in &mut config.env.workloads {
+        if let Some(onnx) = workload.onnx.as_mut() {
+            resolve(onnx);
+            rlsched_executor::model::workloads::imported::register(&workload.name, onnx, &Default::default())
+                .map_err(|e| anyhow::anyhow!("{}: [[env.workloads]] `{}`: {e}", path.display(), workload.name))?;
+        }
+    }
     let overrides = if sets.is_empty() { String::new() } else { format!(" after --set {}", sets.join(" --set ")) };
     config.env.validate().map_err(|e| anyhow::anyhow!("{}{overrides}: {e}", path.display()))?;
     config.agent.validate().map_err(|e| anyhow::anyhow!("{}{overrides}: {e}", path.display()))?;

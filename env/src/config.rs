@@ -47,6 +47,10 @@ pub struct WorkloadMix {
     pub slo_ms: f64,
     /// Lowest acceptable accuracy (fraction); plans below it are masked.
     pub min_accuracy: f64,
+    /// An ONNX file this workload is imported from (relative paths from the config's folder);
+    /// `name` then names it everywhere, as `--model NAME=PATH` would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<std::path::PathBuf>,
 }
 
 /// A two-state (idle/busy) load process with exponential dwell times.
@@ -319,10 +323,10 @@ impl Default for EnvConfig {
             worker_profile: "h200".into(),
             device_memory_mb: 256.0,
             workloads: vec![
-                WorkloadMix { name: "mobilenetv2".into(), weight: 0.35, slo_ms: 150.0, min_accuracy: 0.65 },
-                WorkloadMix { name: "resnet18".into(), weight: 0.25, slo_ms: 300.0, min_accuracy: 0.69 },
-                WorkloadMix { name: "vgg16".into(), weight: 0.15, slo_ms: 600.0, min_accuracy: 0.71 },
-                WorkloadMix { name: "bert-mini".into(), weight: 0.25, slo_ms: 120.0, min_accuracy: 0.85 },
+                WorkloadMix { name: "mobilenetv2".into(), weight: 0.35, slo_ms: 150.0, min_accuracy: 0.65, onnx: None },
+                WorkloadMix { name: "resnet18".into(), weight: 0.25, slo_ms: 300.0, min_accuracy: 0.69, onnx: None },
+                WorkloadMix { name: "vgg16".into(), weight: 0.15, slo_ms: 600.0, min_accuracy: 0.71, onnx: None },
+                WorkloadMix { name: "bert-mini".into(), weight: 0.25, slo_ms: 120.0, min_accuracy: 0.85, onnx: None },
             ],
             requests_per_episode: 200,
             mean_interarrival_s: 0.5,

@@ -253,7 +253,7 @@ fn one_model(name: &str, weight: f64, device: &str, worker: &str, rng: &mut Smal
     let below = if rng.random_bool(0.7) { rng.random_range(0.0..0.08) } else { rng.random_range(0.1..0.5) };
     let min_accuracy = (accuracy - below).max(0.0);
     GeneratedModel {
-        mix: WorkloadMix { name: name.into(), weight, slo_ms, min_accuracy },
+        mix: WorkloadMix { name: name.into(), weight, slo_ms, min_accuracy, onnx: None },
         device: profile(name, device, &skeleton, device_variants),
         worker: profile(name, worker, &skeleton, worker_variants),
     }

@@ -167,7 +167,7 @@ fn the_note10_works_as_a_second_device() {
     let mut config = config();
     config.device_profile = "note10".into();
     config.worker_profile = "cpu2".into();
-    config.workloads = vec![rlsched_env::config::WorkloadMix { name: "ofa-note10".into(), weight: 1.0, slo_ms: 100.0, min_accuracy: 0.0 }];
+    config.workloads = vec![rlsched_env::config::WorkloadMix { name: "ofa-note10".into(), weight: 1.0, slo_ms: 100.0, min_accuracy: 0.0, onnx: None }];
     let scenario = Arc::new(Scenario::load(&config, &config.validation_traces).unwrap());
     let model = &scenario.workloads[0];
     assert_eq!(model.device.device, "note10");
@@ -209,7 +209,7 @@ fn edit_json(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) 
 #[test]
 fn profiles_must_match_their_workload_and_each_other() {
     let mut config = config();
-    config.workloads = vec![rlsched_env::config::WorkloadMix { name: "resnet18".into(), weight: 1.0, slo_ms: 300.0, min_accuracy: 0.0 }];
+    config.workloads = vec![rlsched_env::config::WorkloadMix { name: "resnet18".into(), weight: 1.0, slo_ms: 300.0, min_accuracy: 0.0, onnx: None }];
     type Edit = fn(&mut serde_json::Value);
     let cases: [(&str, &str, Edit, &[&str]); 4] = [
         ("another-network", "resnet18-cpu2.json", |p| p["workload"] = "vgg16".into(), &["resnet18-cpu2.json", "vgg16"]),

@@ -5,7 +5,13 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ExecError {
-    #[error("unknown workload `{0}` (known: mobilenetv2, resnet18, vgg16, bert-mini, digits-cnn, ofa-note10)")]
+    #[error(transparent)]
+    Onnx(#[from] crate::model::onnx::OnnxError),
+    #[error("{0}")]
+    Import(String),
+    #[error("model `{model}` differs between device and worker: the device's file has hash {device}, {worker_url}'s has {worker}; give both the same .onnx file")]
+    ModelMismatch { model: String, device: String, worker: String, worker_url: String },
+    #[error("unknown workload `{0}` (known: mobilenetv2, resnet18, vgg16, bert-mini, digits-cnn, ofa-note10, and models given with --model NAME=PATH.onnx)")]
     UnknownWorkload(String),
     #[error("workload `{workload}` has no variant `{variant}` (it has: {known})")]
     UnknownVariant {

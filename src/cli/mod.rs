@@ -32,6 +32,18 @@ pub use train::TrainArgs;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Import an ONNX model as workload NAME (`--model NAME=PATH.onnx`; repeatable): every
+    /// command then takes NAME wherever it takes a workload.
+    #[arg(long = "model", global = true, value_name = "NAME=PATH")]
+    pub models: Vec<String>,
+    /// The full input shape of the --model files whose shape is dynamic, batch first
+    /// (e.g. `1,3,224,224`).
+    #[arg(long, global = true, value_delimiter = ',', value_name = "DIMS")]
+    pub input_shape: Vec<usize>,
+    /// Labelled data for a --model (`--calibration NAME=DIR`, DIR holding inputs.npy and
+    /// labels.npy): its fp32 and int8 accuracies are measured there; without it they are unknown.
+    #[arg(long, global = true, value_name = "NAME=DIR")]
+    pub calibration: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,6 +90,20 @@ impl ConfigArgs {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let options = rlsched_executor::model::onnx::ImportOptions {
+        input_shape: (!cli.input_shape.is_empty()).then(|| cli.input_shape.clone()),
+    };
+    rlsched_executor::model::workloads::imported::register_args(&cli.models, &options)?;
+    for arg in &cli.calibration {
+        let (name, dir) = arg.split_once('=').with_context(|| format!("--calibration `{arg}`: expected NAME=DIR"))?;
+        let workload: rlsched_executor::Workload = name.parse()?;
+        let device = rlsched_executor::DeviceChoice::Flex.device()?;
+        let measured = rlsched_executor::model::workloads::imported::calibrate(workload, Path::new(dir), &device)?;
+        eprintln!(
+            "{name}: top-1 on {} labelled samples of {dir}: fp32 {:.4}, int8 {:.4}",
+            measured.samples, measured.fp32, measured.int8
+        );
+    }
     match cli.command {
         Command::Profile(args) => profile::run(args),
         Command::Train(args) => train::run(args),

@@ -11,8 +11,8 @@ use super::write_atomic;
 
 #[derive(clap::Args, Debug)]
 pub struct ProfileArgs {
-    /// Workload to profile (see --list).
-    #[arg(long, required_unless_present = "list")]
+    /// Workload to profile (see --list). Default: the one model given with --model.
+    #[arg(long)]
     pub workload: Option<String>,
     /// Variant to profile; repeat for several. Default: every variant.
     #[arg(long = "variant")]
@@ -120,12 +120,33 @@ fn co_runs(args: &ProfileArgs, workload: Workload, device: DeviceChoice, idle: s
     Ok(())
 }
 
+/// The stages and offered cut points of an imported model, with bytes and FLOPs.
+fn print_cuts(model: &rlsched_executor::model::onnx::OnnxModel) {
+    eprintln!(
+        "{}: {} (hash {}), opset {}, {} ONNX nodes lowered to {} ops, input `{}` {:?}",
+        model.name, model.path, model.hash, model.opset, model.onnx_nodes, model.ops.len(), model.input_name, model.values[model.input].dims
+    );
+    eprintln!("{:>5}  {:>9}  {:>12}  {:>12}  crossing tensors", "stage", "ops", "MFLOPs", "out bytes");
+    for stage in 0..model.stage_count() {
+        let (start, end) = (&model.boundaries[stage], &model.boundaries[stage + 1]);
+        let names = end.names(&model.values);
+        eprintln!(
+            "{stage:>5}  {:>4}..{:<4}  {:>12.1}  {:>12}  {}",
+            start.position,
+            end.position,
+            model.stage_flops(stage) as f64 / 1e6,
+            end.bytes,
+            if stage + 1 == model.stage_count() { format!("output {}", names.join(", ")) } else { format!("cut {}: {}", stage + 1, names.join(" + ")) }
+        );
+    }
+}
+
 /// Most timed runs: each run's stage times are all kept until the statistics are computed.
 const MAX_RUNS: usize = 100_000;
 
 pub fn run(args: ProfileArgs) -> Result<()> {
     if args.list {
-        for workload in Workload::ALL {
+        for workload in Workload::catalogue() {
             let spec = workload.spec()?;
             println!("{} ({}; input {:?} {})", spec.name, spec.task, spec.input_shape, spec.input_datatype.name());
             for v in &spec.variants {
@@ -136,8 +157,14 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         return Ok(());
     }
     super::check_count("--runs", args.runs, 1, MAX_RUNS)?;
-    let name = args.workload.clone().expect("clap requires --workload without --list");
-    let workload: Workload = name.parse()?;
+    let workload: Workload = match (&args.workload, rlsched_executor::model::workloads::imported::all().as_slice()) {
+        (Some(name), _) => name.parse()?,
+        (None, [only]) => *only,
+        (None, _) => anyhow::bail!("give --workload NAME (or exactly one --model NAME=PATH.onnx)"),
+    };
+    if let Some(model) = workload.onnx() {
+        print_cuts(&model);
+    }
     let device: DeviceChoice = args.device.parse()?;
     let idle = std::time::Duration::try_from_secs_f64(args.idle_ms / 1e3)
         .ok()

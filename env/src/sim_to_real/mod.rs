@@ -206,7 +206,7 @@ fn scenario(config: &SimToRealConfig) -> Result<Scenario, EnvError> {
         workloads: config
             .workloads
             .iter()
-            .map(|w| WorkloadMix { name: w.name().into(), weight: 1.0, slo_ms: 1e3, min_accuracy: 0.0 })
+            .map(|w| WorkloadMix { name: w.name().into(), weight: 1.0, slo_ms: 1e3, min_accuracy: 0.0, onnx: None })
             .collect(),
         ..EnvConfig::default()
     };

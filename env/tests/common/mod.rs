@@ -23,6 +23,6 @@ pub fn start_worker(runtime: &tokio::runtime::Runtime) -> SocketAddr {
 pub fn mobilenet_config() -> EnvConfig {
     let mut config = EnvConfig::default();
     config.profiles_dir = repo().join("data/profiles");
-    config.workloads = vec![WorkloadMix { name: "mobilenetv2".into(), weight: 1.0, slo_ms: 150.0, min_accuracy: 0.0 }];
+    config.workloads = vec![WorkloadMix { name: "mobilenetv2".into(), weight: 1.0, slo_ms: 150.0, min_accuracy: 0.0, onnx: None }];
     config
 }

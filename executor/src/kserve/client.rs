@@ -44,6 +44,8 @@ struct Learnt {
     binary_worked: bool,
     /// The first input's name from each model's metadata (only workload names are asked).
     input_names: HashMap<String, String>,
+    /// Imported models whose content hash the server's metadata was seen to match.
+    verified_models: std::collections::HashSet<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -210,6 +212,32 @@ impl WorkerClient {
         read_limited(response, limit).await
     }
 
+    /// For an imported model: that the server's file is this process's (its metadata's
+    /// `content_hash`), asked once per model and server. A built-in passes unasked.
+    async fn check_same_model(&self, workload: &str) -> Result<(), ExecError> {
+        let Some(ours) = workload.parse::<crate::Workload>().ok().and_then(crate::Workload::onnx) else {
+            return Ok(());
+        };
+        if self.learnt().verified_models.contains(workload) {
+            return Ok(());
+        }
+        let body = self.get_small(&format!("/v2/models/{workload}"), 1 << 20).await?;
+        let theirs = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|m| m.get("parameters")?.get("content_hash")?.as_str().map(|h| h.chars().take(64).collect::<String>()))
+            .unwrap_or_else(|| "none (its metadata gives no content_hash)".into());
+        if theirs != ours.hash {
+            return Err(ExecError::ModelMismatch {
+                model: workload.to_string(),
+                device: ours.hash.clone(),
+                worker: theirs,
+                worker_url: self.base_url.clone(),
+            });
+        }
+        self.learnt().verified_models.insert(workload.to_string());
+        Ok(())
+    }
+
     /// The name `model`'s metadata gives its first input: other servers check it (Triton does),
     /// and rlsched workers call theirs `input`. A model whose metadata does not say (KServe's
     /// Python models list none unless they declare them) gets `input` too.
@@ -303,6 +331,7 @@ impl WorkerClient {
             )));
         }
         let binary = info.as_ref().is_none_or(|i| i.binary) && !binary_refused;
+        self.check_same_model(workload).await?;
         let name = self.input_name(workload, stages).await;
         let attempt = self.send_infer(workload, &name, stages, binary, start_stage, variant, input, int8, pad, route).await;
         match attempt {

@@ -312,13 +312,18 @@ pub fn model_metadata(workload: crate::Workload) -> Result<Value, ApiError> {
     let variants: Vec<&str> = spec.variants.iter().map(|v| v.name.as_str()).collect();
     let mut input_shape: Vec<i64> = spec.input_shape.iter().map(|&d| d as i64).collect();
     input_shape[0] = -1;
+    let mut parameters = json!({"variants": variants, "task": spec.task});
+    // which file an imported name means: a device compares it with its own before sending
+    if let Some(model) = workload.onnx() {
+        parameters["content_hash"] = json!(model.hash);
+    }
     Ok(json!({
         "name": spec.name,
         "versions": ["1"],
         "platform": "rlsched_burn",
         "inputs": [{"name": "input", "datatype": spec.input_datatype.name(), "shape": input_shape}],
         "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, -1]}],
-        "parameters": {"variants": variants, "task": spec.task},
+        "parameters": parameters,
     }))
 }
 

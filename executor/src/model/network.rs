@@ -61,6 +61,10 @@ pub struct Network {
     /// Input shape of every stage for a batch of one, plus the final output shape at the end.
     #[module(skip)]
     pub boundary_dims: Vec<Vec<usize>>,
+    /// The only batch size the network runs, where one of its values does not keep the batch
+    /// on its first axis (an imported graph that reshapes it away); `None`: any batch.
+    #[module(skip)]
+    pub fixed_batch: Option<usize>,
 }
 
 impl Network {
@@ -74,6 +78,7 @@ impl Network {
             stages,
             workload: workload.to_string(),
             boundary_dims,
+            fixed_batch: None,
         }
     }
 
@@ -122,7 +127,10 @@ impl Network {
     /// Checks that `dims` and `datatype` fit stage `start`'s input (any batch size).
     pub fn check_input(&self, start: usize, dims: &[usize], datatype: DataType) -> Result<(), ExecError> {
         let expected = &self.boundary_dims[start];
-        let dims_ok = dims.len() == expected.len() && dims[0] > 0 && dims[1..] == expected[1..];
+        let dims_ok = dims.len() == expected.len()
+            && dims[0] > 0
+            && dims[1..] == expected[1..]
+            && self.fixed_batch.is_none_or(|batch| dims[0] == batch);
         if !dims_ok {
             return Err(ExecError::WrongShape {
                 workload: self.workload.clone(),

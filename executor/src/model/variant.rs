@@ -86,7 +86,7 @@ fn layer(layer: Layer) -> Layer {
             e.layer.pwff = e.layer.pwff.quantize_weights(&mut quantizer());
             Layer::Encoder(e)
         }
-        other @ (Layer::MaxPool(_) | Layer::GlobalAvgPool(_)) => other,
+        other @ (Layer::MaxPool(_) | Layer::GlobalAvgPool(_) | Layer::Onnx(_)) => other,
     }
 }
 

@@ -209,6 +209,19 @@ pub fn host_description() -> String {
 }
 
 /// Bytes of a module's weights as burn stores them (quantized weights stay quantized).
+/// Bytes of an imported model's weights that a stage reads: they live outside the module
+/// record (shared by the model's stages), so `record_bytes` does not see them.
+fn onnx_weight_bytes(stage: &crate::Stage) -> u64 {
+    stage
+        .layers
+        .iter()
+        .map(|layer| match layer {
+            crate::model::layers::Layer::Onnx(segment) => segment.weight_bytes(),
+            _ => 0,
+        })
+        .sum()
+}
+
 pub fn record_bytes<M: Module>(module: &M) -> Result<u64, ExecError> {
     Ok(module.clone().into_record().into_bytes().map_err(|e| ExecError::Backend(e.to_string()))?.len() as u64)
 }
@@ -250,7 +263,7 @@ pub fn variant_profile(network: &Network, variant: &VariantSpec, passes: &[Vec<f
                 name: stage.name.clone(),
                 flops: stage.flops(&network.boundary_dims[i]),
                 output_bytes: network.output_bytes(i) as u64,
-                param_bytes: record_bytes(stage)?,
+                param_bytes: record_bytes(stage)? + onnx_weight_bytes(stage),
                 latency_ms: LatencyStats::from_samples(&samples),
             })
         })
@@ -259,7 +272,7 @@ pub fn variant_profile(network: &Network, variant: &VariantSpec, passes: &[Vec<f
         name: variant.name.clone(),
         accuracy: variant.accuracy,
         accuracy_source: variant.accuracy_source.clone(),
-        param_bytes: record_bytes(network)?,
+        param_bytes: record_bytes(network)? + network.stages.iter().map(onnx_weight_bytes).sum::<u64>(),
         stages: stage_profiles,
     })
 }
@@ -272,6 +285,8 @@ impl Profile {
         let natural_bytes = match input.datatype() {
             crate::DataType::Int64 => input.byte_len(),
             // images travel as uint8 pixels
+            // an imported model's input is FP32 as its file declares it
+            _ if workload.onnx().is_some() => input.byte_len(),
             _ => input.shape.iter().product::<usize>(),
         } as u64;
         Ok(Profile {

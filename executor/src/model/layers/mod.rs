@@ -24,6 +24,7 @@ pub use dense::Dense;
 pub use residual::{BasicBlock, BlockShape, InvertedResidual, SqueezeExcite};
 pub use transformer::{EncoderBlock, Pooler, TokenEmbedding};
 
+use crate::model::onnx::OnnxSegment;
 use crate::Activation;
 
 /// Non-linearity applied after a convolution or dense layer.
@@ -91,6 +92,8 @@ pub enum Layer {
     Embed(TokenEmbedding),
     Encoder(EncoderBlock),
     Pooler(Pooler),
+    /// A stage of an imported ONNX graph, run op by op.
+    Onnx(OnnxSegment),
 }
 
 impl Layer {
@@ -130,6 +133,7 @@ impl Layer {
             Layer::Embed(e) => vec![input[0], input[1], e.hidden],
             Layer::Encoder(_) => input.to_vec(),
             Layer::Pooler(p) => vec![input[0], p.classifier.d_out],
+            Layer::Onnx(s) => s.output_dims(input),
         }
     }
 
@@ -151,6 +155,7 @@ impl Layer {
             Layer::Pooler(p) => {
                 2 * (input[0] * (p.dense.d_in * p.dense.d_out + p.classifier.d_in * p.classifier.d_out)) as u64
             }
+            Layer::Onnx(s) => s.flops(input),
         }
     }
 
@@ -173,6 +178,7 @@ impl Layer {
                 let first = x.narrow(1, 0, 1).reshape([batch, hidden]);
                 Activation::Features(p.classifier.forward(p.dense.forward(first)))
             }
+            (Layer::Onnx(s), x) => s.forward(x),
             (layer, x) => unreachable!(
                 "stage input kind was validated before running; {layer:?} got {:?}",
                 x.dims()

@@ -5,6 +5,7 @@
 
 mod bert_mini;
 pub mod digits;
+pub mod imported;
 mod mobilenetv2;
 pub mod ofa_note10;
 mod resnet18;
@@ -69,6 +70,8 @@ pub enum Workload {
     BertMini,
     DigitsCnn,
     OfaNote10,
+    /// A model imported from an ONNX file (`imported`): registered at run time by name.
+    Imported(imported::ImportedId),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -152,6 +155,22 @@ impl Workload {
             Workload::BertMini => "bert-mini",
             Workload::DigitsCnn => "digits-cnn",
             Workload::OfaNote10 => "ofa-note10",
+            Workload::Imported(id) => imported::get(id).name,
+        }
+    }
+
+    /// The built-ins and every model imported so far.
+    pub fn catalogue() -> Vec<Workload> {
+        let mut all = Workload::ALL.to_vec();
+        all.extend(imported::all());
+        all
+    }
+
+    /// The imported model behind this entry, if it is one.
+    pub fn onnx(self) -> Option<std::sync::Arc<crate::model::onnx::OnnxModel>> {
+        match self {
+            Workload::Imported(id) => Some(imported::get(id).model.clone()),
+            _ => None,
         }
     }
 
@@ -237,6 +256,28 @@ impl Workload {
             Workload::DigitsCnn => {
                 return digits::spec();
             }
+            Workload::Imported(id) => {
+                let entry = imported::get(id);
+                let model = &entry.model;
+                let unknown = |name: &str, variant: Variant| VariantSpec {
+                    name: name.into(),
+                    variant,
+                    // never reaches a floor: a variant of unknown accuracy is not chosen against one
+                    accuracy: 0.0,
+                    accuracy_source: "unknown".into(),
+                    citation: format!("imported from {} (hash {}); no labelled data was given (--calibration DIR)", model.path, model.hash),
+                };
+                let variants = match entry.accuracy {
+                    Some(measured) => vec![
+                        card("fp32", Variant::Fp32, measured.fp32, "measured", &format!("top-1 on {} labelled samples of --calibration", measured.samples)),
+                        card("int8", Variant::Int8, measured.int8, "measured", &format!("top-1 on {} labelled samples of --calibration, int8 weights", measured.samples)),
+                    ],
+                    None => vec![unknown("fp32", Variant::Fp32), unknown("int8", Variant::Int8)],
+                };
+                let mut input_shape = model.values[model.input].dims.clone();
+                input_shape[0] = 1;
+                ("imported ONNX model", input_shape, DataType::Fp32, variants)
+            }
             Workload::OfaNote10 => {
                 let cite = "mit-han-lab/once-for-all tutorial/ofa.ipynb: the Note10 <= 25 ms search result, evaluated on the ImageNet validation set (top1=76.9); Cai et al., ICLR 2020";
                 let side = ofa_note10::RESOLUTION;
@@ -265,6 +306,10 @@ impl Workload {
         if self == Workload::DigitsCnn {
             return digits::build(variant, device);
         }
+        if let Workload::Imported(id) = self {
+            let chosen = self.spec()?.variant(variant)?.variant;
+            return Ok(imported::get(id).model.build(chosen == Variant::Int8, device));
+        }
         let spec = self.spec()?;
         let chosen = spec.variant(variant)?.variant;
         let width = match chosen {
@@ -277,7 +322,7 @@ impl Workload {
             Workload::Vgg16 => vgg16::build(device),
             Workload::BertMini => bert_mini::build(device),
             Workload::OfaNote10 => ofa_note10::build(device),
-            Workload::DigitsCnn => unreachable!("handled above"),
+            Workload::DigitsCnn | Workload::Imported(_) => unreachable!("handled above"),
         }
         .with_seeded_weights(WEIGHT_SEED);
         Ok(match (chosen, self) {
@@ -301,6 +346,15 @@ impl Workload {
     pub fn example_input(self, seed: u64) -> crate::WireTensor {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        if let Some(model) = self.onnx() {
+            let mut shape = model.values[model.input].dims.clone();
+            if model.batch_free {
+                shape[0] = 1;
+            }
+            let count = shape.iter().product();
+            let data = crate::model::activation::WireData::F32((0..count).map(|_| rng.random_range(0.0..1.0)).collect());
+            return crate::WireTensor::new(shape, data).expect("example input fills its shape");
+        }
         let data = match self {
             Workload::BertMini => crate::model::activation::WireData::I64(
                 (0..bert_mini::SEQUENCE)
@@ -330,6 +384,7 @@ impl FromStr for Workload {
         Workload::ALL
             .into_iter()
             .find(|w| w.name() == s)
+            .or_else(|| imported::find(s))
             .ok_or_else(|| ExecError::UnknownWorkload(s.to_string()))
     }
 }
