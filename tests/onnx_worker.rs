@@ -34,6 +34,19 @@ fn python(script: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// onnxruntime's output for `input` (FP32 `shape`) through `model`, run in `scratch`.
+fn onnxruntime_output(scratch: &Path, model: &Path, input: &[f32], shape: &[usize], output_name: &str) -> Vec<f32> {
+    std::fs::create_dir_all(scratch).unwrap();
+    std::fs::write(scratch.join("input.bin"), input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let request = serde_json::json!([{
+        "model": model, "input": scratch.join("input.bin"), "shape": shape, "names": [output_name], "out": scratch.join("out"),
+    }]);
+    std::fs::write(scratch.join("request.json"), request.to_string()).unwrap();
+    python(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/onnx_reference.py"), &["run", scratch.join("request.json").to_str().unwrap()]);
+    let bytes = std::fs::read(scratch.join("out/0.bin")).unwrap();
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
 fn relative_error(ours: &[f32], reference: &[f32]) -> f64 {
     assert_eq!(ours.len(), reference.len());
     let scale = reference.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64)).max(1e-12);
@@ -69,17 +82,8 @@ async fn worker_serves_an_imported_model() {
     assert!(relative_error(ours, here) <= 1e-5, "split and local agree");
 
     // and onnxruntime agrees with the split's answer
-    let scratch = dir.join("worker-split");
-    std::fs::create_dir_all(&scratch).unwrap();
     let WireData::F32(x) = &input.data else { panic!("FP32 input") };
-    std::fs::write(scratch.join("input.bin"), x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-    let request = serde_json::json!([{
-        "model": densenet, "input": scratch.join("input.bin"), "shape": input.shape, "names": [model.output_name], "out": scratch.join("out"),
-    }]);
-    std::fs::write(scratch.join("request.json"), request.to_string()).unwrap();
-    python(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/onnx_reference.py"), &["run", scratch.join("request.json").to_str().unwrap()]);
-    let bytes = std::fs::read(scratch.join("out/0.bin")).unwrap();
-    let reference: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let reference = onnxruntime_output(&dir.join("worker-split"), &densenet, x, &input.shape, &model.output_name);
     let error = relative_error(ours, &reference);
     assert!(error <= 1e-4, "split output against onnxruntime: relative error {error:e}");
 
@@ -151,17 +155,8 @@ async fn serve_runs_an_imported_dag_model_on_a_real_worker() {
     assert!(parameters.get("fallback").is_none_or(|f| f.is_null()), "ran on the worker: {parameters}");
     let ours: Vec<f32> = reply["outputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
 
-    let scratch = dir.join("serve-run");
-    std::fs::create_dir_all(&scratch).unwrap();
-    std::fs::write(scratch.join("input.bin"), x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
     let model = workload.onnx().unwrap();
-    let request = serde_json::json!([{
-        "model": densenet, "input": scratch.join("input.bin"), "shape": input.shape, "names": [model.output_name], "out": scratch.join("out"),
-    }]);
-    std::fs::write(scratch.join("request.json"), request.to_string()).unwrap();
-    python(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/onnx_reference.py"), &["run", scratch.join("request.json").to_str().unwrap()]);
-    let bytes = std::fs::read(scratch.join("out/0.bin")).unwrap();
-    let reference: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let reference = onnxruntime_output(&dir.join("serve-run"), &densenet, x, &input.shape, &model.output_name);
     let error = relative_error(&ours, &reference);
     eprintln!("serve: {} at cut {}, relative error {error:.2e} against onnxruntime", parameters["strategy"], parameters["cut"]);
     assert!(error <= 1e-4, "serve's answer against onnxruntime: relative error {error:e}");

@@ -389,20 +389,7 @@ impl PlanExecutor {
         match result.and_then(|reply| checked_reply(&network, remote_input.shape[0], reply)) {
             Ok(reply) => {
                 if route.is_some() {
-                    breakdown.hops.push(HopReport {
-                        node: format!("worker {worker}"),
-                        start_stage: start_remote,
-                        end_stage: reply.end_stage.unwrap_or(stages),
-                        upload_ms: reply.upload_ms,
-                        queue_ms: reply.queue_ms,
-                        compute_ms: reply.compute_ms,
-                        forward_ms: reply.forward_ms,
-                        download_ms: reply.download_ms,
-                        bytes_up: reply.bytes_up,
-                        bytes_down: reply.bytes_down,
-                        queue_length: reply.queue_length,
-                        fallback: reply.fallback.clone(),
-                    });
+                    breakdown.hops.push(reply.hop_report(format!("worker {worker}"), start_remote, reply.end_stage.unwrap_or(stages)));
                     breakdown.hops.extend(reply.hops);
                 }
                 breakdown.upload_ms = reply.upload_ms;

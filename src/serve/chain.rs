@@ -109,14 +109,7 @@ impl ChainServing {
         parameters.insert("plan".into(), json!(plan.label(variant, &self.scenario.names)));
         parameters.insert("bounds".into(), json!(plan.bounds));
         parameters.insert("predicted_ms".into(), json!(predicted_ms));
-        parameters.insert("local_ms".into(), json!(b.local_ms));
-        parameters.insert("upload_ms".into(), json!(b.upload_ms));
-        parameters.insert("queue_ms".into(), json!(b.remote_queue_ms));
-        parameters.insert("remote_ms".into(), json!(b.remote_compute_ms));
-        parameters.insert("download_ms".into(), json!(b.download_ms));
-        parameters.insert("total_ms".into(), json!(b.total_ms));
-        parameters.insert("slo_ms".into(), json!(slo_ms));
-        parameters.insert("accuracy".into(), json!(variant.accuracy));
+        super::routes::insert_breakdown(&mut parameters, b, slo_ms, variant.accuracy);
         parameters.insert("reward".into(), json!(reward));
         parameters.insert("hops".into(), json!(serde_json::to_string(&b.hops).map_err(ApiError::internal)?));
         if let Some(reason) = &b.fallback {

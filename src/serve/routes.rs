@@ -161,15 +161,8 @@ pub async fn infer(
     parameters.insert("worker".into(), json!(worker));
     parameters.insert("int8".into(), json!(matches!(candidate.plan, rlsched_executor::plan::Plan::Split { int8: true, .. })));
     parameters.insert("decision_us".into(), json!(choice.decision_us));
-    parameters.insert("local_ms".into(), json!(b.local_ms));
     parameters.insert("device_wait_ms".into(), json!(b.device_wait_ms));
-    parameters.insert("upload_ms".into(), json!(b.upload_ms));
-    parameters.insert("queue_ms".into(), json!(b.remote_queue_ms));
-    parameters.insert("remote_ms".into(), json!(b.remote_compute_ms));
-    parameters.insert("download_ms".into(), json!(b.download_ms));
-    parameters.insert("total_ms".into(), json!(b.total_ms));
-    parameters.insert("slo_ms".into(), json!(slo_ms));
-    parameters.insert("accuracy".into(), json!(candidate.accuracy));
+    insert_breakdown(&mut parameters, b, slo_ms, candidate.accuracy);
     let floor = choice.model.mix.min_accuracy;
     if candidate.accuracy < floor {
         // no variant reaches the floor: the most accurate one that runs answered, and the
@@ -182,4 +175,17 @@ pub async fn infer(
         parameters.insert("fallback".into(), json!(reason));
     }
     http::infer_response(model, request.id, parameters, &run.output, binary)
+}
+
+/// Where a served request's time went, its objective and the accuracy it was served at, as the
+/// response's parameters (the plain and the chain paths alike).
+pub(crate) fn insert_breakdown(parameters: &mut Map<String, serde_json::Value>, b: &rlsched_executor::plan::Breakdown, slo_ms: f64, accuracy: f64) {
+    parameters.insert("local_ms".into(), json!(b.local_ms));
+    parameters.insert("upload_ms".into(), json!(b.upload_ms));
+    parameters.insert("queue_ms".into(), json!(b.remote_queue_ms));
+    parameters.insert("remote_ms".into(), json!(b.remote_compute_ms));
+    parameters.insert("download_ms".into(), json!(b.download_ms));
+    parameters.insert("total_ms".into(), json!(b.total_ms));
+    parameters.insert("slo_ms".into(), json!(slo_ms));
+    parameters.insert("accuracy".into(), json!(accuracy));
 }

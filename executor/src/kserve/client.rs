@@ -105,6 +105,27 @@ pub struct RemoteReply {
     pub hops: Vec<HopReport>,
 }
 
+impl RemoteReply {
+    /// This reply as one hop's report (`node` the name the caller knows the server by): the
+    /// caller's transfers, the server's queue, compute and forwarding, and where it stopped.
+    pub fn hop_report(&self, node: String, start_stage: usize, end_stage: usize) -> HopReport {
+        HopReport {
+            node,
+            start_stage,
+            end_stage,
+            upload_ms: self.upload_ms,
+            queue_ms: self.queue_ms,
+            compute_ms: self.compute_ms,
+            forward_ms: self.forward_ms,
+            download_ms: self.download_ms,
+            bytes_up: self.bytes_up,
+            bytes_down: self.bytes_down,
+            queue_length: self.queue_length,
+            fallback: self.fallback.clone(),
+        }
+    }
+}
+
 fn remote(message: impl std::fmt::Display) -> ExecError {
     ExecError::Remote(message.to_string())
 }

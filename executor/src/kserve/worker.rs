@@ -406,20 +406,7 @@ async fn forward(
         if end_stage < hop.start || end_stage > network.stage_count() || reply.hops.len() > rest.len() {
             return Err(ExecError::Remote(format!("next hop `{}` reports an impossible route (end stage {end_stage}, {} hops)", hop.peer, reply.hops.len())));
         }
-        let mut reports = vec![HopReport {
-            node: hop.peer.clone(),
-            start_stage: hop.start,
-            end_stage,
-            upload_ms: reply.upload_ms,
-            queue_ms: reply.queue_ms,
-            compute_ms: reply.compute_ms,
-            forward_ms: reply.forward_ms,
-            download_ms: reply.download_ms,
-            bytes_up: reply.bytes_up,
-            bytes_down: reply.bytes_down,
-            queue_length: reply.queue_length,
-            fallback: reply.fallback.clone(),
-        }];
+        let mut reports = vec![reply.hop_report(hop.peer.clone(), hop.start, end_stage)];
         reports.extend(reply.hops);
         Ok::<_, ExecError>((reply.output, reports))
     };
