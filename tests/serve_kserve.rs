@@ -123,7 +123,7 @@ async fn a_kserve_model_server_is_used_as_a_worker_and_its_loss_falls_back() {
     wait_for("a link estimate to the KServe server", async || metric(&client, &url, r#"rlsched_link_mbps{worker="0"}"#).await > 0.0).await;
     let mbps = metric(&client, &url, r#"rlsched_link_mbps{worker="0"}"#).await;
 
-    let (mut offloaded, mut last_count) = (0, 0.0);
+    let (mut offloaded, mut timed, mut last_count) = (0, 0, 0.0);
     for i in 0..REQUESTS {
         let (plan, row, mean) = infer(&client, &url, i).await;
         assert!(plan.get("fallback").is_none(), "a request to a live KServe server fell back: {plan}");
@@ -136,12 +136,18 @@ async fn a_kserve_model_server_is_used_as_a_worker_and_its_loss_falls_back() {
         assert!(from_kserve(&row, mean), "an offloaded answer is not KServe's (count, mean {mean}): {row:?}");
         assert!(row[0] > last_count, "KServe's request count did not grow: {} after {last_count}", row[0]);
         last_count = row[0];
-        // KServe reports no timing: its time is what the reply took less the link's share
-        assert!(plan["remote_ms"].as_f64().unwrap() > 0.0, "{plan}");
+        // KServe reports no timing: its time is what the reply took less the link's share (the
+        // round trip and the bytes at the link estimate), never negative; a pessimistic estimate
+        // can leave a request's whole span to the link, so the server's share shows across the
+        // run rather than in every request
+        let remote_ms = plan["remote_ms"].as_f64().unwrap();
+        assert!(remote_ms.is_finite() && remote_ms >= 0.0, "{plan}");
+        timed += (remote_ms > 0.0) as usize;
         offloaded += 1;
     }
     println!("link estimate {mbps:.0} Mbit/s; {offloaded}/{REQUESTS} offloaded to KServe, whose count reached {last_count}");
     assert!(offloaded >= REQUESTS * 9 / 10, "offload over loopback is the best plan, yet only {offloaded}/{REQUESTS} went to KServe");
+    assert!(timed * 2 >= offloaded, "the server's share of only {timed} of {offloaded} offloads was above zero");
 
     kserve.0.kill().unwrap();
     kserve.0.wait().unwrap();
