@@ -15,6 +15,7 @@ use rlsched_env::obs::{Obs, MPC_REWARD_FEATURE, PLAN_FEATURES};
 use rlsched_env::Decision;
 
 use crate::normalize::{ObsNormalizer, RunningStats};
+use crate::policy::{GreedyPrior, RELATIVE_PRIOR_EPSILON};
 
 /// Kept equal to the normaliser's (`normalize.rs`) so the statistics give identical features.
 const EPSILON: f64 = 1e-8;
@@ -265,9 +266,8 @@ pub struct PlainScorer {
     state: Standardize,
     plan: Standardize,
     clip: f32,
-    /// The policy's `greedy_prior` (0: none) and `greedy_prior_relative`.
-    greedy_prior: f32,
-    greedy_prior_relative: bool,
+    /// The policy's greedy prior (off: weight 0).
+    greedy_prior: GreedyPrior,
 }
 
 impl PlainScorer {
@@ -286,16 +286,14 @@ impl PlainScorer {
             state: Standardize::new(&normalizer.state),
             plan: Standardize::new(&normalizer.plan),
             clip: normalizer.clip,
-            greedy_prior: 0.0,
-            greedy_prior_relative: false,
+            greedy_prior: GreedyPrior::default(),
         })
     }
 
-    /// Adds `weight ×` each plan's normalised mpc reward (relative to the request's best and
-    /// worst valid plans where `relative`) to its score, as `Policy::forward` does.
-    pub fn with_greedy_prior(mut self, weight: f32, relative: bool) -> Self {
-        self.greedy_prior = weight;
-        self.greedy_prior_relative = relative;
+    /// Adds the prior's weight × each plan's normalised mpc reward (relative to the request's
+    /// best and worst valid plans where it says so) to its score, as `Policy::forward` does.
+    pub fn with_greedy_prior(mut self, prior: GreedyPrior) -> Self {
+        self.greedy_prior = prior;
         self
     }
 
@@ -308,12 +306,12 @@ impl PlainScorer {
         let (state, plans) = self.normalized(obs)?;
         let mut valid_scores = Vec::with_capacity(obs.n_plans);
         self.mlp.forward_shared(&state, &plans, &mut valid_scores);
-        if self.greedy_prior != 0.0 {
+        if self.greedy_prior.is_on() {
             let prior = plans.chunks_exact(PLAN_FEATURES).map(|row| row[MPC_REWARD_FEATURE]);
             let (best, worst) = prior.clone().fold((f32::MIN, f32::MAX), |(b, w), z| (b.max(z), w.min(z)));
             for (score, z) in valid_scores.iter_mut().zip(prior) {
-                let z = if self.greedy_prior_relative { (z - best) / (best - worst + crate::policy::RELATIVE_PRIOR_EPSILON) } else { z };
-                *score += self.greedy_prior * z;
+                let z = if self.greedy_prior.relative { (z - best) / (best - worst + RELATIVE_PRIOR_EPSILON) } else { z };
+                *score += self.greedy_prior.weight * z;
             }
         }
         let mut next = valid_scores.into_iter();

@@ -25,6 +25,25 @@ pub const RUNAWAY_SCORE: f32 = 1e6;
 /// valid plan, say): the prior is then zero.
 pub const RELATIVE_PRIOR_EPSILON: f32 = 1e-6;
 
+/// `[agent.model] greedy_prior` and `greedy_prior_relative`: the weight of the normalised mpc
+/// reward added to each logit, and whether it is taken relative to the request's own plans.
+/// Both decision paths (`Policy::forward`, `PlainScorer`) read this one value.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GreedyPrior {
+    pub weight: f32,
+    pub relative: bool,
+}
+
+impl GreedyPrior {
+    pub fn of(config: &ModelConfig) -> Self {
+        Self { weight: config.greedy_prior, relative: config.greedy_prior_relative }
+    }
+
+    pub fn is_on(self) -> bool {
+        self.weight != 0.0
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct Mlp {
     pub hidden1: Linear,
@@ -56,12 +75,8 @@ pub struct Policy {
     /// The scorer and normaliser in plain f32, built on the first decision (`plain`).
     #[module(skip)]
     pub inference: InferenceCache,
-    /// `[agent.model] greedy_prior`: weight of the normalised mpc reward added to each logit.
     #[module(skip)]
-    pub greedy_prior: f32,
-    /// `[agent.model] greedy_prior_relative`.
-    #[module(skip)]
-    pub greedy_prior_relative: bool,
+    pub greedy_prior: GreedyPrior,
 }
 
 /// A batch of normalised observations as tensors.
@@ -122,8 +137,7 @@ impl Policy {
             value: Mlp::new(state_dim + PLAN_FEATURES, config.hidden, 1, device),
             normalizer: ObsNormalizer::new(state_dim, config.obs_clip),
             inference: InferenceCache::default(),
-            greedy_prior: config.greedy_prior,
-            greedy_prior_relative: config.greedy_prior_relative,
+            greedy_prior: GreedyPrior::of(config),
         }
     }
 
@@ -138,7 +152,7 @@ impl Policy {
     /// assumes `Linear` layers with tanh between them, and a scorer built otherwise must keep
     /// deciding through burn rather than decide wrongly.
     fn checked_plain(&self) -> Result<PlainScorer, InferenceError> {
-        let plain = PlainScorer::new(&self.scorer, &self.normalizer)?.with_greedy_prior(self.greedy_prior, self.greedy_prior_relative);
+        let plain = PlainScorer::new(&self.scorer, &self.normalizer)?.with_greedy_prior(self.greedy_prior);
         let d_in = plain.mlp().d_in();
         let rows = 8;
         // inputs across the normalised range, different in every row and column
@@ -202,15 +216,15 @@ impl Policy {
             flat = flat.select_assign(0, batch.valid_rows.clone(), scores, IndexingUpdateOp::Add);
         }
         let mut logits = flat.reshape([n, plans]);
-        if self.greedy_prior != 0.0 {
+        if self.greedy_prior.is_on() {
             let mut prior = batch.plans.clone().slice([0..n, 0..plans, MPC_REWARD_FEATURE..MPC_REWARD_FEATURE + 1]).reshape([n, plans]);
-            if self.greedy_prior_relative {
+            if self.greedy_prior.relative {
                 let invalid = batch.mask.clone().bool_not();
                 let best = prior.clone().mask_fill(invalid.clone(), f32::MIN).max_dim(1);
                 let worst = prior.clone().mask_fill(invalid, f32::MAX).min_dim(1);
                 prior = (prior - best.clone()) / (best - worst + RELATIVE_PRIOR_EPSILON);
             }
-            logits = logits + prior * self.greedy_prior;
+            logits = logits + prior * self.greedy_prior.weight;
         }
         let logits = logits.mask_fill(batch.mask.clone().bool_not(), MASKED_LOGIT);
         let valid = batch.mask.clone().float().reshape([n, plans, 1]);
