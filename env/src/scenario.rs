@@ -109,7 +109,7 @@ pub(crate) fn load_scaled_traces(
 /// simulated as if it were this one.
 pub(crate) fn load_profile(config: &EnvConfig, workload: Workload, suffix: &str) -> Result<(Profile, PathBuf), EnvError> {
     let path = config.profiles_dir.join(format!("{}-{suffix}.json", workload.name()));
-    let profile = Profile::load(&path)?;
+    let mut profile = Profile::load(&path)?;
     if profile.workload != workload.name() {
         return Err(EnvError::Config(format!(
             "{}: field workload is `{}`, but the file was loaded as the profile of `{}`",
@@ -119,9 +119,12 @@ pub(crate) fn load_profile(config: &EnvConfig, workload: Workload, suffix: &str)
         )));
     }
     let spec = workload.spec()?;
-    for (i, variant) in profile.variants.iter().enumerate() {
-        if let Err(e) = spec.variant(&variant.name) {
-            return Err(EnvError::Config(format!("{}: field variants[{i}].name: {e}", path.display())));
+    for (i, variant) in profile.variants.iter_mut().enumerate() {
+        match spec.variant(&variant.name) {
+            // the catalogue is where accuracies and their sources are kept up to date; a
+            // profile's copy is what it was when the latencies were measured
+            Ok(card) => (variant.accuracy, variant.accuracy_source) = (card.accuracy, card.accuracy_source.clone()),
+            Err(e) => return Err(EnvError::Config(format!("{}: field variants[{i}].name: {e}", path.display()))),
         }
     }
     Ok((profile, path))

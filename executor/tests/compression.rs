@@ -110,12 +110,23 @@ fn total_flops(network: &Network) -> u64 {
     network.stages.iter().enumerate().map(|(i, s)| s.flops(&network.boundary_dims[i])).sum()
 }
 
-/// Pruned ResNet-18 and VGG-16: fewer FLOPs and weights, the same output, every cut composes;
-/// ResNet's residual widths (the cut shapes) are those of fp32.
+/// Every pruned built-in: fewer FLOPs and weights, the same output, every cut composes; where
+/// pruning stays inside blocks (ResNet's basic blocks, OFA's expansions, BERT's heads and
+/// neurons) the cut shapes are those of fp32.
 #[test]
 fn pruned_networks_are_narrower_and_compose_at_every_cut() {
     let device = Device::flex();
-    for (workload, variant) in [(Workload::ResNet18, "pruned-0.3"), (Workload::Vgg16, "pruned-0.5"), (Workload::Vgg16, "pruned-0.56")] {
+    let variants = [
+        (Workload::ResNet18, "pruned-0.3"),
+        (Workload::ResNet18, "pruned-0.5"),
+        (Workload::Vgg16, "pruned-0.5"),
+        (Workload::Vgg16, "pruned-0.56"),
+        (Workload::BertMini, "pruned-0.25"),
+        (Workload::BertMini, "pruned-0.5"),
+        (Workload::OfaNote10, "pruned-e4"),
+        (Workload::OfaNote10, "pruned-e3"),
+    ];
+    for (workload, variant) in variants {
         let fp32 = workload.build("fp32", &device).unwrap();
         let pruned = workload.build(variant, &device).unwrap();
         let (before, after) = (total_flops(&fp32), total_flops(&pruned));
@@ -123,7 +134,7 @@ fn pruned_networks_are_narrower_and_compose_at_every_cut() {
         assert!(after < before, "{workload:?} {variant}: {after} FLOPs, fp32 {before}");
         assert!(record_bytes(&pruned).unwrap() < record_bytes(&fp32).unwrap(), "{workload:?} {variant}: no fewer weights");
         assert_eq!(pruned.boundary_dims.last(), fp32.boundary_dims.last());
-        if workload == Workload::ResNet18 {
+        if workload != Workload::Vgg16 {
             assert_eq!(pruned.boundary_dims, fp32.boundary_dims, "residual widths must be kept");
         }
         let n = pruned.stage_count();
@@ -138,4 +149,61 @@ fn pruned_networks_are_narrower_and_compose_at_every_cut() {
             assert!(err < 1e-4, "{workload:?} {variant} cut {cut}: relative error {err}");
         }
     }
+}
+
+/// BERT's head and neuron pruning drops exactly what contributes nothing: with one head's
+/// query, key, value and output weights and a quarter of every feed-forward's neurons zeroed,
+/// those are the weakest by L1 and the pruned network (its own attention over three heads)
+/// answers what the zeroed full network answers.
+#[test]
+fn bert_pruning_removes_the_heads_and_neurons_that_contribute_nothing() {
+    use burn::module::{Param, ParamId};
+    use burn::tensor::Tensor;
+    use rlsched_executor::model::layers::Layer;
+    use rlsched_executor::model::prune::prune_encoders;
+    let device = Device::flex();
+    let mut network = Workload::BertMini.build("fp32", &device).unwrap();
+    let zero_rows = |w: Tensor<2>, rows: std::ops::Range<usize>| {
+        let [r, c] = w.dims();
+        let mask: Vec<f32> = (0..r).flat_map(|i| std::iter::repeat_n(if rows.contains(&i) { 0.0 } else { 1.0 }, c)).collect();
+        Param::initialized(ParamId::new(), w * Tensor::<1>::from_floats(mask.as_slice(), &device).reshape([r, c]))
+    };
+    let zero_columns = |w: Tensor<2>, columns: std::ops::Range<usize>| zero_rows(w.transpose(), columns).map(|t| t.transpose());
+    let mut encoders = 0;
+    for stage in &mut network.stages {
+        for layer in &mut stage.layers {
+            if let Layer::Encoder(block) = layer {
+                let mha = &mut block.layer.mha;
+                let head = 0..mha.d_k;
+                mha.output.weight = zero_rows(mha.output.weight.val(), head.clone());
+                for linear in [&mut mha.query, &mut mha.key, &mut mha.value] {
+                    linear.weight = zero_columns(linear.weight.val(), head.clone());
+                    // a head whose query, key and value are all zero attends uniformly to zeros
+                    linear.bias = linear.bias.take().map(|b| {
+                        let n = b.val().dims()[0];
+                        Param::initialized(ParamId::new(), zero_rows(b.val().reshape([n, 1]), head.clone()).val().reshape([n]))
+                    });
+                }
+                let pwff = &mut block.layer.pwff;
+                let quarter = 0..block.ff / 4;
+                pwff.linear_inner.weight = zero_columns(pwff.linear_inner.weight.val(), quarter.clone());
+                pwff.linear_outer.weight = zero_rows(pwff.linear_outer.weight.val(), quarter);
+                encoders += 1;
+            }
+        }
+    }
+    assert_eq!(encoders, 4);
+    let n = network.stage_count();
+    let input = Workload::BertMini.example_input(11);
+    let full = values(&network.run_wire(0, n, &input, &device).unwrap());
+    let pruned = prune_encoders(network, 0.25);
+    for stage in &pruned.stages {
+        if let Layer::Encoder(block) = &stage.layers[0] {
+            assert_eq!((block.layer.mha.n_heads, block.ff), (3, 768));
+        }
+    }
+    let answer = values(&pruned.run_wire(0, n, &input, &device).unwrap());
+    let scale = full.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let err = full.iter().zip(&answer).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+    assert!(err < 1e-4, "pruned BERT differs from the zeroed full one: relative error {err}");
 }

@@ -6,14 +6,17 @@
 //! Owns: channel ranking, slicing a convolution (with its batch norm) along its outputs and
 //! inputs, and the per-architecture plans of what may be pruned: inside ResNet's basic blocks
 //! only (the first convolution's outputs, the second's inputs), so that every residual sum
-//! keeps its width; VGG-16's conv1_1..conv4_3 (ThiNet-Conv's configuration). The trained
+//! keeps its width; VGG-16's conv1_1..conv4_3 (ThiNet-Conv's configuration); the expanded
+//! channels inside inverted residual blocks (OFA's elastic width: the block's input and output
+//! widths kept); BERT's attention heads and feed-forward neurons (DynaBERT's width). The trained
 //! digits CNN prunes with the same functions (`workloads/digits.rs`).
 
 use burn::module::{Param, ParamId, RunningState};
-use burn::nn::BatchNormConfig;
+use burn::nn::{BatchNormConfig, Linear};
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::model::layers::{ConvBn, Layer};
+use crate::model::layers::{ConvBn, EncoderBlock, InvertedResidual, Layer};
+use crate::model::workloads::make_divisible;
 use crate::model::network::Network;
 
 /// How many of `channels` survive removing the fraction `removed` (at least one).
@@ -24,18 +27,19 @@ pub fn kept_count(channels: usize, removed: f32) -> usize {
 /// Indices of the `keep` output channels with the largest L1 norm, in their original order.
 pub fn strongest_channels(weight: &Tensor<4>, keep: usize) -> Vec<i64> {
     let [out, ..] = weight.dims();
-    let norms: Vec<f32> = weight
-        .clone()
-        .abs()
-        .reshape([out as i32, -1])
-        .sum_dim(1)
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 norms");
-    let mut order: Vec<usize> = (0..out).collect();
-    order.sort_by(|&a, &b| norms[b].total_cmp(&norms[a]));
-    let mut kept: Vec<i64> = order[..keep.min(out)].iter().map(|&i| i as i64).collect();
+    strongest(&l1_rows(weight.clone().reshape([out as i32, -1])), keep)
+}
+
+/// The L1 norm of each row of a matrix.
+fn l1_rows(matrix: Tensor<2>) -> Vec<f32> {
+    matrix.abs().sum_dim(1).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 norms")
+}
+
+/// Indices of the `keep` largest `scores`, in their original order (ties: the lower index).
+fn strongest(scores: &[f32], keep: usize) -> Vec<i64> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let mut kept: Vec<i64> = order[..keep.min(scores.len())].iter().map(|&i| i as i64).collect();
     kept.sort_unstable();
     kept
 }
@@ -77,6 +81,32 @@ pub fn slice_conv(conv: &ConvBn, outputs: Option<&[i64]>, inputs: Option<&[i64]>
     }
     sliced.conv.weight = param(w);
     sliced.int8 = None;
+    sliced
+}
+
+/// A depthwise convolution keeping only the channels `kept` (its groups with them).
+fn slice_depthwise(conv: &ConvBn, kept: &[i64]) -> ConvBn {
+    let mut sliced = slice_conv(conv, Some(kept), None);
+    sliced.geometry.c_in = kept.len();
+    sliced.geometry.groups = kept.len();
+    sliced.conv.groups = kept.len();
+    sliced
+}
+
+/// A dense layer (burn's `[inputs, outputs]` weight) keeping only the given outputs or inputs.
+fn slice_linear(linear: &Linear, outputs: Option<&[i64]>, inputs: Option<&[i64]>) -> Linear {
+    let weight = linear.weight.val();
+    let pick = |kept: &[i64]| Tensor::<1, Int>::from_data(TensorData::new(kept.to_vec(), [kept.len()]), &weight.device());
+    let mut w = weight.clone();
+    let mut sliced = linear.clone();
+    if let Some(out) = outputs {
+        w = w.select(1, pick(out));
+        sliced.bias = linear.bias.as_ref().map(|b| param(b.val().select(0, pick(out))));
+    }
+    if let Some(inp) = inputs {
+        w = w.select(0, pick(inp));
+    }
+    sliced.weight = param(w);
     sliced
 }
 
@@ -122,6 +152,96 @@ pub fn prune_conv_chain(mut network: Network, prunable: &[&str], removed: f32) -
         pending = outputs;
     }
     rebuilt(network)
+}
+
+/// Inverted residual blocks (MobileNetV3, OFA): every block's expanded channels cut to at most
+/// `max_expand` × its input channels, as OFA's elastic width does. Like OFA
+/// (`re_organize_middle_weights`), a channel's importance is the L1 norm of the projection's
+/// weights that read it; the expansion, depthwise and squeeze-and-excite convolutions follow (the
+/// squeeze width to a quarter of the new width, rounded to 8, as OFA's dynamic SE does). Input
+/// and output widths, and so every skip, are unchanged.
+pub fn prune_expansions(mut network: Network, max_expand: f32) -> Network {
+    for stage in &mut network.stages {
+        for layer in &mut stage.layers {
+            if let Layer::InvertedResidual(block) = layer {
+                prune_expansion(block, max_expand);
+            }
+        }
+    }
+    rebuilt(network)
+}
+
+fn prune_expansion(block: &mut InvertedResidual, max_expand: f32) {
+    let shape = block.shape();
+    let Some(expand) = &block.expand else { return };
+    let keep = ((shape.c_in as f32 * max_expand).round() as usize).clamp(1, shape.mid);
+    if keep == shape.mid {
+        return;
+    }
+    let project = block.project.conv.weight.val();
+    let [c_out, mid, ..] = project.dims();
+    let importance = l1_rows(project.clone().reshape([c_out as i32, mid as i32, -1]).swap_dims(0, 1).reshape([mid as i32, -1]));
+    let kept = strongest(&importance, keep);
+    block.expand = Some(slice_conv(expand, Some(&kept), None));
+    block.depthwise = slice_depthwise(&block.depthwise, &kept);
+    block.project = slice_conv(&block.project, None, Some(&kept));
+    if let Some(se) = &mut block.se {
+        let reduce_in = se.reduce.weight.val().select(1, index(&kept, &project));
+        let [squeezed, ..] = reduce_in.dims();
+        let squeeze_kept = strongest(&l1_rows(reduce_in.clone().reshape([squeezed as i32, -1])), make_divisible(keep as f32 / 4.0).min(squeezed));
+        let pick = |t: Tensor<4>, dim: usize, kept: &[i64]| t.select(dim, index(kept, &project));
+        se.reduce.weight = param(pick(reduce_in, 0, &squeeze_kept));
+        se.reduce.bias = se.reduce.bias.as_ref().map(|b| param(b.val().select(0, index(&squeeze_kept, &project))));
+        se.expand.weight = param(pick(pick(se.expand.weight.val(), 0, &kept), 1, &squeeze_kept));
+        se.expand.bias = se.expand.bias.as_ref().map(|b| param(b.val().select(0, index(&kept, &project))));
+        se.channels = kept.len();
+        se.squeezed = squeeze_kept.len();
+    }
+}
+
+/// BERT's encoder layers lose the fraction `removed` of their attention heads and of their
+/// feed-forward neurons, as DynaBERT's width multiplier does (width 1 − `removed`). A head's
+/// importance is the L1 norm of its query, key and value columns and of the output rows that read
+/// it; a neuron's, that of its inner column and outer row. The hidden size, and so every residual
+/// and layer norm, is unchanged.
+pub fn prune_encoders(mut network: Network, removed: f32) -> Network {
+    for stage in &mut network.stages {
+        for layer in &mut stage.layers {
+            if let Layer::Encoder(block) = layer {
+                prune_encoder(block, removed);
+            }
+        }
+    }
+    network
+}
+
+fn prune_encoder(block: &mut EncoderBlock, removed: f32) {
+    let mha = &mut block.layer.mha;
+    let (heads, d_k) = (mha.n_heads, mha.d_k);
+    let columns = |linear: &Linear| linear.weight.val().transpose();
+    let by_head = |rows: Tensor<2>| -> Vec<f32> {
+        let norms = l1_rows(rows);
+        norms.chunks(d_k).map(|c| c.iter().sum()).collect()
+    };
+    let mut importance = by_head(mha.output.weight.val());
+    for linear in [&mha.query, &mha.key, &mha.value] {
+        importance.iter_mut().zip(by_head(columns(linear))).for_each(|(a, b)| *a += b);
+    }
+    let kept_heads = strongest(&importance, kept_count(heads, removed));
+    let kept: Vec<i64> = kept_heads.iter().flat_map(|&h| (h * d_k as i64)..((h + 1) * d_k as i64)).collect();
+    mha.query = slice_linear(&mha.query, Some(&kept), None);
+    mha.key = slice_linear(&mha.key, Some(&kept), None);
+    mha.value = slice_linear(&mha.value, Some(&kept), None);
+    mha.output = slice_linear(&mha.output, None, Some(&kept));
+    mha.n_heads = kept_heads.len();
+
+    let pwff = &mut block.layer.pwff;
+    let mut neurons = l1_rows(columns(&pwff.linear_inner));
+    neurons.iter_mut().zip(l1_rows(pwff.linear_outer.weight.val())).for_each(|(a, b)| *a += b);
+    let kept = strongest(&neurons, kept_count(block.ff, removed));
+    pwff.linear_inner = slice_linear(&pwff.linear_inner, Some(&kept), None);
+    pwff.linear_outer = slice_linear(&pwff.linear_outer, None, Some(&kept));
+    block.ff = kept.len();
 }
 
 /// Recomputes the per-cut shapes after channels changed.

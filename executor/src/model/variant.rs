@@ -28,6 +28,9 @@ pub enum Variant {
     /// The network with the fraction `removed` of its prunable channels taken out, weakest
     /// (smallest L1 norm) first: a convolution's filters and the next layer's inputs with them.
     MagnitudePruned { removed: f32 },
+    /// Inverted residual blocks with their expanded channels cut to at most `max_expand` × the
+    /// block's input channels (OFA's elastic width), the weakest going first.
+    ExpandCapped { max_expand: f32 },
 }
 
 fn quantizer() -> Quantizer {

@@ -150,7 +150,8 @@ impl Layer {
             Layer::Embed(e) => 4 * (input[0] * input[1] * e.hidden) as u64,
             Layer::Encoder(e) => {
                 let (n, l, d, f) = (input[0] as u64, input[1] as u64, e.hidden as u64, e.ff as u64);
-                2 * n * l * (4 * d * d + 2 * d * f) + 4 * n * l * l * d
+                let a = e.attention_width() as u64;
+                2 * n * l * (4 * d * a + 2 * d * f) + 4 * n * l * l * a
             }
             Layer::Pooler(p) => {
                 2 * (input[0] * (p.dense.d_in * p.dense.d_out + p.classifier.d_in * p.classifier.d_out)) as u64

@@ -5,7 +5,8 @@ use burn::nn::transformer::{TransformerEncoderConfig, TransformerEncoderLayer};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Int, Tensor};
 
-use burn::nn::attention::MhaInput;
+use burn::nn::attention::{MhaInput, MultiHeadAttention};
+use burn::tensor::activation::softmax;
 
 use super::Dense;
 use crate::model::int8::QDense;
@@ -79,30 +80,61 @@ impl EncoderBlock {
         }
     }
 
+    /// Width of the attention's heads together: the hidden size, or less once heads are pruned.
+    pub fn attention_width(&self) -> usize {
+        self.layer.mha.n_heads * self.layer.mha.d_k
+    }
+
     /// burn's `TransformerEncoderLayer::forward` in inference (dropout off), with the
-    /// feed-forward's dense layers in int8 when the variant has them.
+    /// feed-forward's dense layers in int8 when the variant has them, and attention over fewer
+    /// heads when they were pruned (burn's own attention assumes all heads fill the hidden size).
     pub fn forward(&self, input: Tensor<3>) -> Tensor<3> {
-        let Some(ff) = &self.int8_ff else {
+        let heads_pruned = self.attention_width() != self.hidden;
+        if self.int8_ff.is_none() && !heads_pruned {
             return self.layer.forward(input, None, None);
-        };
+        }
         let l = &self.layer;
         let attention_in = if l.norm_first { l.norm_2.forward(input.clone()) } else { input.clone() };
-        let mut x = input + l.mha.forward(MhaInput::self_attn(attention_in)).context;
+        let attended = if heads_pruned {
+            pruned_attention(&l.mha, attention_in)
+        } else {
+            l.mha.forward(MhaInput::self_attn(attention_in)).context
+        };
+        let mut x = input + attended;
         let ff_in = if l.norm_first {
             l.norm_1.forward(x.clone())
         } else {
             x = l.norm_1.forward(x);
             x.clone()
         };
-        let [batch, len, hidden] = ff_in.dims();
-        let inner = l.pwff.activation.forward(ff.0.forward(ff_in.reshape([batch * len, hidden])));
-        let x = x + ff.1.forward(inner).reshape([batch, len, hidden]);
+        let ff_out = match &self.int8_ff {
+            Some(ff) => {
+                let [batch, len, hidden] = ff_in.dims();
+                let inner = l.pwff.activation.forward(ff.0.forward(ff_in.reshape([batch * len, hidden])));
+                ff.1.forward(inner).reshape([batch, len, hidden])
+            }
+            None => l.pwff.forward(ff_in),
+        };
+        let x = x + ff_out;
         if l.norm_first {
             x
         } else {
             l.norm_2.forward(x)
         }
     }
+}
+
+/// Self-attention over however many heads `mha` keeps (each still `d_k` wide), projected back
+/// to the hidden size: burn's arithmetic without its assumption that the heads fill it.
+fn pruned_attention(mha: &MultiHeadAttention, x: Tensor<3>) -> Tensor<3> {
+    let [batch, len, _] = x.dims();
+    let heads = |linear: &burn::nn::Linear| {
+        linear.forward(x.clone()).reshape([batch, len, mha.n_heads, mha.d_k]).swap_dims(1, 2)
+    };
+    let (query, key, value) = (heads(&mha.query), heads(&mha.key), heads(&mha.value));
+    let scores = query.matmul(key.transpose()).div_scalar((mha.d_k as f32).sqrt());
+    let context = softmax(scores, 3).matmul(value).swap_dims(1, 2).reshape([batch, len, mha.n_heads * mha.d_k]);
+    mha.output.forward(context)
 }
 
 /// BERT's pooler and classifier: the first token's state through a tanh dense layer, then the
