@@ -5,7 +5,8 @@
                                   constant weight (ConstantOfShape) replaced by a seeded random
                                   initializer of the same shape (constant weights make every
                                   output the same, whatever the input);
-                   graph-*.onnx   small graphs built here with onnx.helper;
+                   graph-*.onnx   small graphs built here with onnx.helper (graph-prunable:
+                                  the channel-pruning cases, prunable and not);
                    bad-*.onnx     models that must be refused with a clear error.
   run REQUEST      REQUEST is JSON [{"model", "input", "shape", "names", "out"}]: runs each model
                    on the raw little-endian f32 `input` of `shape` in onnxruntime and writes every
@@ -166,6 +167,46 @@ def graph_opset9(rng):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
 
 
+def graph_prunable(rng):
+    """Opset 14, for channel pruning: c1 reaches c2 through BN, Relu, MaxPool, a per-channel Mul,
+    a scalar Add and HardSwish (prunable); c2's output is also a residual operand (not); c3
+    reaches c4 through Clip (prunable); c4 feeds the residual Add (not); c5 reaches c6 through
+    Sigmoid after a global pool (prunable); c6 feeds Flatten (not)."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="c1"),
+        helper.make_node("BatchNormalization", ["c1", "bn_s", "bn_b", "bn_m", "bn_v"], ["n1"]),
+        helper.make_node("Relu", ["n1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Mul", ["p1", "chan"], ["m1"]),
+        helper.make_node("Add", ["m1", "shift"], ["a1"]),
+        helper.make_node("HardSwish", ["a1"], ["h1"]),
+        helper.make_node("Conv", ["h1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="c2"),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"], pads=[1, 1, 1, 1], name="c3"),
+        helper.make_node("Clip", ["c3", "lo", "hi"], ["r3"]),
+        helper.make_node("Conv", ["r3", "w4"], ["c4"], name="c4"),
+        helper.make_node("Add", ["c4", "r2"], ["s"]),
+        helper.make_node("GlobalAveragePool", ["s"], ["g"]),
+        helper.make_node("Conv", ["g", "w5", "b5"], ["c5"], name="c5"),
+        helper.make_node("Sigmoid", ["c5"], ["sg"]),
+        helper.make_node("Conv", ["sg", "w6"], ["c6"], name="c6"),
+        helper.make_node("Flatten", ["c6"], ["y"]),
+    ]
+    inits = [
+        init("w1", rng.normal(0, 0.4, (8, 3, 3, 3))), init("b1", rng.uniform(-0.1, 0.1, 8)),
+        init("bn_s", rng.uniform(0.5, 1.5, 8)), init("bn_b", rng.uniform(-0.1, 0.1, 8)),
+        init("bn_m", rng.uniform(-0.1, 0.1, 8)), init("bn_v", rng.uniform(0.5, 1.5, 8)),
+        init("chan", rng.uniform(0.5, 1.5, (8, 1, 1))), init("shift", 0.1),
+        init("w2", rng.normal(0, 0.2, (12, 8, 3, 3))),
+        init("w3", rng.normal(0, 0.2, (6, 12, 3, 3))), init("lo", 0.0), init("hi", 6.0),
+        init("w4", rng.normal(0, 0.4, (12, 6, 1, 1))),
+        init("w5", rng.normal(0, 0.4, (16, 12, 1, 1))), init("b5", rng.uniform(-0.1, 0.1, 16)),
+        init("w6", rng.normal(0, 0.4, (10, 16, 1, 1))),
+    ]
+    graph = helper.make_graph(nodes, "prunable", [f32("x", 1, 3, 12, 12)], [f32("y", 1, 10)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
 def bad_models(out, good):
     rng = np.random.default_rng(SEED)
     data = good.SerializeToString()
@@ -206,6 +247,9 @@ def prepare(out):
     opset9 = graph_opset9(rng)
     onnx.checker.check_model(opset9)
     onnx.save(opset9, os.path.join(out, "graph-opset9.onnx"))
+    prunable = graph_prunable(rng)
+    onnx.checker.check_model(prunable)
+    onnx.save(prunable, os.path.join(out, "graph-prunable.onnx"))
     bad_models(out, mixed)
     print("prepared", len(os.listdir(out)), "models")
 

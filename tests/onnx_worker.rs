@@ -87,6 +87,19 @@ async fn worker_serves_an_imported_model() {
     let error = relative_error(ours, &reference);
     assert!(error <= 1e-4, "split output against onnxruntime: relative error {error:e}");
 
+    // the pruned variant split the same way: the worker derives the same narrower graph from
+    // its copy of the file, so its tail takes this head's narrower tensors
+    let pruned = Plan::Local { variant: "pruned-0.5".into() };
+    let pruned_local = executor.execute(workload, &pruned, input.clone(), None).await.unwrap();
+    let pruned_stages = workload.build("pruned-0.5", &DeviceChoice::Flex.device().unwrap()).unwrap().stage_count();
+    let pruned_split = executor
+        .execute(workload, &Plan::Split { variant: "pruned-0.5".into(), cut: pruned_stages / 2, worker: 0, int8: false }, input.clone(), None)
+        .await
+        .unwrap();
+    assert!(pruned_split.breakdown.fallback.is_none(), "the pruned split ran on the worker: {:?}", pruned_split.breakdown.fallback);
+    let (WireData::F32(pruned_ours), WireData::F32(pruned_here)) = (&pruned_split.output.data, &pruned_local.output.data) else { panic!("FP32 outputs") };
+    assert!(relative_error(pruned_ours, pruned_here) <= 1e-5, "pruned split and local agree");
+
     child.kill().ok();
     child.wait().ok();
 

@@ -1,6 +1,7 @@
 //! The digits CNN's round trip (issue 19): the trained built-in is exported to ONNX, imported
 //! as a user's model would be, and its accuracy measured on the held-out split given as .npy
-//! calibration data matches the built-in's measured figure within 0.5 points.
+//! calibration data matches the built-in's measured figure within 0.5 points; its pruned
+//! variants (L1 filter pruning without fine-tuning) are measured the same way.
 
 use rlsched_executor::model::onnx::calibration::{npy_bytes, Npy};
 use rlsched_executor::model::onnx::export::export;
@@ -37,5 +38,21 @@ fn exported_digits_cnn_keeps_its_accuracy_through_onnx() {
     let after = workload.spec().unwrap();
     assert_eq!(after.variant("fp32").unwrap().accuracy_source, "measured");
     assert_eq!(after.variant("fp32").unwrap().accuracy, measured.fp32);
+
+    // the first convolution reaches the second through BN, ReLU and pooling: both pruned
+    // variants exist, unknown before the data and measured after it
+    for name in ["pruned-0.25", "pruned-0.5"] {
+        let unknown = before.variant(name).unwrap();
+        assert_eq!((unknown.accuracy, unknown.accuracy_source.as_str()), (0.0, "unknown"));
+        let known = after.variant(name).unwrap();
+        assert_eq!(known.accuracy_source, "measured");
+        assert!(known.citation.contains("without fine-tuning"), "{}", known.citation);
+    }
+    let [Some(quarter), Some(half)] = measured.pruned else { panic!("pruned variants measured: {:?}", measured.pruned) };
+    eprintln!("digits CNN through ONNX, L1-pruned without fine-tuning: pruned-0.25 {quarter:.4}, pruned-0.5 {half:.4}");
+    assert_eq!(after.variant("pruned-0.25").unwrap().accuracy, quarter);
+    assert_eq!(after.variant("pruned-0.5").unwrap().accuracy, half);
+    assert!(quarter >= 0.5, "pruned-0.25 {quarter}: a quarter of one layer's filters should not ruin the model");
+    assert!(half > 0.1 && half <= measured.fp32 + 0.02, "pruned-0.5 {half}: above chance, not above fp32 {}", measured.fp32);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -177,6 +177,7 @@ fn zoo_and_built_graphs_match_onnxruntime_at_every_cut() {
     let files = [
         "graph-mixed.onnx",
         "graph-opset9.onnx",
+        "graph-prunable.onnx",
         "zoo-bvlc_alexnet.onnx",
         "zoo-densenet121.onnx",
         "zoo-inception_v1.onnx",
@@ -249,15 +250,18 @@ mod parser_props {
     use rlsched_executor::model::onnx::import_bytes;
 
     /// Imports `bytes` and, where that succeeds, builds and runs the model on an input of the
-    /// shape it declares: shapes were checked at import, so running must not panic either.
+    /// shape it declares, and its pruned form: shapes were checked at import, so neither pruning
+    /// nor running must panic.
     fn import_and_run(bytes: &[u8]) {
         if let Ok(model) = import_bytes("mutated", "mutated.onnx", bytes, &ImportOptions::default()) {
-            let model = Arc::new(model);
+            let (pruned, _) = rlsched_executor::model::onnx::prune::prune(&model, 0.5);
             let device = DeviceChoice::Flex.device().unwrap();
-            let network = model.build(false, &device);
-            let dims = network.boundary_dims[0].clone();
-            let input = WireTensor::new(dims.clone(), WireData::F32(vec![0.5; dims.iter().product()])).unwrap();
-            let _ = network.run_wire(0, network.stage_count(), &input, &device);
+            for model in [Arc::new(model), Arc::new(pruned)] {
+                let network = model.build(false, &device);
+                let dims = network.boundary_dims[0].clone();
+                let input = WireTensor::new(dims.clone(), WireData::F32(vec![0.5; dims.iter().product()])).unwrap();
+                let _ = network.run_wire(0, network.stage_count(), &input, &device);
+            }
         }
     }
 
@@ -266,6 +270,15 @@ mod parser_props {
         MODEL.get_or_init(|| {
             use onnx_ir::Message;
             onnx_ir::ModelProto::parse_from_bytes(&std::fs::read(models().join("graph-mixed.onnx")).unwrap()).unwrap()
+        })
+    }
+
+    /// The graph with prunable convolutions: edits of it reach the pruning of odd graphs.
+    fn prunable_model() -> &'static onnx_ir::ModelProto {
+        static MODEL: OnceLock<onnx_ir::ModelProto> = OnceLock::new();
+        MODEL.get_or_init(|| {
+            use onnx_ir::Message;
+            onnx_ir::ModelProto::parse_from_bytes(&std::fs::read(models().join("graph-prunable.onnx")).unwrap()).unwrap()
         })
     }
 
@@ -296,17 +309,19 @@ mod parser_props {
 
         /// Structural edits: a node's integer attributes (pads, strides, axes, perm, group,
         /// kernel_shape...), an initializer's dims, or a node's inputs, set to small or odd
-        /// values, the model re-encoded: Ok or Err, never a panic, at import or at run time.
+        /// values, the model re-encoded: Ok or Err, never a panic, at import, pruning or run
+        /// time. `target / 3` picks the graph (the mixed one, the prunable one), `target % 3`
+        /// the edit.
         #[test]
         fn edited_attributes_never_panic(
             node in any::<prop::sample::Index>(),
             values in proptest::collection::vec(-3i64..12, 0..6),
-            target in 0u8..3,
+            target in 0u8..6,
         ) {
             use onnx_ir::Message;
-            let mut model = mixed_model().clone();
+            let mut model = if target < 3 { mixed_model() } else { prunable_model() }.clone();
             let graph = model.graph.as_mut().unwrap();
-            match target {
+            match target % 3 {
                 0 => {
                     let n = node.index(graph.node.len());
                     let node = &mut graph.node[n];

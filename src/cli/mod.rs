@@ -99,8 +99,13 @@ pub fn run(cli: Cli) -> Result<()> {
         let workload: rlsched_executor::Workload = name.parse()?;
         let device = rlsched_executor::DeviceChoice::Flex.device()?;
         let measured = rlsched_executor::model::workloads::imported::calibrate(workload, Path::new(dir), &device)?;
+        let pruned: String = rlsched_executor::model::onnx::prune::PRUNE_RATIOS
+            .iter()
+            .zip(&measured.pruned)
+            .filter_map(|(&removed, accuracy)| accuracy.map(|a| format!(", {} {a:.4}", rlsched_executor::model::workloads::imported::pruned_name(removed))))
+            .collect();
         eprintln!(
-            "{name}: top-1 on {} labelled samples of {dir}: fp32 {:.4}, int8 {:.4}",
+            "{name}: top-1 on {} labelled samples of {dir}: fp32 {:.4}, int8 {:.4}{pruned}",
             measured.samples, measured.fp32, measured.int8
         );
     }

@@ -153,6 +153,11 @@ pub fn run(args: ProfileArgs) -> Result<()> {
                 println!("  {:<12} accuracy {:.4} ({})", v.name, v.accuracy, v.accuracy_source);
                 println!("               source: {}", v.citation);
             }
+            if let Workload::Imported(id) = workload {
+                if rlsched_executor::model::workloads::imported::get(id).prunable == 0 {
+                    println!("  {}", rlsched_executor::model::workloads::imported::NO_PRUNABLE);
+                }
+            }
         }
         return Ok(());
     }

@@ -2,7 +2,8 @@
 //! checked (size, opset, operators, declared initializer sizes, static input shape), lowered to
 //! the operators of [`ops`] with weights taken from its initializers and shapes inferred here,
 //! and cut into stages at the boundaries of [`cuts`]. [`OnnxModel::build`] places it on a device
-//! as a [`Network`] whose stages are [`OnnxSegment`] layers.
+//! as a [`Network`] whose stages are [`OnnxSegment`] layers; [`prune`] derives the narrower
+//! graphs of the pruned variants from the same lowered graph.
 //!
 //! onnx-ir's full pipeline is not used for the lowering: it renames every node and value
 //! (`conv2d1_out1`), which loses the names an error must cite and that intermediate tensors are
@@ -13,6 +14,7 @@ pub mod calibration;
 pub mod cuts;
 pub mod export;
 pub mod ops;
+pub mod prune;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -88,7 +90,7 @@ pub struct ValueInfo {
 }
 
 /// An imported model on the host: lowered graph, constants, stages. Device-free and shareable.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct OnnxModel {
     pub name: String,
     pub path: String,
@@ -897,6 +899,29 @@ impl<'a> Importer<'a> {
 }
 
 impl OnnxModel {
+    /// The file's identity and input with an empty graph: what a rewritten graph (a pruned
+    /// variant) keeps, without copying the constants it replaces.
+    fn header(&self) -> OnnxModel {
+        OnnxModel {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            hash: self.hash.clone(),
+            file_bytes: self.file_bytes,
+            opset: self.opset,
+            input_name: self.input_name.clone(),
+            output_name: self.output_name.clone(),
+            onnx_nodes: self.onnx_nodes,
+            ops: Vec::new(),
+            values: Vec::new(),
+            consts: Vec::new(),
+            input: self.input,
+            output: self.output,
+            import_batch: self.import_batch,
+            batch_free: self.batch_free,
+            boundaries: Vec::new(),
+        }
+    }
+
     pub fn stage_count(&self) -> usize {
         self.boundaries.len() - 1
     }

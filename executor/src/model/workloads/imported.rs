@@ -4,12 +4,21 @@
 //! places that pass workloads by value need no change). The registry is bounded and only grows:
 //! a name keeps its file for the life of the process, and registering it again with another file
 //! is an error.
+//!
+//! Variants: fp32, int8 (weights rounded per output channel), and where the graph has a
+//! prunable convolution (`model::onnx::prune`) `pruned-0.25` and `pruned-0.5`, built from the
+//! file each time they are asked for, so a device and a worker derive the same narrower graph.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use burn::tensor::Device;
+
+use super::{card, VariantSpec};
+use crate::model::onnx::prune::{prunable_convs, prune, PRUNE_RATIOS};
 use crate::model::onnx::{import_file, ImportOptions, OnnxModel};
-use crate::ExecError;
+use crate::model::variant::Variant;
+use crate::{ExecError, Network};
 
 /// The most models one process imports.
 pub const MAX_IMPORTED: usize = 32;
@@ -23,6 +32,8 @@ pub struct ImportedId(pub(crate) u16);
 pub struct MeasuredAccuracy {
     pub fp32: f64,
     pub int8: f64,
+    /// Top-1 of `pruned-R` for each R of [`PRUNE_RATIOS`], where the model has such variants.
+    pub pruned: [Option<f64>; PRUNE_RATIOS.len()],
     pub samples: usize,
 }
 
@@ -31,7 +42,20 @@ pub struct Imported {
     pub name: &'static str,
     pub model: Arc<OnnxModel>,
     pub accuracy: Option<MeasuredAccuracy>,
+    /// How many convolutions the pruned variants narrow: none, and the model has no pruned
+    /// variants.
+    pub prunable: usize,
 }
+
+/// Why an imported model has no pruned variants, for `profile --list`.
+pub const NO_PRUNABLE: &str = "no pruned variants: no prunable convolution (each convolution's output reaches a residual sum, a concat, a channel-mixing op such as LRN, a reshape or dense layer, a grouped convolution, the graph output, or more than one reader)";
+
+/// A pruned variant's name (`pruned-0.25`).
+pub fn pruned_name(removed: f32) -> String {
+    format!("pruned-{removed}")
+}
+
+const PRUNING: &str = "L1 filter pruning without fine-tuning (Li et al., ICLR 2017)";
 
 static REGISTRY: RwLock<Vec<Arc<Imported>>> = RwLock::new(Vec::new());
 
@@ -77,7 +101,8 @@ pub fn register(name: &str, path: &Path, options: &ImportOptions) -> Result<supe
     }
     // leaked once per name, bounded by MAX_IMPORTED: names are &'static like the built-ins'
     let name: &'static str = Box::leak(name.to_string().into_boxed_str());
-    registry.push(Arc::new(Imported { name, model: Arc::new(model), accuracy: None }));
+    let prunable = prunable_convs(&model).len();
+    registry.push(Arc::new(Imported { name, model: Arc::new(model), accuracy: None, prunable }));
     Ok(super::Workload::Imported(ImportedId((registry.len() - 1) as u16)))
 }
 
@@ -95,7 +120,7 @@ pub fn register_args(args: &[String], options: &ImportOptions) -> Result<Vec<sup
 pub fn set_accuracy(id: ImportedId, accuracy: MeasuredAccuracy) {
     let mut registry = REGISTRY.write().expect("model registry lock");
     let entry = &mut registry[id.0 as usize];
-    *entry = Arc::new(Imported { name: entry.name, model: entry.model.clone(), accuracy: Some(accuracy) });
+    *entry = Arc::new(Imported { name: entry.name, model: entry.model.clone(), accuracy: Some(accuracy), prunable: entry.prunable });
 }
 
 pub fn get(id: ImportedId) -> Arc<Imported> {
@@ -124,7 +149,74 @@ pub fn calibrate(workload: super::Workload, dir: &Path, device: &burn::tensor::D
     let calibration = crate::model::onnx::calibration::Calibration::load(dir, &model.values[model.input].dims)?;
     let fp32 = calibration.accuracy(&model.build(false, device), device)?;
     let int8 = calibration.accuracy(&model.build(true, device), device)?;
-    let measured = MeasuredAccuracy { fp32, int8, samples: calibration.labels.len() };
+    let mut pruned = [None; PRUNE_RATIOS.len()];
+    if get(id).prunable > 0 {
+        for (slot, &removed) in pruned.iter_mut().zip(&PRUNE_RATIOS) {
+            let network = build(id, Variant::MagnitudePruned { removed }, device)?;
+            *slot = Some(calibration.accuracy(&network, device)?);
+        }
+    }
+    let measured = MeasuredAccuracy { fp32, int8, pruned, samples: calibration.labels.len() };
     set_accuracy(id, measured);
     Ok(measured)
+}
+
+/// The variants of an imported entry, accuracies measured where `--calibration` gave data.
+pub(super) fn variants(entry: &Imported) -> Vec<VariantSpec> {
+    let model = &entry.model;
+    let mut variants = vec![("fp32".to_string(), Variant::Fp32, ""), ("int8".to_string(), Variant::Int8, ", int8 weights")];
+    if entry.prunable > 0 {
+        for removed in PRUNE_RATIOS {
+            variants.push((pruned_name(removed), Variant::MagnitudePruned { removed }, ""));
+        }
+    }
+    variants
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, variant, note))| {
+            let pruning = match variant {
+                Variant::MagnitudePruned { removed } => format!(
+                    "; {PRUNING}: {:.0}% of the filters of {} prunable convolution(s) removed",
+                    removed * 100.0,
+                    entry.prunable
+                ),
+                _ => String::new(),
+            };
+            let measured = entry.accuracy.and_then(|m| match i {
+                0 => Some((m.fp32, m.samples)),
+                1 => Some((m.int8, m.samples)),
+                _ => m.pruned.get(i - 2).copied().flatten().map(|a| (a, m.samples)),
+            });
+            match measured {
+                Some((accuracy, samples)) => {
+                    card(&name, variant, accuracy, "measured", &format!("top-1 on {samples} labelled samples of --calibration{note}{pruning}"))
+                }
+                // never reaches a floor: a variant of unknown accuracy is not chosen against one
+                None => card(
+                    &name,
+                    variant,
+                    0.0,
+                    "unknown",
+                    &format!("imported from {} (hash {}); no labelled data was given (--calibration DIR){pruning}", model.path, model.hash),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Builds one variant of an imported entry on `device`. A pruned variant is derived from the
+/// file's weights on every call (deterministically), so nothing but the file has to match
+/// between a device and a worker.
+pub fn build(id: ImportedId, variant: Variant, device: &Device) -> Result<Network, ExecError> {
+    let entry = get(id);
+    match variant {
+        Variant::Fp32 => Ok(entry.model.build(false, device)),
+        Variant::Int8 => Ok(entry.model.build(true, device)),
+        Variant::MagnitudePruned { removed } if entry.prunable > 0 && (0.0..1.0).contains(&removed) => {
+            let (narrow, _) = prune(&entry.model, removed);
+            Ok(Arc::new(narrow).build(false, device))
+        }
+        Variant::MagnitudePruned { .. } if entry.prunable == 0 => Err(ExecError::Import(format!("model `{}`: {NO_PRUNABLE}", entry.name))),
+        other => Err(ExecError::Import(format!("model `{}` has no {other:?} variant", entry.name))),
+    }
 }

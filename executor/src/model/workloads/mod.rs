@@ -283,21 +283,7 @@ impl Workload {
             Workload::Imported(id) => {
                 let entry = imported::get(id);
                 let model = &entry.model;
-                let unknown = |name: &str, variant: Variant| VariantSpec {
-                    name: name.into(),
-                    variant,
-                    // never reaches a floor: a variant of unknown accuracy is not chosen against one
-                    accuracy: 0.0,
-                    accuracy_source: "unknown".into(),
-                    citation: format!("imported from {} (hash {}); no labelled data was given (--calibration DIR)", model.path, model.hash),
-                };
-                let variants = match entry.accuracy {
-                    Some(measured) => vec![
-                        card("fp32", Variant::Fp32, measured.fp32, "measured", &format!("top-1 on {} labelled samples of --calibration", measured.samples)),
-                        card("int8", Variant::Int8, measured.int8, "measured", &format!("top-1 on {} labelled samples of --calibration, int8 weights", measured.samples)),
-                    ],
-                    None => vec![unknown("fp32", Variant::Fp32), unknown("int8", Variant::Int8)],
-                };
+                let variants = imported::variants(&entry);
                 let mut input_shape = model.values[model.input].dims.clone();
                 input_shape[0] = 1;
                 ("imported ONNX model", input_shape, DataType::Fp32, variants)
@@ -334,7 +320,7 @@ impl Workload {
         }
         if let Workload::Imported(id) = self {
             let chosen = self.spec()?.variant(variant)?.variant;
-            return Ok(imported::get(id).model.build(chosen == Variant::Int8, device));
+            return imported::build(id, chosen, device);
         }
         let spec = self.spec()?;
         let chosen = spec.variant(variant)?.variant;
