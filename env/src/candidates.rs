@@ -8,7 +8,7 @@ use rlsched_executor::plan::{Breakdown, Plan};
 use rlsched_executor::profile::profiler::{Profile, VariantProfile};
 use rlsched_executor::net::trace::Trace;
 
-use crate::config::{contention_slowdown, DEFAULT_PER_TASK};
+use crate::config::{Contention, DEFAULT_PER_TASK};
 use crate::queues::Queues;
 use crate::request::{LoadPath, RequestWorld};
 
@@ -37,10 +37,10 @@ pub struct Candidate {
     /// observation predicts every plan at every step).
     local_mean: f64,
     remote_mean: f64,
-    /// Slowdown per runnable other task per core (`[env.contention] per_task`): carried by the
-    /// plan so that every prediction of its local time, in the simulator and in serving, uses
-    /// the scenario's one contention model.
-    pub(crate) per_task: f64,
+    /// How other processes slow its local stages (`[env.contention]`): carried by the plan so
+    /// that every prediction of its local time, in the simulator and in serving, uses the
+    /// scenario's one contention model.
+    pub(crate) contention: Contention,
     /// The observation's features that never change for this plan: kind one-hot (local,
     /// split, offload), compressed, log-scaled bytes up and down. Cached, because the
     /// observation shows every plan at every step.
@@ -68,12 +68,12 @@ impl Candidate {
 
     /// How much longer local compute takes at `load` runnable other tasks per core.
     pub fn slowdown(&self, load: f64) -> f64 {
-        contention_slowdown(self.per_task, load)
+        self.contention.slowdown(load)
     }
 
-    /// This plan under another contention model (the scenario's `[env.contention] per_task`).
-    pub fn with_contention(mut self, per_task: f64) -> Candidate {
-        self.per_task = per_task;
+    /// This plan under another contention model (the scenario's `[env.contention]`).
+    pub fn with_contention(mut self, contention: Contention) -> Candidate {
+        self.contention = contention;
         self
     }
 
@@ -173,7 +173,7 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize, int8:
             worker_stages: worker_stages.clone(),
             local_mean: device_stages[..cut].iter().map(|s| s.0).sum(),
             remote_mean: worker_stages[cut..].iter().map(|s| s.0).sum(),
-            per_task: DEFAULT_PER_TASK,
+            contention: Contention::linear(DEFAULT_PER_TASK),
         };
         out.push(base(Plan::Local { variant: variant.name.clone() }, stages, 0.0, 0.0));
         if worker_variant.is_none() {

@@ -26,7 +26,7 @@ use rlsched_executor::net::trace::Trace;
 use rlsched_executor::plan::Plan;
 use rlsched_executor::Workload;
 
-use crate::config::{contention_slowdown, EnvConfig, LoadConfig, WorkloadMix, MAX_MS};
+use crate::config::{EnvConfig, LoadConfig, WorkloadMix, MAX_MS};
 use crate::EnvError;
 
 /// Most plans per workload, as in the default scenario's observation.
@@ -339,7 +339,7 @@ pub fn predict_ms(plan: &ChainPlan, variant: &ChainVariant, config: &EnvConfig, 
         let (start, end) = plan.segment(node).expect("reached");
         if start < end {
             let compute: f64 = variant.stage_ms[node][start..end].iter().map(|s| s.0).sum();
-            let slowdown = if node == 0 { contention_slowdown(config.contention.per_task, e.device_load) } else { 1.0 };
+            let slowdown = if node == 0 { config.contention.slowdown(e.device_load) } else { 1.0 };
             total += e.wait_ms[node] + compute * slowdown;
         }
         if node < plan.last_node() {
@@ -358,7 +358,7 @@ pub fn optimal_placement(variant_index: usize, variant: &ChainVariant, config: &
     let stages = variant.stages();
     let compute = |node: usize, start: usize, end: usize| {
         let ms: f64 = variant.stage_ms[node][start..end].iter().map(|s| s.0).sum();
-        let slowdown = if node == 0 { contention_slowdown(config.contention.per_task, e.device_load) } else { 1.0 };
+        let slowdown = if node == 0 { config.contention.slowdown(e.device_load) } else { 1.0 };
         e.wait_ms[node] + ms * slowdown
     };
     // crossing links i..j with `bytes` up and the reply down
@@ -564,7 +564,7 @@ impl ChainWorld {
                     _ => request.node_queue[node] * config.nodes[node].service_ms / 1e3,
                 };
                 let begin = t.max(self.node_free_s[node]) + queue;
-                let slowdown = if node == 0 { contention_slowdown(config.contention.per_task, request.device_load) } else { 1.0 };
+                let slowdown = if node == 0 { config.contention.slowdown(request.device_load) } else { 1.0 };
                 let ms: f64 = (start..end).map(|s| (v.stage_ms[node][s].0 + v.stage_ms[node][s].1 * request.noise[node][s]).max(0.05 * v.stage_ms[node][s].0)).sum();
                 t = begin + ms * slowdown / 1e3;
                 self.node_free_s[node] = t;

@@ -76,17 +76,22 @@ impl Default for LoadConfig {
     }
 }
 
-/// `[env.contention]`: how other work slows the device's local stages. Processor sharing,
-/// linearised: a stage that takes `t` alone takes `t · (1 + per_task · r)` when `r` runnable
-/// tasks of other processes share each core (`ResourceMonitor`'s `runnable_per_core`). CPU
-/// utilisation cannot serve here: it saturates at 100%, so two co-runners and four read alike.
+/// `[env.contention]`: how other work slows the device's local stages, as a function of `r`,
+/// the runnable tasks of other processes per core (`ResourceMonitor`'s `runnable_per_core`).
+/// CPU utilisation cannot serve here: it saturates at 100%, so two co-runners and four read
+/// alike. Either measured points (`curve`) or, without them, processor sharing linearised:
+/// a stage that takes `t` alone takes `t · (1 + per_task · r)`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ContentionConfig {
-    /// Slowdown added per runnable other task per core. Pure processor sharing with as many
-    /// inference threads as cores would give 1 (1, 2 and 4 co-runners on 2 cores: 1.5×, 2×,
-    /// 3×); fitted by least squares to `rlsched profile --co-runners 0,1,2,4` (see train.toml).
+    /// Slowdown added per runnable other task per core, where no `curve` is given. Pure
+    /// processor sharing with as many inference threads as cores would give 1 (1, 2 and 4
+    /// co-runners on 2 cores: 1.5×, 2×, 3×).
     pub per_task: f64,
+    /// Measured `[r, slowdown]` points (`rlsched profile --co-runners 0,1,2,4` prints them),
+    /// r increasing from 0 where the slowdown is 1; between points the slowdown is linear, past
+    /// the last it keeps the last segment's slope. At most `MAX_CURVE_POINTS`. Empty: `per_task`.
+    pub curve: Vec<[f64; 2]>,
     /// Standard deviation of the simulated monitor's reading of the runnable tasks per core
     /// (the live reading is an instantaneous count, so it jitters).
     pub reading_noise: f64,
@@ -94,7 +99,7 @@ pub struct ContentionConfig {
 
 impl Default for ContentionConfig {
     fn default() -> Self {
-        Self { per_task: DEFAULT_PER_TASK, reading_noise: 0.05 }
+        Self { per_task: DEFAULT_PER_TASK, curve: Vec::new(), reading_noise: 0.05 }
     }
 }
 
@@ -103,11 +108,72 @@ pub const DEFAULT_PER_TASK: f64 = 1.25;
 /// Most runnable other tasks per core a load level or reading may hold: past it a device is
 /// stalled, not slow.
 pub const MAX_RUNNABLE_PER_CORE: f64 = 64.0;
+pub use rlsched_executor::profile::profiler::MAX_CURVE_POINTS;
 
 impl ContentionConfig {
     /// How much longer local compute takes with `runnable_per_core` other tasks on each core.
     pub fn slowdown(&self, runnable_per_core: f64) -> f64 {
-        contention_slowdown(self.per_task, runnable_per_core)
+        self.model().slowdown(runnable_per_core)
+    }
+
+    /// The model as a plan carries it (`Copy`: every candidate holds one).
+    pub fn model(&self) -> Contention {
+        Contention::from_points(self.per_task, &self.curve)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        check_range("env.contention.per_task", self.per_task, 0.0, 100.0)?;
+        rlsched_executor::profile::profiler::check_curve("env.contention.curve", &self.curve)
+    }
+
+    /// The model for a workload whose device profile is `device`: its own measured curve
+    /// where it has one, else this section's.
+    pub fn model_for(&self, device: &rlsched_executor::profile::profiler::Profile) -> Contention {
+        match device.contention.is_empty() {
+            true => self.model(),
+            false => Contention::from_points(self.per_task, &device.contention),
+        }
+    }
+}
+
+/// The contention model a plan carries: measured points or the linear fallback.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Contention {
+    per_task: f64,
+    points: [(f64, f64); MAX_CURVE_POINTS],
+    /// Points in use; fewer than two: `1 + per_task · r`.
+    len: usize,
+}
+
+impl Contention {
+    pub fn linear(per_task: f64) -> Self {
+        Self { per_task, points: [(0.0, 1.0); MAX_CURVE_POINTS], len: 0 }
+    }
+
+    /// Checked points (`check_curve`); fewer than two, or more than fit: the linear model.
+    pub fn from_points(per_task: f64, curve: &[[f64; 2]]) -> Self {
+        let mut model = Self::linear(per_task);
+        if (2..=MAX_CURVE_POINTS).contains(&curve.len()) {
+            model.len = curve.len();
+            for (slot, [r, s]) in model.points.iter_mut().zip(curve) {
+                *slot = (*r, *s);
+            }
+        }
+        model
+    }
+
+    /// The slowdown at `runnable_per_core` (clamped to `0..=MAX_RUNNABLE_PER_CORE`; a NaN
+    /// reading counts as an idle device).
+    pub fn slowdown(&self, runnable_per_core: f64) -> f64 {
+        if self.len < 2 {
+            return contention_slowdown(self.per_task, runnable_per_core);
+        }
+        let r = if runnable_per_core.is_nan() { 0.0 } else { runnable_per_core.clamp(0.0, MAX_RUNNABLE_PER_CORE) };
+        let points = &self.points[..self.len];
+        // the segment r falls in, or the last one past the last point
+        let i = points.windows(2).position(|w| r <= w[1].0).unwrap_or(self.len - 2);
+        let ((r0, s0), (r1, s1)) = (points[i], points[i + 1]);
+        (s0 + (s1 - s0) * (r - r0) / (r1 - r0)).max(1.0)
     }
 }
 
@@ -491,7 +557,7 @@ impl EnvConfig {
         check_count("env.split_points", self.split_points, 0, MAX_SPLIT_POINTS)?;
         check_count("env.min_sample_bytes", self.min_sample_bytes, 0, MAX_SAMPLE_BYTES)?;
         self.device_load.validate("env.device_load", MAX_RUNNABLE_PER_CORE)?;
-        check_range("env.contention.per_task", self.contention.per_task, 0.0, 100.0)?;
+        self.contention.validate()?;
         check_range("env.contention.reading_noise", self.contention.reading_noise, 0.0, 10.0)?;
         check_range("env.deadline.slo_factor", self.deadline.slo_factor, 0.0, 1e3)?;
         check_range("env.deadline.prediction_factor", self.deadline.prediction_factor, 0.0, 1e3)?;

@@ -222,6 +222,7 @@ fn profile(name: &str, device: &str, skeleton: &Skeleton, variants: Vec<VariantP
         input_bytes: skeleton.input_bytes,
         idle_ms: 0.0,
         variants,
+        contention: Vec::new(),
     }
 }
 

@@ -23,12 +23,13 @@ pub struct WorkloadModel {
 }
 
 impl WorkloadModel {
-    /// The workload with its candidate plans under the scenario's contention model; `origin`
+    /// The workload with its candidate plans under its contention model (the device profile's
+    /// measured curve, or the scenario's); `origin`
     /// names where its profiles came from in an error.
     pub fn new(config: &EnvConfig, mix: WorkloadMix, device: Profile, worker: Profile, origin: &Path) -> Result<Self, EnvError> {
         let candidates: Vec<Candidate> = candidates(&device, &worker, config.split_points, config.int8_intermediates)
             .into_iter()
-            .map(|c| c.with_contention(config.contention.per_task))
+            .map(|c| c.with_contention(config.contention.model_for(&device)))
             .collect();
         // Validated profiles give every variant a local plan; the schedulers rely on one.
         if candidates.is_empty() {

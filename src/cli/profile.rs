@@ -39,6 +39,10 @@ pub struct ProfileArgs {
     /// the old utilisation model, the processor-sharing model and its least-squares fit.
     #[arg(long, value_delimiter = ',')]
     pub co_runners: Vec<usize>,
+    /// With `--co-runners`: writes the measured curve into this profile's `contention` (the
+    /// file's latencies are kept; the simulator then slows this workload by its own curve).
+    #[arg(long)]
+    pub curve_into: Option<PathBuf>,
 }
 
 /// How long the monitor reads the loaded device before each co-run (utilisation needs a
@@ -114,6 +118,25 @@ fn co_runs(args: &ProfileArgs, workload: Workload, device: DeviceChoice, idle: s
         );
     }
     println!("fitted slowdown per runnable other task per core: {fitted:.3} (env.contention.per_task)");
+    // the measured points themselves, as `[env.contention] curve` takes them (r as read)
+    let mut points: Vec<(f64, f64)> = runs.iter().map(|r| if r.co_runners == 0 { (0.0, 1.0) } else { (r.runnable_per_core, (r.total_ms / alone).max(1.0)) }).collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let curve: Vec<String> = points.iter().map(|(r, s)| format!("[{r:.2}, {s:.2}]")).collect();
+    println!("measured curve: curve = [{}] (env.contention.curve)", curve.join(", "));
+    if let Some(path) = &args.curve_into {
+        let mut profile = profiler::Profile::load(path)?;
+        if profile.workload != workload.name() {
+            anyhow::bail!("--curve-into {}: that is the profile of `{}`, not `{}`", path.display(), profile.workload, workload.name());
+        }
+        profile.contention = points.iter().map(|&(r, s)| [(r * 100.0).round() / 100.0, (s * 100.0).round() / 100.0]).collect();
+        // a noisy run may measure less slowdown at more co-runners; the curve must not fall
+        for i in 1..profile.contention.len() {
+            profile.contention[i][1] = profile.contention[i][1].max(profile.contention[i - 1][1]);
+        }
+        profiler::check_curve("contention", &profile.contention).map_err(anyhow::Error::msg)?;
+        write_atomic(path, (serde_json::to_string_pretty(&profile)? + "\n").as_bytes())?;
+        println!("wrote the curve into {}", path.display());
+    }
     if let Some(path) = &args.out {
         write_atomic(path, serde_json::to_string_pretty(&serde_json::json!({ "workload": workload.name(), "runs": runs, "fitted_per_task": fitted }))?.as_bytes())?;
     }
@@ -177,6 +200,9 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         .ok_or_else(|| anyhow::anyhow!("--idle-ms must be a number of ms in 0..3600000, got {}", args.idle_ms))?;
     if !args.co_runners.is_empty() {
         return co_runs(&args, workload, device, idle);
+    }
+    if args.curve_into.is_some() {
+        anyhow::bail!("--curve-into writes what --co-runners measures: give --co-runners 0,1,2,4 as well");
     }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(std::time::Duration::from_millis(200));

@@ -227,10 +227,12 @@ fn remodel(scenario: &mut Scenario, live: &LiveRun, idle: Duration) -> Result<()
             let variant = profiler::variant_profile(&live.networks[w], spec.variant("fp32")?, passes)?;
             Profile::measured(workload, DeviceChoice::Flex, idle, vec![variant])
         };
-        model.device = measured(&live.device_passes[w], idle)?;
+        // the committed profile's measured contention curve is the model under test
+        let curve = std::mem::take(&mut model.device.contention);
+        model.device = Profile { contention: curve, ..measured(&live.device_passes[w], idle)? };
         model.worker = measured(&live.worker_passes[w], Duration::ZERO)?;
-        let per_task = scenario.config.contention.per_task;
-        model.candidates = candidates(&model.device, &model.worker, split_points, int8).into_iter().map(|c| c.with_contention(per_task)).collect();
+        let contention = scenario.config.contention.model_for(&model.device);
+        model.candidates = candidates(&model.device, &model.worker, split_points, int8).into_iter().map(|c| c.with_contention(contention)).collect();
     }
     scenario.max_plans = scenario.workloads.iter().map(|w| w.candidates.len()).max().unwrap_or(0);
     Ok(())

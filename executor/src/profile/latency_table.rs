@@ -161,5 +161,6 @@ pub fn profile(table_path: &Path, device_name: &str) -> Result<Profile, ExecErro
         input_bytes: spec.input_shape.iter().product::<usize>() as u64,
         idle_ms: 0.0,
         variants,
+        contention: Vec::new(),
     })
 }

@@ -85,6 +85,42 @@ pub struct Profile {
     #[serde(default)]
     pub idle_ms: f64,
     pub variants: Vec<VariantProfile>,
+    /// How other processes slow this workload here: measured `[r, slowdown]` points (r:
+    /// runnable tasks of other processes per core), written by `rlsched profile --co-runners
+    /// 0,1,2,4 --curve-into`. Networks parallelise differently (MobileNetV2's small layers
+    /// lose less to one co-runner and more to two than VGG-16's), so the curve is the
+    /// workload's own; empty: the scenario's `[env.contention]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contention: Vec<[f64; 2]>,
+}
+
+/// Most points a contention curve holds: one per co-runner count measured.
+pub const MAX_CURVE_POINTS: usize = 8;
+/// Most runnable other tasks per core a curve point may hold.
+pub const MAX_CURVE_RUNNABLE: f64 = 64.0;
+
+/// A contention curve's rules, for a profile's `contention` and `[env.contention] curve`
+/// alike: none, or 2 to `MAX_CURVE_POINTS` points from `[0, 1]` (a device alone runs at its
+/// profile's speed), r increasing, the slowdown finite and never falling. Errors name `field`.
+pub fn check_curve(field: &str, curve: &[[f64; 2]]) -> Result<(), String> {
+    if curve.len() == 1 || curve.len() > MAX_CURVE_POINTS {
+        return Err(format!("{field}: 2 to {MAX_CURVE_POINTS} points, or none, got {}", curve.len()));
+    }
+    for (i, &[r, s]) in curve.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        if !(r.is_finite() && (0.0..=MAX_CURVE_RUNNABLE).contains(&r) && s.is_finite() && (1.0..=1000.0).contains(&s)) {
+            return Err(format!("{at}: r must be in 0..={MAX_CURVE_RUNNABLE} and the slowdown in 1..=1000, got [{r}, {s}]"));
+        }
+        if i == 0 && (r != 0.0 || s != 1.0) {
+            return Err(format!("{at}: the first point is [0, 1] (a device alone runs at its profile's speed), got [{r}, {s}]"));
+        }
+        if let Some(&[r0, s0]) = i.checked_sub(1).map(|j| &curve[j]) {
+            if r <= r0 || s < s0 {
+                return Err(format!("{at}: r must increase and the slowdown must not fall, got [{r}, {s}] after [{r0}, {s0}]"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Longest stage latency a profile may record, ms: an hour per stage is no inference workload,
@@ -155,6 +191,7 @@ impl Profile {
                 .ok_or_else(|| invalid("input_shape".into(), format!("{:?} has more elements than a usize holds", self.input_shape)))?;
         }
         check_bytes("input_bytes".into(), self.input_bytes)?;
+        check_curve("contention", &self.contention).map_err(|e| invalid("contention".into(), e))?;
         if self.variants.is_empty() {
             return Err(invalid("variants".into(), "must not be empty".into()));
         }
@@ -297,6 +334,7 @@ impl Profile {
             input_bytes: natural_bytes,
             idle_ms: idle.as_secs_f64() * 1e3,
             variants,
+            contention: Vec::new(),
         })
     }
 }
