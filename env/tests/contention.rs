@@ -45,13 +45,34 @@ fn bad_curves_are_refused_by_field() {
     }
 }
 
+/// The points' own line at `r` (a reference written apart from the product's interpolation).
+fn on_curve(curve: &[[f64; 2]], r: f64) -> f64 {
+    let segment = curve.windows(2).find(|w| r <= w[1][0]).unwrap_or(&curve[curve.len() - 2..]);
+    let ([r0, s0], [r1, s1]) = (segment[0], segment[1]);
+    s0 + (s1 - s0) / (r1 - r0) * (r - r0)
+}
+
 #[test]
-fn the_scenario_plans_carry_the_configured_curve() {
+fn each_workload_is_slowed_by_its_own_measured_curve_else_the_configured_one() {
     let config = EnvConfig { contention: measured(), ..EnvConfig::in_repo(&repo()) };
     let scenario = Arc::new(Scenario::load(&config, &config.validation_traces).unwrap());
+    let mut own = 0;
     for workload in &scenario.workloads {
-        for candidate in &workload.candidates {
-            assert!((candidate.slowdown(0.75) - 1.8).abs() < 1e-9, "{:?}: {}", candidate.plan, candidate.slowdown(0.75));
+        let curve = &workload.device.contention;
+        own += !curve.is_empty() as usize;
+        for r in [0.3, 0.75, 1.5, 2.5] {
+            let expected = if curve.is_empty() { on_curve(&config.contention.curve, r) } else { on_curve(curve, r) };
+            for candidate in &workload.candidates {
+                assert!((candidate.slowdown(r) - expected).abs() < 1e-9, "{} {:?} at {r}: {} against {expected}", workload.mix.name, candidate.plan, candidate.slowdown(r));
+            }
         }
     }
+    assert!(own >= 2, "the committed cpu2 profiles carry their measured curves");
+    // digits-cnn's profile has none: the configured curve applies
+    let mut digits = config.clone();
+    digits.workloads.retain(|w| w.name == "mobilenetv2");
+    digits.workloads[0].name = "digits-cnn".into();
+    let scenario = Scenario::load(&digits, &digits.validation_traces).unwrap();
+    assert!(scenario.workloads[0].device.contention.is_empty());
+    assert!((scenario.workloads[0].candidates[0].slowdown(0.75) - 1.8).abs() < 1e-9);
 }

@@ -81,8 +81,11 @@ fn profile() -> impl Strategy<Value = Profile> {
     let dim = prop_oneof![40 => 1usize..300, 1 => any::<usize>()];
     let shape = prop_oneof![20 => prop::collection::vec(dim, 1..5), 1 => Just(Vec::new())];
     let variants = prop_oneof![20 => prop::collection::vec(variant(), 1..4), 1 => Just(Vec::new())];
-    (shape, bytes(), variants).prop_map(
-        |(input_shape, input_bytes, variants)| Profile {
+    // a contention curve: mostly none, else points that may break any of its rules
+    let point = prop_oneof![4 => (0.0f64..3.0, 1.0f64..5.0).prop_map(|(r, s)| [r, s]), 1 => (number(), number()).prop_map(|(r, s)| [r, s])];
+    let curve = prop_oneof![6 => Just(Vec::new()), 2 => Just(vec![[0.0, 1.0], [1.0, 2.0], [2.0, 3.5]]), 2 => prop::collection::vec(point, 0..10)];
+    (shape, bytes(), variants, curve).prop_map(
+        |(input_shape, input_bytes, variants, contention)| Profile {
             workload: "digits-cnn".into(),
             device: "prop".into(),
             host: "prop".into(),
@@ -90,6 +93,7 @@ fn profile() -> impl Strategy<Value = Profile> {
             input_bytes,
             idle_ms: 0.0,
             variants,
+            contention,
         },
     )
 }
@@ -105,7 +109,13 @@ fn check_candidates(device: &Profile, worker: &Profile, split_points: usize, int
     // every variant of a valid profile has a local plan: schedulers always have a choice
     prop_assert!(plans.len() >= device.variants.len());
     let trace = Trace::parse_pensieve("0 0\n1 2\n2 0.5\n", "prop").unwrap();
-    for plan in &plans {
+    let contention = rlsched_env::config::ContentionConfig::default().model_for(device);
+    for plan in plans.into_iter().map(|p| p.with_contention(contention)) {
+        let plan = &plan;
+        // a valid curve never speeds a device up, and stays finite at any reading
+        for load in [0.0, 0.3, 1.7, 64.0, f64::NAN, -1.0] {
+            prop_assert!(plan.slowdown(load).is_finite() && plan.slowdown(load) >= 1.0, "slowdown {} at {load}", plan.slowdown(load));
+        }
         prop_assert!(plan.local_mean_ms().is_finite() && plan.remote_mean_ms().is_finite());
         prop_assert!(plan.bytes_up.is_finite() && plan.bytes_down.is_finite() && plan.memory_bytes.is_finite());
         let world = RequestWorld {
