@@ -29,12 +29,12 @@ fn exported_digits_cnn_keeps_its_accuracy_through_onnx() {
     let builtin = Workload::DigitsCnn.spec().unwrap();
     let reference = builtin.variant("fp32").unwrap().accuracy;
     eprintln!(
-        "digits CNN: built-in fp32 {reference:.4}; through ONNX fp32 {:.4}, int8 weights {:.4} on {} samples",
+        "digits CNN: built-in fp32 {reference:.4}; through ONNX fp32 {:.4}, int8 {:.4} on {} samples",
         measured.fp32, measured.int8, measured.samples
     );
     assert_eq!(measured.samples, test.len());
     assert!((measured.fp32 - reference).abs() <= 0.005, "fp32 through ONNX {} against {reference}", measured.fp32);
-    assert!((measured.int8 - reference).abs() <= 0.02, "int8 weights {} against {reference}", measured.int8);
+    assert!((measured.int8 - reference).abs() <= 0.02, "int8 {} against {reference}", measured.int8);
     let after = workload.spec().unwrap();
     assert_eq!(after.variant("fp32").unwrap().accuracy_source, "measured");
     assert_eq!(after.variant("fp32").unwrap().accuracy, measured.fp32);

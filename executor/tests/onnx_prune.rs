@@ -1,4 +1,5 @@
-//! Channel pruning of imported ONNX models (issue 18): the pruned variants of zoo graphs are
+//! The compressed variants of imported ONNX models (issue 18). int8 computes in int8 where it
+//! pays and stays close to fp32 at every cut. Channel pruning: the pruned variants of zoo graphs are
 //! narrower (FLOPs, weights, cut bytes), compute what the original computes with the removed
 //! channels' contributions zeroed, and split exactly at every offered cut; the detector leaves
 //! residual and concat inputs alone; removing nothing changes nothing; the catalogue offers the
@@ -325,3 +326,47 @@ fn the_catalogue_offers_pruned_variants_only_where_something_is_prunable() {
     assert!(refused.contains("no prunable convolution"), "{refused}");
 }
 
+
+/// The int8 variant computes in int8 (`Int8Op`) where the op allows it (dense square-kernel
+/// convolutions with symmetric pads, Gemm; AlexNet's grouped convolutions stay f32), stays close
+/// to fp32 whole and with an int8 head before an fp32 tail at every cut, and stores its weights
+/// in about a quarter of the bytes.
+#[test]
+fn int8_computes_in_int8_where_it_can_and_stays_close_to_fp32() {
+    use rlsched_executor::model::onnx::Int8Op;
+    let device = DeviceChoice::Flex.device().unwrap();
+    for file in ["zoo-resnet50.onnx", "zoo-bvlc_alexnet.onnx"] {
+        let model = load(file);
+        let (fp32, int8) = (model.build(false, &device), model.build(true, &device));
+        let Layer::Onnx(segment) = &int8.stages[0].layers[0] else { panic!("{file}: an imported stage") };
+        let ops = &segment.program.int8;
+        assert_eq!(ops.len(), model.ops.len());
+        let (convs, denses) = (ops.iter().filter(|o| matches!(o, Some(Int8Op::Conv(_)))).count(), ops.iter().filter(|o| matches!(o, Some(Int8Op::Dense(_)))).count());
+        for (op, q) in model.ops.iter().zip(ops) {
+            if let OpKind::Conv { groups, .. } = op.kind {
+                assert!(groups == 1 || q.is_none(), "{file} {}: a grouped convolution has no int8 form", op.name);
+            }
+        }
+        let grouped = model.ops.iter().filter(|o| matches!(o.kind, OpKind::Conv { groups, .. } if groups > 1)).count();
+        println!("{file}: {convs} convolutions and {denses} Gemms in int8, {grouped} grouped convolutions in f32");
+        assert!(convs > 0, "{file}: no convolution computes in int8");
+        assert!(param_bytes(&int8) * 3 < param_bytes(&fp32), "{file}: int8 weights take {} bytes, fp32 {}", param_bytes(&int8), param_bytes(&fp32));
+        let input = input_of(&model);
+        let reference = whole(&fp32, &input);
+        let cosine = |a: &[f32]| {
+            let dot: f64 = a.iter().zip(&reference).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            dot / (norm(a) * norm(&reference)).max(1e-30)
+        };
+        let whole_int8 = cosine(&whole(&int8, &input));
+        println!("{file}: int8 logits cosine with fp32 {whole_int8:.5}");
+        assert!(whole_int8 > 0.99, "{file}: cosine {whole_int8}");
+        let n = int8.stage_count();
+        for cut in 1..n {
+            let head = int8.run_wire(0, cut, &input, &device).unwrap();
+            let tail = f32s(&fp32.run_wire(cut, n, &head, &device).unwrap());
+            let c = cosine(&tail);
+            assert!(c > 0.99, "{file}: int8 head and fp32 tail at cut {cut}: cosine {c}");
+        }
+    }
+}

@@ -155,11 +155,26 @@ impl QConv {
         Self::pays(&geometry).then(|| Self::prepare(conv, bn, geometry, act))
     }
 
+    /// The int8 form of a convolution given by its host weights (`[c_out, c_in, k, k]`, row
+    /// major) and bias, as an imported model holds them; `None` where int8 does not pay.
+    pub fn from_weights(weight: &[f32], bias: Option<Vec<f32>>, geometry: ConvGeometry, act: Act) -> Option<Self> {
+        let ConvGeometry { c_in, c_out, kernel, .. } = geometry;
+        if weight.len() != c_out * c_in * kernel * kernel || bias.as_ref().is_some_and(|b| b.len() != c_out) {
+            return None;
+        }
+        Self::pays(&geometry).then(|| Self::from_host(weight, fold_bn(None, bias, c_out), geometry, act))
+    }
+
     /// The int8 form of a dense (groups = 1) convolution, whether or not it pays.
     fn prepare(conv: &Conv2d, bn: Option<&BatchNorm>, geometry: ConvGeometry, act: Act) -> Self {
-        let ConvGeometry { c_in, c_out, kernel, .. } = geometry;
         let w = host(conv.weight.val());
-        let (bn_scale, bias) = fold_bn(bn, conv.bias.as_ref().map(|b| host(b.val())), c_out);
+        let folded = fold_bn(bn, conv.bias.as_ref().map(|b| host(b.val())), geometry.c_out);
+        Self::from_host(&w, folded, geometry, act)
+    }
+
+    /// `w`: `[c_out, c_in, k, k]`; `(bn_scale, bias)` per output channel.
+    fn from_host(w: &[f32], (bn_scale, bias): (Vec<f32>, Vec<f32>), geometry: ConvGeometry, act: Act) -> Self {
+        let ConvGeometry { c_in, c_out, kernel, .. } = geometry;
         // B[k][co] with k = (kh · K + kw) · C + c: the order of the NHWC im2col rows
         let k = kernel * kernel * c_in;
         let mut b = vec![0.0f32; k * c_out];
@@ -277,7 +292,18 @@ impl QDense {
         let [d_in, d_out] = linear.weight.val().dims();
         let w = host(linear.weight.val());
         let bias = linear.bias.as_ref().map_or_else(|| vec![0.0; d_out], |b| host(b.val()));
-        let (weights, w_scale) = quantize_weights(&w, d_in, d_out);
+        Self::from_host(&w, bias, d_in, d_out, act)
+    }
+
+    /// The int8 form of `x · W + b` given host weights `[d_in, d_out]` (row major, as an
+    /// imported Gemm holds them); `None` when the sizes do not match.
+    pub fn from_weights(weight: &[f32], bias: Option<Vec<f32>>, d_in: usize, d_out: usize, act: Act) -> Option<Self> {
+        let bias = bias.unwrap_or_else(|| vec![0.0; d_out]);
+        (weight.len() == d_in * d_out && bias.len() == d_out).then(|| Self::from_host(weight, bias, d_in, d_out, act))
+    }
+
+    fn from_host(w: &[f32], bias: Vec<f32>, d_in: usize, d_out: usize, act: Act) -> Self {
+        let (weights, w_scale) = quantize_weights(w, d_in, d_out);
         Self { weights, w_scale, bias, act, kernel: Kernel::detect() }
     }
 

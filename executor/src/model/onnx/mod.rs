@@ -28,7 +28,8 @@ use thiserror::Error;
 pub use cuts::Boundary;
 pub use ops::{HostTensor, OpKind, OpNode, Operand, Pool2d, ValueId, MAX_RANK};
 
-use crate::model::layers::Layer;
+use crate::model::int8::{QConv, QDense};
+use crate::model::layers::{Act, ConvGeometry, Layer};
 use crate::model::network::Stage;
 use crate::{Activation, Network};
 
@@ -958,7 +959,11 @@ impl OnnxModel {
                 }
             })
             .collect();
-        let program = Arc::new(DeviceProgram { model: self.clone(), consts });
+        let int8 = match quantize_weights {
+            true => self.ops.iter().map(|op| self.int8_op(op)).collect(),
+            false => Vec::new(),
+        };
+        let program = Arc::new(DeviceProgram { model: self.clone(), consts, int8 });
         let stages = (0..self.stage_count())
             .map(|i| {
                 let segment = OnnxSegment { program: program.clone(), stage: i };
@@ -970,6 +975,37 @@ impl OnnxModel {
             network.fixed_batch = Some(self.import_batch);
         }
         network
+    }
+
+    /// The int8 form of an op, where int8 computes it and pays (`QConv::pays`): a dense
+    /// convolution with a square kernel, equal strides and symmetric pads, no dilation, or a
+    /// Gemm whose bias is one value per output. From the file's f32 weights: int8 quantizes
+    /// them per output channel itself.
+    fn int8_op(&self, op: &OpNode) -> Option<Int8Op> {
+        match &op.kind {
+            OpKind::Conv { weight, bias, stride, pads, dilation, groups } => {
+                let w = &self.consts[*weight];
+                let &[c_out, c_in, kh, kw] = w.dims.as_slice() else { return None };
+                let pad = pads[0].0;
+                let regular = *groups == 1 && kh == kw && stride[0] == stride[1] && *dilation == [1, 1] && pads.iter().all(|&(a, b)| a == pad && b == pad);
+                if !regular {
+                    return None;
+                }
+                let geometry = ConvGeometry { c_in, c_out, kernel: kh, stride: stride[0], padding: pad, groups: 1 };
+                QConv::from_weights(&w.values, bias.map(|b| self.consts[b].values.clone()), geometry, Act::None).map(Int8Op::Conv)
+            }
+            OpKind::Gemm { weight, bias, trans_a: false } => {
+                let w = &self.consts[*weight];
+                let &[k, n] = w.dims.as_slice() else { return None };
+                let bias = match bias.map(|b| &self.consts[b].values) {
+                    Some(values) if values.len() == n => Some(values.clone()),
+                    Some(_) => return None,
+                    None => None,
+                };
+                QDense::from_weights(&w.values, bias, k, n, Act::None).map(Int8Op::Dense)
+            }
+            _ => None,
+        }
     }
 
     /// Which constants an op reads at run time.
@@ -1031,6 +1067,16 @@ fn quantized(weight: &HostTensor) -> HostTensor {
 pub struct DeviceProgram {
     pub model: Arc<OnnxModel>,
     pub consts: Vec<Tensor<MAX_RANK>>,
+    /// The int8 variant's int8 form of each op (by position), where it has one; empty in fp32.
+    pub int8: Vec<Option<Int8Op>>,
+}
+
+/// An op that computes in int8 (`model/int8.rs`): activations quantized per tensor, weights per
+/// output channel, integer sums, dequantized with the bias.
+#[derive(Debug)]
+pub enum Int8Op {
+    Conv(QConv),
+    Dense(QDense),
 }
 
 /// One stage of an imported model: the ops between two boundaries, run as a graph.
@@ -1043,7 +1089,7 @@ pub struct OnnxSegment {
 }
 
 impl OnnxSegment {
-    /// Bytes of the constants this stage's ops read (FP32).
+    /// Bytes of the constants this stage's ops read (FP32; the int8 variant's weights int8).
     pub fn weight_bytes(&self) -> u64 {
         let model = &self.program.model;
         let (start, end) = (model.boundaries[self.stage].position, model.boundaries[self.stage + 1].position);
@@ -1069,7 +1115,9 @@ impl OnnxSegment {
                 }
             }
         }
-        seen.into_iter().map(|c| model.consts[c].values.len() as u64 * 4).sum()
+        // the int8 variant stores every convolution's and Gemm's weights as int8
+        let int8 = !self.program.int8.is_empty();
+        seen.into_iter().map(|c| model.consts[c].values.len() as u64 * if int8 && model.is_weight(c) { 1 } else { 4 }).sum()
     }
 
     pub fn output_dims(&self, input: &[usize]) -> Vec<usize> {
@@ -1139,7 +1187,19 @@ impl OnnxSegment {
                 consts[c].clone().reshape([d[0], d[1], d[2], d[3]])
             };
             let vector = |c: usize| consts[c].clone().reshape([model.consts[c].values.len()]);
-            let y = ops::run_op(op, args, &input_dims, &out_dims, consts, &weights4, &vector);
+            let y = match self.program.int8.get(start.position + i).and_then(Option::as_ref) {
+                Some(Int8Op::Conv(q)) => {
+                    let x = args.into_iter().next().expect("a convolution reads its input");
+                    ops::from4(q.forward(ops::as4(x, &input_dims[0])))
+                }
+                Some(Int8Op::Dense(q)) => {
+                    let x = args.into_iter().next().expect("a Gemm reads its input");
+                    let k = *input_dims[0].last().expect("rank checked at import");
+                    let rows = input_dims[0].iter().product::<usize>() / k.max(1);
+                    q.forward(x.reshape([rows, k])).reshape(ops::pad_dims(&out_dims))
+                }
+                None => ops::run_op(op, args, &input_dims, &out_dims, consts, &weights4, &vector),
+            };
             for input in &op.inputs {
                 if let Operand::Value(v) = input {
                     if last_use.get(v) == Some(&i) && !end.values.contains(v) {

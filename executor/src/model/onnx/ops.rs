@@ -121,11 +121,11 @@ pub fn pad_dims(dims: &[usize]) -> [usize; MAX_RANK] {
     out
 }
 
-fn as4(t: Tensor<MAX_RANK>, dims: &[usize]) -> Tensor<4> {
+pub(crate) fn as4(t: Tensor<MAX_RANK>, dims: &[usize]) -> Tensor<4> {
     t.reshape([dims[0], dims[1], dims[2], dims[3]])
 }
 
-fn from4(t: Tensor<4>) -> Tensor<MAX_RANK> {
+pub(crate) fn from4(t: Tensor<4>) -> Tensor<MAX_RANK> {
     let d = t.dims();
     t.reshape(pad_dims(&d))
 }

@@ -164,7 +164,7 @@ pub fn calibrate(workload: super::Workload, dir: &Path, device: &burn::tensor::D
 /// The variants of an imported entry, accuracies measured where `--calibration` gave data.
 pub(super) fn variants(entry: &Imported) -> Vec<VariantSpec> {
     let model = &entry.model;
-    let mut variants = vec![("fp32".to_string(), Variant::Fp32, ""), ("int8".to_string(), Variant::Int8, ", int8 weights")];
+    let mut variants = vec![("fp32".to_string(), Variant::Fp32, ""), ("int8".to_string(), Variant::Int8, ", int8 compute")];
     if entry.prunable > 0 {
         for removed in PRUNE_RATIOS {
             variants.push((pruned_name(removed), Variant::MagnitudePruned { removed }, ""));
