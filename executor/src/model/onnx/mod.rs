@@ -1011,25 +1011,8 @@ impl OnnxModel {
     /// Which constants an op reads at run time.
     fn used_consts(&self) -> Vec<bool> {
         let mut used = vec![false; self.consts.len()];
-        for op in &self.ops {
-            match op.kind {
-                OpKind::Conv { weight, bias, .. } | OpKind::Gemm { weight, bias, .. } => {
-                    used[weight] = true;
-                    if let Some(b) = bias {
-                        used[b] = true;
-                    }
-                }
-                OpKind::Affine { scale, shift } => {
-                    used[scale] = true;
-                    used[shift] = true;
-                }
-                _ => {}
-            }
-            for input in &op.inputs {
-                if let Operand::Const(c) = input {
-                    used[*c] = true;
-                }
-            }
+        for c in self.ops.iter().flat_map(|op| op.consts_read()) {
+            used[c] = true;
         }
         used
     }
@@ -1093,28 +1076,7 @@ impl OnnxSegment {
     pub fn weight_bytes(&self) -> u64 {
         let model = &self.program.model;
         let (start, end) = (model.boundaries[self.stage].position, model.boundaries[self.stage + 1].position);
-        let mut seen = std::collections::BTreeSet::new();
-        for op in &model.ops[start..end] {
-            let mut add = |c: usize| {
-                seen.insert(c);
-            };
-            match op.kind {
-                OpKind::Conv { weight, bias, .. } | OpKind::Gemm { weight, bias, .. } => {
-                    add(weight);
-                    bias.into_iter().for_each(&mut add);
-                }
-                OpKind::Affine { scale, shift } => {
-                    add(scale);
-                    add(shift);
-                }
-                _ => {}
-            }
-            for input in &op.inputs {
-                if let Operand::Const(c) = input {
-                    add(*c);
-                }
-            }
-        }
+        let seen: std::collections::BTreeSet<usize> = model.ops[start..end].iter().flat_map(|op| op.consts_read()).collect();
         // the int8 variant stores every convolution's and Gemm's weights as int8
         let int8 = !self.program.int8.is_empty();
         seen.into_iter().map(|c| model.consts[c].values.len() as u64 * if int8 && model.is_weight(c) { 1 } else { 4 }).sum()

@@ -114,6 +114,23 @@ pub struct OpNode {
     pub flops: u64,
 }
 
+impl OpNode {
+    /// The constants this op reads at run time: its folded weights and per-channel terms, and
+    /// any constant operand (once per read).
+    pub fn consts_read(&self) -> impl Iterator<Item = usize> + '_ {
+        let folded: Vec<usize> = match self.kind {
+            OpKind::Conv { weight, bias, .. } | OpKind::Gemm { weight, bias, .. } => std::iter::once(weight).chain(bias).collect(),
+            OpKind::Affine { scale, shift } => vec![scale, shift],
+            _ => Vec::new(),
+        };
+        let operands = self.inputs.iter().filter_map(|input| match input {
+            Operand::Const(c) => Some(*c),
+            Operand::Value(_) => None,
+        });
+        folded.into_iter().chain(operands)
+    }
+}
+
 /// Dims padded on the left with 1s to [`MAX_RANK`].
 pub fn pad_dims(dims: &[usize]) -> [usize; MAX_RANK] {
     let mut out = [1; MAX_RANK];

@@ -74,23 +74,8 @@ fn const_uses(model: &OnnxModel) -> Vec<usize> {
             *u += 1;
         }
     };
-    for op in &model.ops {
-        match op.kind {
-            OpKind::Conv { weight, bias, .. } | OpKind::Gemm { weight, bias, .. } => {
-                count(weight);
-                bias.into_iter().for_each(&mut count);
-            }
-            OpKind::Affine { scale, shift } => {
-                count(scale);
-                count(shift);
-            }
-            _ => {}
-        }
-        for input in &op.inputs {
-            if let Operand::Const(c) = input {
-                count(*c);
-            }
-        }
+    for c in model.ops.iter().flat_map(|op| op.consts_read()) {
+        count(c);
     }
     uses
 }
