@@ -18,6 +18,11 @@ fn live_env_steps_against_a_real_worker() {
     let addr = common::start_worker(&server);
     let mut config = common::mobilenet_config();
     config.requests_per_episode = 12;
+    // What is checked is that every plan kind runs for real. With the deadline on, a machine
+    // that another build slows past MobileNetV2's 150 ms SLO would rightly cut the remote path
+    // and finish locally (the fallback `executor/tests/remote.rs` checks), leaving no remote
+    // compute to see: a test of the machine's speed, not of LiveEnv.
+    config.deadline.slo_factor = 0.0;
     let scenario = Arc::new(Scenario::load(&config, &[common::repo().join("data/traces/fcc-val")]).unwrap());
     let client = WorkerClient::new(&format!("http://{addr}"), None, Duration::from_secs(30)).unwrap();
     let executor = Arc::new(PlanExecutor::new(DeviceChoice::Flex, vec![client]).unwrap());
