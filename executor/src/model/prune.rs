@@ -13,7 +13,7 @@
 
 use burn::module::{Param, ParamId, RunningState};
 use burn::nn::{BatchNormConfig, Linear};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::model::layers::{ConvBn, EncoderBlock, InvertedResidual, Layer};
 use crate::model::workloads::make_divisible;
@@ -25,27 +25,36 @@ pub fn kept_count(channels: usize, removed: f32) -> usize {
 }
 
 /// Indices of the `keep` output channels with the largest L1 norm, in their original order.
-pub fn strongest_channels(weight: &Tensor<4>, keep: usize) -> Vec<i64> {
+pub fn strongest_channels(weight: &Tensor<4>, keep: usize) -> Vec<usize> {
     let [out, ..] = weight.dims();
-    strongest(&l1_rows(weight.clone().reshape([out as i32, -1])), keep)
+    strongest_of(&l1_rows(weight.clone().reshape([out as i32, -1])), keep)
 }
 
-/// The L1 norm of each row of a matrix.
+/// The L1 norm of each row of a matrix, as burn sums it (f32).
 fn l1_rows(matrix: Tensor<2>) -> Vec<f32> {
     matrix.abs().sum_dim(1).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 norms")
 }
 
-/// Indices of the `keep` largest `scores`, in their original order (ties: the lower index).
-fn strongest(scores: &[f32], keep: usize) -> Vec<i64> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    let mut kept: Vec<i64> = order[..keep.min(scores.len())].iter().map(|&i| i as i64).collect();
-    kept.sort_unstable();
-    kept
+/// [`strongest`] of scores summed in f32 (their order is the f32 sums').
+fn strongest_of(scores: &[f32], keep: usize) -> Vec<usize> {
+    strongest(&scores.iter().map(|&s| f64::from(s)).collect::<Vec<_>>(), keep)
 }
 
-fn index(kept: &[i64], like: &Tensor<4>) -> Tensor<1, Int> {
-    Tensor::from_data(TensorData::new(kept.to_vec(), [kept.len()]), &like.device())
+/// Indices of the `keep` largest `scores`, in their original order; equal scores go to the
+/// lower index, so a device and a worker pruning the same weights keep the same channels.
+pub fn strongest(scores: &[f64], keep: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    order.truncate(keep.min(scores.len()));
+    order.sort_unstable();
+    order
+}
+
+/// The indices `kept` as the tensor burn's `select` takes.
+pub fn index(kept: &[usize], device: &Device) -> Tensor<1, Int> {
+    let kept: Vec<i64> = kept.iter().map(|&i| i as i64).collect();
+    let len = kept.len();
+    Tensor::from_data(TensorData::new(kept, [len]), device)
 }
 
 fn param<const D: usize>(value: Tensor<D>) -> Param<Tensor<D>> {
@@ -54,18 +63,18 @@ fn param<const D: usize>(value: Tensor<D>) -> Param<Tensor<D>> {
 
 /// `conv` keeping only the output channels `outputs` and the input channels `inputs` (`None`:
 /// all). Batch norm statistics and affine terms follow the outputs. Dense convolutions only.
-pub fn slice_conv(conv: &ConvBn, outputs: Option<&[i64]>, inputs: Option<&[i64]>) -> ConvBn {
+pub fn slice_conv(conv: &ConvBn, outputs: Option<&[usize]>, inputs: Option<&[usize]>) -> ConvBn {
     let mut sliced = conv.clone();
     let weight = conv.conv.weight.val();
     let device = weight.device();
     let mut w = weight.clone();
     if let Some(out) = outputs {
-        w = w.select(0, index(out, &weight));
+        w = w.select(0, index(out, &device));
         if let Some(bias) = &conv.conv.bias {
-            sliced.conv.bias = Some(param(bias.val().select(0, index(out, &weight))));
+            sliced.conv.bias = Some(param(bias.val().select(0, index(out, &device))));
         }
         if let Some(bn) = &conv.bn {
-            let pick = |t: Tensor<1>| t.select(0, index(out, &weight));
+            let pick = |t: Tensor<1>| t.select(0, index(out, &device));
             let mut narrow = BatchNormConfig::new(out.len()).with_epsilon(bn.epsilon).init(&device);
             narrow.gamma = param(pick(bn.gamma.val()));
             narrow.beta = param(pick(bn.beta.val()));
@@ -76,7 +85,7 @@ pub fn slice_conv(conv: &ConvBn, outputs: Option<&[i64]>, inputs: Option<&[i64]>
         sliced.geometry.c_out = out.len();
     }
     if let Some(inp) = inputs {
-        w = w.select(1, index(inp, &weight));
+        w = w.select(1, index(inp, &device));
         sliced.geometry.c_in = inp.len();
     }
     sliced.conv.weight = param(w);
@@ -85,7 +94,7 @@ pub fn slice_conv(conv: &ConvBn, outputs: Option<&[i64]>, inputs: Option<&[i64]>
 }
 
 /// A depthwise convolution keeping only the channels `kept` (its groups with them).
-fn slice_depthwise(conv: &ConvBn, kept: &[i64]) -> ConvBn {
+fn slice_depthwise(conv: &ConvBn, kept: &[usize]) -> ConvBn {
     let mut sliced = slice_conv(conv, Some(kept), None);
     sliced.geometry.c_in = kept.len();
     sliced.geometry.groups = kept.len();
@@ -94,9 +103,10 @@ fn slice_depthwise(conv: &ConvBn, kept: &[i64]) -> ConvBn {
 }
 
 /// A dense layer (burn's `[inputs, outputs]` weight) keeping only the given outputs or inputs.
-fn slice_linear(linear: &Linear, outputs: Option<&[i64]>, inputs: Option<&[i64]>) -> Linear {
+fn slice_linear(linear: &Linear, outputs: Option<&[usize]>, inputs: Option<&[usize]>) -> Linear {
     let weight = linear.weight.val();
-    let pick = |kept: &[i64]| Tensor::<1, Int>::from_data(TensorData::new(kept.to_vec(), [kept.len()]), &weight.device());
+    let device = weight.device();
+    let pick = |kept: &[usize]| index(kept, &device);
     let mut w = weight.clone();
     let mut sliced = linear.clone();
     if let Some(out) = outputs {
@@ -139,7 +149,7 @@ pub fn prune_basic_blocks(mut network: Network, removed: f32) -> Network {
 /// `removed` of their output channels, and the next convolution the matching inputs. A pruned
 /// stage must be followed by a convolution (pooling between is fine: it keeps channels).
 pub fn prune_conv_chain(mut network: Network, prunable: &[&str], removed: f32) -> Network {
-    let mut pending: Option<Vec<i64>> = None;
+    let mut pending: Option<Vec<usize>> = None;
     for stage in &mut network.stages {
         let prune_here = prunable.contains(&stage.name.as_str());
         let Some(conv) = stage.layers.first_mut().and_then(conv_mut) else {
@@ -179,21 +189,22 @@ fn prune_expansion(block: &mut InvertedResidual, max_expand: f32) {
         return;
     }
     let project = block.project.conv.weight.val();
+    let device = project.device();
     let [c_out, mid, ..] = project.dims();
-    let importance = l1_rows(project.clone().reshape([c_out as i32, mid as i32, -1]).swap_dims(0, 1).reshape([mid as i32, -1]));
-    let kept = strongest(&importance, keep);
+    let importance = l1_rows(project.reshape([c_out as i32, mid as i32, -1]).swap_dims(0, 1).reshape([mid as i32, -1]));
+    let kept = strongest_of(&importance, keep);
     block.expand = Some(slice_conv(expand, Some(&kept), None));
     block.depthwise = slice_depthwise(&block.depthwise, &kept);
     block.project = slice_conv(&block.project, None, Some(&kept));
     if let Some(se) = &mut block.se {
-        let reduce_in = se.reduce.weight.val().select(1, index(&kept, &project));
+        let reduce_in = se.reduce.weight.val().select(1, index(&kept, &device));
         let [squeezed, ..] = reduce_in.dims();
-        let squeeze_kept = strongest(&l1_rows(reduce_in.clone().reshape([squeezed as i32, -1])), make_divisible(keep as f32 / 4.0).min(squeezed));
-        let pick = |t: Tensor<4>, dim: usize, kept: &[i64]| t.select(dim, index(kept, &project));
+        let squeeze_kept = strongest_of(&l1_rows(reduce_in.clone().reshape([squeezed as i32, -1])), make_divisible(keep as f32 / 4.0).min(squeezed));
+        let pick = |t: Tensor<4>, dim: usize, kept: &[usize]| t.select(dim, index(kept, &device));
         se.reduce.weight = param(pick(reduce_in, 0, &squeeze_kept));
-        se.reduce.bias = se.reduce.bias.as_ref().map(|b| param(b.val().select(0, index(&squeeze_kept, &project))));
+        se.reduce.bias = se.reduce.bias.as_ref().map(|b| param(b.val().select(0, index(&squeeze_kept, &device))));
         se.expand.weight = param(pick(pick(se.expand.weight.val(), 0, &kept), 1, &squeeze_kept));
-        se.expand.bias = se.expand.bias.as_ref().map(|b| param(b.val().select(0, index(&kept, &project))));
+        se.expand.bias = se.expand.bias.as_ref().map(|b| param(b.val().select(0, index(&kept, &device))));
         se.channels = kept.len();
         se.squeezed = squeeze_kept.len();
     }
@@ -227,8 +238,8 @@ fn prune_encoder(block: &mut EncoderBlock, removed: f32) {
     for linear in [&mha.query, &mha.key, &mha.value] {
         importance.iter_mut().zip(by_head(columns(linear))).for_each(|(a, b)| *a += b);
     }
-    let kept_heads = strongest(&importance, kept_count(heads, removed));
-    let kept: Vec<i64> = kept_heads.iter().flat_map(|&h| (h * d_k as i64)..((h + 1) * d_k as i64)).collect();
+    let kept_heads = strongest_of(&importance, kept_count(heads, removed));
+    let kept: Vec<usize> = kept_heads.iter().flat_map(|&h| h * d_k..(h + 1) * d_k).collect();
     mha.query = slice_linear(&mha.query, Some(&kept), None);
     mha.key = slice_linear(&mha.key, Some(&kept), None);
     mha.value = slice_linear(&mha.value, Some(&kept), None);
@@ -238,7 +249,7 @@ fn prune_encoder(block: &mut EncoderBlock, removed: f32) {
     let pwff = &mut block.layer.pwff;
     let mut neurons = l1_rows(columns(&pwff.linear_inner));
     neurons.iter_mut().zip(l1_rows(pwff.linear_outer.weight.val())).for_each(|(a, b)| *a += b);
-    let kept = strongest(&neurons, kept_count(block.ff, removed));
+    let kept = strongest_of(&neurons, kept_count(block.ff, removed));
     pwff.linear_inner = slice_linear(&pwff.linear_inner, Some(&kept), None);
     pwff.linear_outer = slice_linear(&pwff.linear_outer, None, Some(&kept));
     block.ff = kept.len();

@@ -15,7 +15,7 @@
 
 use super::ops::{HostTensor, OpKind, Operand, ValueId};
 use super::{cuts, OnnxModel};
-use crate::model::prune::kept_count;
+use crate::model::prune::{kept_count, strongest};
 
 /// The fractions of each prunable convolution's filters an imported model's pruned variants
 /// remove (`pruned-0.25`, `pruned-0.5`).
@@ -179,13 +179,8 @@ pub fn strongest_filters(weight: &HostTensor, keep: usize) -> Vec<usize> {
     if out == 0 || weight.values.len() % out != 0 {
         return Vec::new();
     }
-    let per = weight.values.len() / out;
-    let norms: Vec<f64> = (0..out).map(|f| weight.values[f * per..(f + 1) * per].iter().map(|v| v.abs() as f64).sum()).collect();
-    let mut order: Vec<usize> = (0..out).collect();
-    order.sort_by(|&a, &b| norms[b].total_cmp(&norms[a]).then(a.cmp(&b)));
-    order.truncate(keep.min(out));
-    order.sort_unstable();
-    order
+    let norms: Vec<f64> = weight.values.chunks(weight.values.len() / out).map(|f| f.iter().map(|v| v.abs() as f64).sum()).collect();
+    strongest(&norms, keep)
 }
 
 /// `t` keeping only the entries `kept` (in range, checked by the caller) along `axis`.

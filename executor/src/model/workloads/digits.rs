@@ -17,7 +17,7 @@ use super::{card, VariantSpec, WorkloadSpec};
 use crate::model::activation::{DataType, WireData};
 use crate::model::layers::{Act, ConvBn, Dense, Layer};
 use crate::model::network::{Network, Stage};
-use crate::model::prune::{kept_count, strongest_channels};
+use crate::model::prune::{index, kept_count, strongest_channels};
 use crate::model::variant::{quantize_int8, Variant};
 use crate::{Activation, ExecError};
 
@@ -221,18 +221,17 @@ pub fn prune(trained: &Network, fraction: f32, device: &Device) -> Network {
     let (c1, c2, fc1, fc2) = (conv_of(trained, 0), conv_of(trained, 1), dense_of(trained, 2), dense_of(trained, 3));
     let kept1 = strongest_channels(&c1.conv.weight.val(), keep1);
     let kept2 = strongest_channels(&c2.conv.weight.val(), keep2);
-    let index = |v: &[i64]| Tensor::<1, Int>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
     // fc1 reads the pooled conv2 map flattened as channel × 16 positions.
-    let fc1_rows: Vec<i64> = kept2.iter().flat_map(|&c| (0..16).map(move |p| c * 16 + p)).collect();
+    let fc1_rows: Vec<usize> = kept2.iter().flat_map(|&c| (0..16).map(move |p| c * 16 + p)).collect();
 
     let mut pruned = network(keep1, keep2, device);
     {
         let bias = |conv: &ConvBn| conv.conv.bias.as_ref().expect("digits convs have bias").val();
-        let w1 = c1.conv.weight.val().select(0, index(&kept1));
-        let b1 = bias(c1).select(0, index(&kept1));
-        let w2 = c2.conv.weight.val().select(0, index(&kept2)).select(1, index(&kept1));
-        let b2 = bias(c2).select(0, index(&kept2));
-        let f1 = fc1.linear.weight.val().select(0, index(&fc1_rows));
+        let w1 = c1.conv.weight.val().select(0, index(&kept1, device));
+        let b1 = bias(c1).select(0, index(&kept1, device));
+        let w2 = c2.conv.weight.val().select(0, index(&kept2, device)).select(1, index(&kept1, device));
+        let b2 = bias(c2).select(0, index(&kept2, device));
+        let f1 = fc1.linear.weight.val().select(0, index(&fc1_rows, device));
         let f1b = fc1.linear.bias.as_ref().expect("bias").val();
         let f2 = fc2.linear.weight.val();
         let f2b = fc2.linear.bias.as_ref().expect("bias").val();
