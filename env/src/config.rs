@@ -105,10 +105,7 @@ impl Default for ContentionConfig {
 
 /// The fitted slowdown per runnable other task per core (train.toml documents the fit).
 pub const DEFAULT_PER_TASK: f64 = 1.25;
-/// Most runnable other tasks per core a load level or reading may hold: past it a device is
-/// stalled, not slow.
-pub const MAX_RUNNABLE_PER_CORE: f64 = 64.0;
-pub use rlsched_executor::profile::profiler::MAX_CURVE_POINTS;
+pub use rlsched_executor::profile::profiler::{MAX_CURVE_POINTS, MAX_RUNNABLE_PER_CORE};
 
 impl ContentionConfig {
     /// How much longer local compute takes with `runnable_per_core` other tasks on each core.
@@ -168,7 +165,7 @@ impl Contention {
         if self.len < 2 {
             return contention_slowdown(self.per_task, runnable_per_core);
         }
-        let r = if runnable_per_core.is_nan() { 0.0 } else { runnable_per_core.clamp(0.0, MAX_RUNNABLE_PER_CORE) };
+        let r = reading(runnable_per_core);
         let points = &self.points[..self.len];
         // the segment r falls in, or the last one past the last point
         let i = points.windows(2).position(|w| r <= w[1].0).unwrap_or(self.len - 2);
@@ -180,8 +177,13 @@ impl Contention {
 /// `1 + per_task · r`, with `r` clamped to `0..=MAX_RUNNABLE_PER_CORE` (a NaN reading counts as
 /// an idle device).
 pub fn contention_slowdown(per_task: f64, runnable_per_core: f64) -> f64 {
-    let r = if runnable_per_core.is_nan() { 0.0 } else { runnable_per_core.clamp(0.0, MAX_RUNNABLE_PER_CORE) };
-    1.0 + per_task.max(0.0) * r
+    1.0 + per_task.max(0.0) * reading(runnable_per_core)
+}
+
+/// A reading of runnable others per core as the models take it: clamped to
+/// `0..=MAX_RUNNABLE_PER_CORE`, a NaN counting as an idle device.
+fn reading(runnable_per_core: f64) -> f64 {
+    if runnable_per_core.is_nan() { 0.0 } else { runnable_per_core.clamp(0.0, MAX_RUNNABLE_PER_CORE) }
 }
 
 /// `[env.deadline]`: every remote path has a deadline; past it the request is abandoned on the

@@ -118,22 +118,24 @@ fn co_runs(args: &ProfileArgs, workload: Workload, device: DeviceChoice, idle: s
         );
     }
     println!("fitted slowdown per runnable other task per core: {fitted:.3} (env.contention.per_task)");
-    // the measured points themselves, as `[env.contention] curve` takes them (r as read)
-    let mut points: Vec<(f64, f64)> = runs.iter().map(|r| if r.co_runners == 0 { (0.0, 1.0) } else { (r.runnable_per_core, (r.total_ms / alone).max(1.0)) }).collect();
-    points.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let curve: Vec<String> = points.iter().map(|(r, s)| format!("[{r:.2}, {s:.2}]")).collect();
-    println!("measured curve: curve = [{}] (env.contention.curve)", curve.join(", "));
+    // the measured points themselves, as `[env.contention] curve` and a profile's `contention`
+    // take them (r as read, two decimals)
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    let mut curve: Vec<[f64; 2]> = runs.iter().map(|r| if r.co_runners == 0 { [0.0, 1.0] } else { [round(r.runnable_per_core), round((r.total_ms / alone).max(1.0))] }).collect();
+    curve.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    // a noisy run may measure less slowdown at more co-runners; the curve must not fall
+    for i in 1..curve.len() {
+        curve[i][1] = curve[i][1].max(curve[i - 1][1]);
+    }
+    let shown: Vec<String> = curve.iter().map(|[r, s]| format!("[{r:.2}, {s:.2}]")).collect();
+    println!("measured curve: curve = [{}] (env.contention.curve)", shown.join(", "));
     if let Some(path) = &args.curve_into {
         let mut profile = profiler::Profile::load(path)?;
         if profile.workload != workload.name() {
             anyhow::bail!("--curve-into {}: that is the profile of `{}`, not `{}`", path.display(), profile.workload, workload.name());
         }
-        profile.contention = points.iter().map(|&(r, s)| [(r * 100.0).round() / 100.0, (s * 100.0).round() / 100.0]).collect();
-        // a noisy run may measure less slowdown at more co-runners; the curve must not fall
-        for i in 1..profile.contention.len() {
-            profile.contention[i][1] = profile.contention[i][1].max(profile.contention[i - 1][1]);
-        }
-        profiler::check_curve("contention", &profile.contention).map_err(anyhow::Error::msg)?;
+        profiler::check_curve("contention", &curve).map_err(anyhow::Error::msg)?;
+        profile.contention = curve;
         write_atomic(path, (serde_json::to_string_pretty(&profile)? + "\n").as_bytes())?;
         println!("wrote the curve into {}", path.display());
     }

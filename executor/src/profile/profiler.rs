@@ -96,8 +96,9 @@ pub struct Profile {
 
 /// Most points a contention curve holds: one per co-runner count measured.
 pub const MAX_CURVE_POINTS: usize = 8;
-/// Most runnable other tasks per core a curve point may hold.
-pub const MAX_CURVE_RUNNABLE: f64 = 64.0;
+/// Most runnable other tasks per core a curve point, a load level or a reading may hold: past
+/// it a device is stalled, not slow.
+pub const MAX_RUNNABLE_PER_CORE: f64 = 64.0;
 
 /// A contention curve's rules, for a profile's `contention` and `[env.contention] curve`
 /// alike: none, or 2 to `MAX_CURVE_POINTS` points from `[0, 1]` (a device alone runs at its
@@ -108,8 +109,8 @@ pub fn check_curve(field: &str, curve: &[[f64; 2]]) -> Result<(), String> {
     }
     for (i, &[r, s]) in curve.iter().enumerate() {
         let at = format!("{field}[{i}]");
-        if !(r.is_finite() && (0.0..=MAX_CURVE_RUNNABLE).contains(&r) && s.is_finite() && (1.0..=1000.0).contains(&s)) {
-            return Err(format!("{at}: r must be in 0..={MAX_CURVE_RUNNABLE} and the slowdown in 1..=1000, got [{r}, {s}]"));
+        if !(r.is_finite() && (0.0..=MAX_RUNNABLE_PER_CORE).contains(&r) && s.is_finite() && (1.0..=1000.0).contains(&s)) {
+            return Err(format!("{at}: r must be in 0..={MAX_RUNNABLE_PER_CORE} and the slowdown in 1..=1000, got [{r}, {s}]"));
         }
         if i == 0 && (r != 0.0 || s != 1.0) {
             return Err(format!("{at}: the first point is [0, 1] (a device alone runs at its profile's speed), got [{r}, {s}]"));
@@ -245,7 +246,6 @@ pub fn host_description() -> String {
     )
 }
 
-/// Bytes of a module's weights as burn stores them (quantized weights stay quantized).
 /// Bytes of an imported model's weights that a stage reads: they live outside the module
 /// record (shared by the model's stages), so `record_bytes` does not see them.
 fn onnx_weight_bytes(stage: &crate::Stage) -> u64 {
@@ -259,6 +259,7 @@ fn onnx_weight_bytes(stage: &crate::Stage) -> u64 {
         .sum()
 }
 
+/// Bytes of a module's weights as burn stores them (quantized weights stay quantized).
 pub fn record_bytes<M: Module>(module: &M) -> Result<u64, ExecError> {
     Ok(module.clone().into_record().into_bytes().map_err(|e| ExecError::Backend(e.to_string()))?.len() as u64)
 }
