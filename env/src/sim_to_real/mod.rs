@@ -73,10 +73,10 @@ pub struct SimToRealConfig {
     pub profiles: ProfileSource,
     /// The loaded mode: this many CPU-bound processes run beside every live request (and the
     /// worker's profile passes, since the worker shares these cores), and pause while the
-    /// device's passes are measured (each divided by the model's slowdown at the load read
-    /// then: other work on the machine is not ours to stop). The simulator then sees each request's load as the monitor
-    /// read it at arrival and slows local stages by its contention model, so the check tests
-    /// that model. Measured profiles only.
+    /// device's passes are measured. The simulator then sees the co-runners' load and slows
+    /// local stages by its contention model, so the check tests that model. Other work on the
+    /// machine is not ours to stop: it slows the interleaved passes and the requests alike.
+    /// Measured profiles only.
     pub co_runners: usize,
 }
 
@@ -109,14 +109,40 @@ struct Planned {
 }
 
 /// What the live run measured: each request's arrival on the link's trace clock (s), the
-/// monitor's load then (runnable other tasks per core) and its breakdown, and per workload the
-/// stage-time passes of the device (after idle) and worker.
+/// monitor's load then (runnable other tasks per core) and its breakdown, and the stage-time
+/// passes that followed each request.
 struct LiveRun {
     requests: Vec<(f64, f64, Breakdown)>,
     /// The device's fp32 network of each workload.
     networks: Vec<Arc<Network>>,
-    device_passes: Vec<Vec<Vec<f64>>>,
-    worker_passes: Vec<Vec<Vec<f64>>>,
+    passes: Vec<Passes>,
+}
+
+/// One pass over a request's workload's stages as the device (after an idle gap) and one as
+/// the worker (straight after), ms per stage.
+struct Passes {
+    plan: usize,
+    device: Vec<f64>,
+    worker: Vec<f64>,
+}
+
+/// Device and worker passes, in that order.
+type PassSets = (Vec<Vec<f64>>, Vec<Vec<f64>>);
+
+impl LiveRun {
+    fn passes_where(&self, keep: impl Fn(usize) -> bool) -> PassSets {
+        self.passes.iter().filter(|p| keep(p.plan)).map(|p| (p.device.clone(), p.worker.clone())).unzip()
+    }
+
+    /// The passes that followed the requests of plan `plan`.
+    fn plan_passes(&self, plan: usize) -> PassSets {
+        self.passes_where(|p| p == plan)
+    }
+
+    /// The passes that followed every request of `workload`.
+    fn workload_passes(&self, workload: usize, plans: &[(usize, Plan)]) -> PassSets {
+        self.passes_where(|p| plans[p].0 == workload)
+    }
 }
 
 /// Runs the check. Errors: unreadable profiles or trace, a worker or link that cannot start,
@@ -133,7 +159,7 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
     if config.co_runners > 0 && config.profiles != ProfileSource::Measured {
         return Err(EnvError::Config("the loaded mode measures its profiles: co_runners needs ProfileSource::Measured".into()));
     }
-    let mut scenario = scenario(config)?;
+    let mut scenario = scenario_of(config)?;
     let plans = chosen_plans(&scenario)?;
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let mut sequence: Vec<Planned> = (0..plans.len())
@@ -148,16 +174,37 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
     }
     let measure = config.profiles == ProfileSource::Measured;
     let live = run_live(config, &scenario, &plans, &sequence, measure)?;
-    let profiles = match &config.profiles {
-        ProfileSource::Committed(suffix) => format!("{suffix} (committed), device and worker"),
+    let idle = Duration::from_secs_f64((low + high) / 2.0);
+    let (profiles, sim) = match &config.profiles {
+        ProfileSource::Committed(suffix) => {
+            let sim = run_sim(&Arc::new(scenario_of(config)?), &plans, &sequence, &live.requests, config.co_runners, &mut rng)?;
+            (format!("{suffix} (committed), device and worker"), sim)
+        }
         ProfileSource::Measured => {
-            remodel(&mut scenario, &live, Duration::from_secs_f64((low + high) / 2.0))?;
-            let passes = live.device_passes.iter().map(Vec::len).sum::<usize>();
-            format!("measured during the check ({passes} passes of each: device after an idle gap, worker straight after)")
+            // Each plan is simulated from the passes that followed its own requests. This
+            // VM's speed moves by 15% within seconds, so a plan's 15 requests and the pooled
+            // passes of its workload could sample different speeds. The simulator does not
+            // model that drift, and this check is not meant to measure it.
+            let mut sim = vec![Breakdown::default(); sequence.len()];
+            for (index, (w, _)) in plans.iter().enumerate() {
+                let mut own = scenario_of(config)?;
+                remodel(&mut own, &live, idle, |workload| match workload == *w {
+                    true => live.plan_passes(index),
+                    false => live.workload_passes(workload, &plans),
+                })?;
+                let runs = run_sim(&Arc::new(own), &plans, &sequence, &live.requests, config.co_runners, &mut rng)?;
+                for ((planned, run), slot) in sequence.iter().zip(runs).zip(&mut sim) {
+                    if planned.plan == index {
+                        *slot = run;
+                    }
+                }
+            }
+            // the pooled passes give the profiles the table prints
+            remodel(&mut scenario, &live, idle, |workload| live.workload_passes(workload, &plans))?;
+            let passes = live.passes.len();
+            (format!("measured during the check ({passes} passes of each: device after an idle gap, worker straight after; each plan simulated from the passes after its own requests)"), sim)
         }
     };
-    let scenario = Arc::new(scenario);
-    let sim = run_sim(&scenario, &plans, &sequence, &live.requests, config.co_runners, &mut rng)?;
     let rows = plans
         .iter()
         .enumerate()
@@ -190,7 +237,7 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
 
 /// The scenario of the check: every plan valid, the probe off (the live side sends none), the
 /// committed profiles (`cpu2` when they are to be measured: they give the plans).
-fn scenario(config: &SimToRealConfig) -> Result<Scenario, EnvError> {
+fn scenario_of(config: &SimToRealConfig) -> Result<Scenario, EnvError> {
     let suffix = match &config.profiles {
         ProfileSource::Committed(suffix) => suffix.clone(),
         ProfileSource::Measured => "cpu2".to_string(),
@@ -216,9 +263,10 @@ fn scenario(config: &SimToRealConfig) -> Result<Scenario, EnvError> {
     Scenario::load(&env, &[config.root.join(&config.trace)])
 }
 
-/// Replaces each workload's profiles with the passes measured live (fp32 only); the plans stay
-/// the same, since a split's cuts depend on sizes alone (stage times only order them).
-fn remodel(scenario: &mut Scenario, live: &LiveRun, idle: Duration) -> Result<(), EnvError> {
+/// Replaces each workload's profiles with passes measured live (fp32 only; `passes` gives
+/// them per workload); the plans stay the same, since a split's cuts depend on sizes alone
+/// (stage times only order them).
+fn remodel(scenario: &mut Scenario, live: &LiveRun, idle: Duration, passes: impl Fn(usize) -> PassSets) -> Result<(), EnvError> {
     let (split_points, int8) = (scenario.config.split_points, scenario.config.int8_intermediates);
     for (w, model) in scenario.workloads.iter_mut().enumerate() {
         let workload: Workload = model.mix.name.parse()?;
@@ -227,10 +275,11 @@ fn remodel(scenario: &mut Scenario, live: &LiveRun, idle: Duration) -> Result<()
             let variant = profiler::variant_profile(&live.networks[w], spec.variant("fp32")?, passes)?;
             Profile::measured(workload, DeviceChoice::Flex, idle, vec![variant])
         };
+        let (device_passes, worker_passes) = passes(w);
         // the committed profile's measured contention curve is the model under test
         let curve = std::mem::take(&mut model.device.contention);
-        model.device = Profile { contention: curve, ..measured(&live.device_passes[w], idle)? };
-        model.worker = measured(&live.worker_passes[w], Duration::ZERO)?;
+        model.device = Profile { contention: curve, ..measured(&device_passes, idle)? };
+        model.worker = measured(&worker_passes, Duration::ZERO)?;
         let contention = scenario.config.contention.model_for(&model.device);
         model.candidates = candidates(&model.device, &model.worker, split_points, int8).into_iter().map(|c| c.with_contention(contention)).collect();
     }
@@ -311,8 +360,7 @@ fn run_live(
     let mut live = LiveRun {
         requests: Vec::new(),
         networks: workloads.iter().map(|&w| executor.network(w, "fp32")).collect::<Result<_, _>>()?,
-        device_passes: vec![Vec::new(); workloads.len()],
-        worker_passes: vec![Vec::new(); workloads.len()],
+        passes: Vec::new(),
     };
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     for planned in sequence {
@@ -339,9 +387,10 @@ fn run_live(
             let first = Activation::from_wire(&workloads[w].example_input(planned.input_seed), &device)?;
             // the device alone: its profile is what the contention model scales
             co_runners.pause(true)?;
-            live.device_passes[w].push(profiler::time_stages(&live.networks[w], &first, &device, gap)?);
+            let device_pass = profiler::time_stages(&live.networks[w], &first, &device, gap)?;
             co_runners.pause(false)?;
-            live.worker_passes[w].push(profiler::time_stages(&live.networks[w], &first, &device, Duration::ZERO)?);
+            let worker = profiler::time_stages(&live.networks[w], &first, &device, Duration::ZERO)?;
+            live.passes.push(Passes { plan: planned.plan, device: device_pass, worker });
         }
     }
     Ok(live)
