@@ -48,11 +48,15 @@ pub struct ProceduralConfig {
     /// `validation_seed`: never trained on.
     pub validation_models: usize,
     pub validation_seed: u64,
+    /// The worker's speed over the device's, per model, drawn log-uniformly from [low, high]
+    /// (each bound 0.01..=1000). Below 1 the worker is slower than the device (another phone, a
+    /// shared edge box), which a user's imported model can meet on its first day.
+    pub worker_speedup: [f64; 2],
 }
 
 impl Default for ProceduralConfig {
     fn default() -> Self {
-        Self { models: 0, weight: 1.0, seed: 1, validation_models: 0, validation_seed: 1_000_003 }
+        Self { models: 0, weight: 1.0, seed: 1, validation_models: 0, validation_seed: 1_000_003, worker_speedup: [1.5, 40.0] }
     }
 }
 
@@ -73,26 +77,29 @@ impl ProceduralConfig {
                 return Err(format!("env.procedural.{name} must be at most {MAX_MODELS}, got {count}"));
             }
         }
+        let [low, high] = self.worker_speedup;
+        check_range("env.procedural.worker_speedup[0]", low, 0.01, 1000.0)?;
+        check_range("env.procedural.worker_speedup[1]", high, low, 1000.0)?;
         check_range("env.procedural.weight", self.weight, 0.0, 1e6)
     }
 
     /// The training models (`proc-<i>`), the same for the same seed.
     pub fn training(&self, device: &str, worker: &str) -> Vec<GeneratedModel> {
-        generate(self.seed, self.models, self.weight, "proc", device, worker)
+        generate(self.seed, self.models, self.weight, "proc", self.worker_speedup, device, worker)
     }
 
     /// The held-out validation models (`heldout-<i>`), one share each.
     pub fn validation(&self, device: &str, worker: &str) -> Vec<GeneratedModel> {
-        generate(self.validation_seed, self.validation_models, self.validation_models as f64, "heldout", device, worker)
+        generate(self.validation_seed, self.validation_models, self.validation_models as f64, "heldout", self.worker_speedup, device, worker)
     }
 }
 
-fn generate(seed: u64, count: usize, weight: f64, prefix: &str, device: &str, worker: &str) -> Vec<GeneratedModel> {
+fn generate(seed: u64, count: usize, weight: f64, prefix: &str, speedup: [f64; 2], device: &str, worker: &str) -> Vec<GeneratedModel> {
     (0..count)
         .map(|i| {
             // one stream per model, so model i is the same whatever the count
             let mut rng = SmallRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64));
-            one_model(&format!("{prefix}-{i}"), weight / count.max(1) as f64, device, worker, &mut rng)
+            one_model(&format!("{prefix}-{i}"), weight / count.max(1) as f64, speedup, device, worker, &mut rng)
         })
         .collect()
 }
@@ -226,11 +233,11 @@ fn profile(name: &str, device: &str, skeleton: &Skeleton, variants: Vec<VariantP
     }
 }
 
-fn one_model(name: &str, weight: f64, device: &str, worker: &str, rng: &mut SmallRng) -> GeneratedModel {
+fn one_model(name: &str, weight: f64, speedup: [f64; 2], device: &str, worker: &str, rng: &mut SmallRng) -> GeneratedModel {
     let skeleton = skeleton(rng);
     let accuracy = rng.random_range(0.6..0.95);
     let draws = variants(rng, accuracy);
-    let speedup = log_uniform(rng, 1.5, 40.0);
+    let speedup = log_uniform(rng, speedup[0], speedup[1]);
     let overhead_ms = log_uniform(rng, 0.02, 0.6);
     let source = "procedural draw (env/src/procedural.rs)".to_string();
     let make = |draw: &VariantDraw, stages: Vec<StageProfile>| VariantProfile {
@@ -300,5 +307,23 @@ mod tests {
         assert!(error.contains("env.procedural.models"), "{error}");
         let error = ProceduralConfig { weight: f64::NAN, ..Default::default() }.validate().unwrap_err();
         assert!(error.contains("env.procedural.weight"), "{error}");
+        let error = ProceduralConfig { worker_speedup: [2.0, 1.0], ..Default::default() }.validate().unwrap_err();
+        assert!(error.contains("env.procedural.worker_speedup[1]"), "{error}");
+    }
+
+    /// A worker drawn at half the device's speed takes twice the device's time per stage, plus
+    /// the drawn per-stage overhead (at most 0.6 ms).
+    #[test]
+    fn the_worker_speed_follows_its_range() {
+        let config = ProceduralConfig { models: 16, worker_speedup: [0.5, 0.5], ..Default::default() };
+        for model in config.training("cpu2", "h200") {
+            for worker in &model.worker.variants {
+                let device = model.device.variant(&worker.name).unwrap();
+                for (w, d) in worker.stages.iter().zip(&device.stages) {
+                    let extra = w.latency_ms.mean - 2.0 * d.latency_ms.mean;
+                    assert!((0.0..=0.6 + 1e-9).contains(&extra), "{}: {} ms against {} ms", model.mix.name, w.latency_ms.mean, d.latency_ms.mean);
+                }
+            }
+        }
     }
 }
