@@ -11,6 +11,14 @@ use serde::{Deserialize, Serialize};
 /// Keeps the variance floor away from zero for features that never change.
 const EPSILON: f64 = 1e-8;
 
+/// A feature whose training variance stayed below this never changed in training (the
+/// device's memory, say, which training holds at 256 MB: variance 2e-10). Its weights only
+/// ever saw one value (the threshold is above what the running statistics' pseudo-count
+/// leaves, 1e-4 · (1 + mean²) / count), so it is held at that value (normalised 0) rather than scaled by an
+/// ε-wide deviation into ±clip: serving with another memory size would otherwise feed the
+/// policy a value 10 standard deviations from anything it learned on.
+const CONSTANT_VARIANCE: f64 = 1e-6;
+
 /// Per-feature running mean and variance (Chan et al.'s parallel update, as Gymnasium's
 /// `RunningMeanStd`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -73,7 +81,10 @@ impl RunningStats {
 
     fn normalize(&self, row: &[f32], clip: f32, out: &mut Vec<f32>) {
         for ((&x, m), v) in row.iter().zip(&self.mean).zip(&self.var) {
-            let z = ((x as f64 - m) / (v + EPSILON).sqrt()) as f32;
+            let z = match *v < CONSTANT_VARIANCE && self.count > 1.0 {
+                true => 0.0,
+                false => ((x as f64 - m) / (v + EPSILON).sqrt()) as f32,
+            };
             out.push(z.clamp(-clip, clip));
         }
     }
@@ -148,5 +159,18 @@ mod tests {
         stats.normalize(&[1e9, stats.mean[1] as f32], 10.0, &mut out);
         assert_eq!(out[0], 10.0, "clipped");
         assert!(out[1].abs() < 1e-4);
+    }
+
+    /// A feature that never changed in training is held at its training value, whatever it
+    /// reads now; one that varied a little is still scaled.
+    #[test]
+    fn a_feature_constant_in_training_is_held() {
+        let rows: Vec<[f32; 2]> = (0..10_000).map(|i| [0.256, 0.25 + (i % 2) as f32 * 0.01]).collect();
+        let mut stats = RunningStats::new(2);
+        stats.update(rows.iter().map(|r| r.as_slice()));
+        let mut out = Vec::new();
+        stats.normalize(&[0.01, 0.27], 10.0, &mut out);
+        assert_eq!(out[0], 0.0, "{:?}", stats.var);
+        assert!((out[1] - 3.0).abs() < 1e-2, "{out:?}");
     }
 }

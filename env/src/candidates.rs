@@ -200,6 +200,26 @@ pub fn candidates(device: &Profile, worker: &Profile, split_points: usize, int8:
     out
 }
 
+/// Drops every plan another plan beats outright whatever the state: one that uses the worker
+/// if it does, fits in `memory_bytes` of device memory, and takes no more local time (the same
+/// contention model scales both), no more remote time, no more bytes either way and no less
+/// accuracy, and is better in one of them. No scheduler should pick the loser, but a learned
+/// one can: the shipped policy ran digits-cnn's int8 variant (0.23 ms, accuracy 0.983)
+/// locally for 47% of requests beside fp32 (0.195 ms, 0.986), and lost 0.005 reward per
+/// request to every baseline. A plan over the memory limit is kept: it is masked anyway.
+pub fn drop_dominated(candidates: Vec<Candidate>, memory_bytes: f64) -> Vec<Candidate> {
+    let beats = |a: &Candidate, b: &Candidate| {
+        let costs = [(a.local_mean, b.local_mean), (a.remote_mean, b.remote_mean), (a.bytes_up, b.bytes_up), (a.bytes_down, b.bytes_down), (b.accuracy, a.accuracy)];
+        a.uses_worker() == b.uses_worker()
+            && a.memory_bytes <= memory_bytes
+            && b.memory_bytes <= memory_bytes
+            && costs.iter().all(|(x, y)| x <= y)
+            && costs.iter().any(|(x, y)| x < y)
+    };
+    let keep: Vec<bool> = candidates.iter().map(|b| !candidates.iter().any(|a| beats(a, b))).collect();
+    candidates.into_iter().zip(keep).filter_map(|(c, keep)| keep.then_some(c)).collect()
+}
+
 fn sampled(stats: &(f64, f64), z: f64) -> f64 {
     (stats.0 + stats.1 * z).max(0.25 * stats.0)
 }

@@ -11,7 +11,7 @@ use rlsched_executor::Workload;
 
 use crate::config::{EnvConfig, WorkloadMix};
 use crate::procedural::GeneratedModel;
-use crate::candidates::{candidates, Candidate};
+use crate::candidates::{candidates, drop_dominated, Candidate};
 use crate::EnvError;
 
 pub struct WorkloadModel {
@@ -31,6 +31,7 @@ impl WorkloadModel {
             .into_iter()
             .map(|c| c.with_contention(config.contention.model_for(&device)))
             .collect();
+        let candidates = drop_dominated(candidates, config.device_memory_mb * 1e6);
         // Validated profiles give every variant a local plan; the schedulers rely on one.
         if candidates.is_empty() {
             return Err(EnvError::Config(format!("{}: no candidate plans", origin.display())));
