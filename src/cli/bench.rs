@@ -28,6 +28,11 @@ pub struct BenchArgs {
     /// sim2real: measured requests per plan and workload (default: the CI check's, 15).
     #[arg(long)]
     pub requests: Option<usize>,
+    /// sim2real: the workloads compared, comma-separated (default: the CI check's,
+    /// mobilenetv2,resnet18); an imported `--model` name too, whose plans then come from a
+    /// profile measured first.
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Vec<String>,
     /// sim2real: `measured` (profiled here during the check) or a committed profile suffix
     /// (`cpu2`: then it also checks those profiles against this machine).
     #[arg(long, default_value = "measured")]
@@ -50,6 +55,9 @@ fn sim2real(args: &BenchArgs) -> Result<()> {
     let mut config = SimToRealConfig::bundled(args.config.dir());
     if let Some(requests) = args.requests {
         config.requests_per_plan = requests;
+    }
+    if !args.workloads.is_empty() {
+        config.workloads = args.workloads.iter().map(|w| w.parse()).collect::<Result<_, _>>()?;
     }
     if args.profiles != "measured" {
         config.profiles = ProfileSource::Committed(args.profiles.clone());

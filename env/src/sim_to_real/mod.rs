@@ -9,7 +9,7 @@
 //! shares the device's cores, which its profile does not model. Both are fine as long as no two
 //! requests overlap, and the comparison is then of the model of one request.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -159,7 +159,8 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
     if config.co_runners > 0 && config.profiles != ProfileSource::Measured {
         return Err(EnvError::Config("the loaded mode measures its profiles: co_runners needs ProfileSource::Measured".into()));
     }
-    let mut scenario = scenario_of(config)?;
+    let profiles_dir = profiles_dir(config)?;
+    let mut scenario = scenario_of(config, &profiles_dir)?;
     let plans = chosen_plans(&scenario)?;
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let mut sequence: Vec<Planned> = (0..plans.len())
@@ -177,7 +178,7 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
     let idle = Duration::from_secs_f64((low + high) / 2.0);
     let (profiles, sim) = match &config.profiles {
         ProfileSource::Committed(suffix) => {
-            let sim = run_sim(&Arc::new(scenario_of(config)?), &plans, &sequence, &live.requests, config.co_runners, &mut rng)?;
+            let sim = run_sim(&Arc::new(scenario_of(config, &profiles_dir)?), &plans, &sequence, &live.requests, config.co_runners, &mut rng)?;
             (format!("{suffix} (committed), device and worker"), sim)
         }
         ProfileSource::Measured => {
@@ -187,7 +188,7 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
             // model that drift, and this check is not meant to measure it.
             let mut sim = vec![Breakdown::default(); sequence.len()];
             for (index, (w, _)) in plans.iter().enumerate() {
-                let mut own = scenario_of(config)?;
+                let mut own = scenario_of(config, &profiles_dir)?;
                 remodel(&mut own, &live, idle, |workload| match workload == *w {
                     true => live.plan_passes(index),
                     false => live.workload_passes(workload, &plans),
@@ -235,15 +236,43 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
     })
 }
 
+/// Where the scenario's profiles are read: the committed ones, or, when a workload has none
+/// (an imported model) and the profiles are to be measured anyway, a folder beside them that
+/// adds one measured here first (three fp32 passes). It only gives the plans: the check then
+/// simulates from the passes timed beside the live requests, as for every workload.
+fn profiles_dir(config: &SimToRealConfig) -> Result<PathBuf, EnvError> {
+    let committed = config.root.join("data/profiles");
+    let file = |dir: &Path, w: &Workload| dir.join(format!("{}-cpu2.json", w.name()));
+    let missing = |w: &Workload| !file(&committed, w).is_file();
+    if config.profiles != ProfileSource::Measured || !config.workloads.iter().any(missing) {
+        return Ok(committed);
+    }
+    let dir = std::env::temp_dir().join(format!("rlsched-sim2real-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| ExecError::io(&dir, e))?;
+    for workload in &config.workloads {
+        let target = file(&dir, workload);
+        match missing(workload) {
+            false => std::fs::copy(file(&committed, workload), &target).map(drop),
+            true => {
+                let profile = profiler::profile(*workload, &["fp32".into()], DeviceChoice::Flex, 3, Duration::ZERO, |_| {})?;
+                let json = serde_json::to_string(&profile).map_err(|e| EnvError::Config(format!("{}: {e}", target.display())))?;
+                std::fs::write(&target, json)
+            }
+        }
+        .map_err(|e| ExecError::io(&target, e))?;
+    }
+    Ok(dir)
+}
+
 /// The scenario of the check: every plan valid, the probe off (the live side sends none), the
 /// committed profiles (`cpu2` when they are to be measured: they give the plans).
-fn scenario_of(config: &SimToRealConfig) -> Result<Scenario, EnvError> {
+fn scenario_of(config: &SimToRealConfig, profiles_dir: &Path) -> Result<Scenario, EnvError> {
     let suffix = match &config.profiles {
         ProfileSource::Committed(suffix) => suffix.clone(),
         ProfileSource::Measured => "cpu2".to_string(),
     };
     let mut env = EnvConfig {
-        profiles_dir: config.root.join("data/profiles"),
+        profiles_dir: profiles_dir.to_path_buf(),
         device_profile: suffix.clone(),
         worker_profile: suffix,
         bandwidth_scale: config.bandwidth_scale,
