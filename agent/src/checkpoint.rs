@@ -36,12 +36,19 @@ pub struct Sidecar {
     pub seed: u64,
     pub crate_version: String,
     pub state_dim: usize,
+    /// `rlsched_env::obs::OBSERVATION_VERSION` of the build that trained it (absent: 1).
+    #[serde(default = "first_observation")]
+    pub observation: u32,
     pub max_plans: usize,
     pub model: ModelConfig,
     /// The running observation statistics the policy was trained with.
     pub normalizer: ObsNormalizer,
     /// The whole resolved training configuration.
     pub config: serde_json::Value,
+}
+
+fn first_observation() -> u32 {
+    1
 }
 
 impl Sidecar {
@@ -61,6 +68,7 @@ impl Sidecar {
             seed,
             crate_version: env!("CARGO_PKG_VERSION").into(),
             state_dim: rlsched_env::obs::state_dim(env),
+            observation: rlsched_env::obs::OBSERVATION_VERSION,
             max_plans,
             model: model.clone(),
             normalizer: policy.normalizer.clone(),
@@ -271,6 +279,16 @@ pub fn load(dir: &Path, device: &Device) -> Result<(Policy, Sidecar), Checkpoint
     let record = dir.join(RECORD_FILE);
     if !record.is_file() {
         return Err(invalid(&record, "missing policy record"));
+    }
+    if sidecar.observation != rlsched_env::obs::OBSERVATION_VERSION {
+        return Err(invalid(
+            &side,
+            format!(
+                "field observation: trained on observation version {}, this build computes version {} (rlsched_env::obs::OBSERVATION_VERSION); its features would mean other things: train it again with this build",
+                sidecar.observation,
+                rlsched_env::obs::OBSERVATION_VERSION
+            ),
+        ));
     }
     let norm = &sidecar.normalizer;
     if norm.state.mean.len() != sidecar.state_dim || norm.state.var.len() != sidecar.state_dim {

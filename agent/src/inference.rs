@@ -14,11 +14,8 @@ use burn::tensor::Tensor;
 use rlsched_env::obs::{Obs, MPC_REWARD_FEATURE, PLAN_FEATURES};
 use rlsched_env::Decision;
 
-use crate::normalize::{ObsNormalizer, RunningStats};
+use crate::normalize::{standardize, ObsNormalizer, RunningStats};
 use crate::policy::{GreedyPrior, RELATIVE_PRIOR_EPSILON};
-
-/// Kept equal to the normaliser's (`normalize.rs`) so the statistics give identical features.
-const EPSILON: f64 = 1e-8;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum InferenceError {
@@ -243,18 +240,19 @@ fn tanh(x: f32) -> f32 {
 #[derive(Clone, Debug)]
 struct Standardize {
     mean: Vec<f64>,
-    std: Vec<f64>,
+    /// None: the feature is held at its mean.
+    scale: Vec<Option<f64>>,
 }
 
 impl Standardize {
     fn new(stats: &RunningStats) -> Self {
-        Self { mean: stats.mean.clone(), std: stats.var.iter().map(|v| (v + EPSILON).sqrt()).collect() }
+        Self { mean: stats.mean.clone(), scale: stats.scales() }
     }
 
-    /// The same arithmetic as `RunningStats::normalize`, so features match bit for bit.
+    /// `RunningStats::normalize`'s arithmetic, so features match bit for bit.
     fn apply(&self, row: &[f32], clip: f32, out: &mut [f32]) {
-        for (((o, &x), m), s) in out.iter_mut().zip(row).zip(&self.mean).zip(&self.std) {
-            *o = (((x as f64 - m) / s) as f32).clamp(-clip, clip);
+        for (((o, &x), &m), &s) in out.iter_mut().zip(row).zip(&self.mean).zip(&self.scale) {
+            *o = standardize(x, m, s, clip);
         }
     }
 }

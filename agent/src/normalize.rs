@@ -19,6 +19,16 @@ const EPSILON: f64 = 1e-8;
 /// policy a value 10 standard deviations from anything it learned on.
 const CONSTANT_VARIANCE: f64 = 1e-6;
 
+/// One feature, normalised: shifted by its mean, divided by its scale and clipped. A missing
+/// value (NaN: an unknown accuracy) and a feature held constant in training (no scale) read 0,
+/// the training mean.
+pub(crate) fn standardize(x: f32, mean: f64, scale: Option<f64>, clip: f32) -> f32 {
+    match scale {
+        Some(scale) if !x.is_nan() => (((x as f64 - mean) / scale) as f32).clamp(-clip, clip),
+        _ => 0.0,
+    }
+}
+
 /// Per-feature running mean and variance (Chan et al.'s parallel update, as Gymnasium's
 /// `RunningMeanStd`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -38,10 +48,11 @@ impl RunningStats {
     pub fn update<'a>(&mut self, rows: impl Iterator<Item = &'a [f32]>) {
         let d = self.mean.len();
         let (mut sum, mut sq, mut n) = (vec![0.0f64; d], vec![0.0f64; d], 0.0f64);
-        let rows: Vec<&[f32]> = rows.collect();
+        // a missing value (NaN) counts as the current mean: it moves nothing
+        let rows: Vec<Vec<f64>> = rows.map(|row| row.iter().zip(&self.mean).map(|(&x, &m)| if x.is_nan() { m } else { x as f64 }).collect()).collect();
         for row in &rows {
             for (s, &x) in sum.iter_mut().zip(row.iter()) {
-                *s += x as f64;
+                *s += x;
             }
             n += 1.0;
         }
@@ -51,7 +62,7 @@ impl RunningStats {
         let batch_mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
         for row in &rows {
             for ((q, &x), m) in sq.iter_mut().zip(row.iter()).zip(&batch_mean) {
-                *q += (x as f64 - m).powi(2);
+                *q += (x - m).powi(2);
             }
         }
         let total = self.count + n;
@@ -79,14 +90,13 @@ impl RunningStats {
         None
     }
 
+    /// Each feature's divisor: its standard deviation, or none for a feature held constant.
+    pub(crate) fn scales(&self) -> Vec<Option<f64>> {
+        self.var.iter().map(|v| (*v >= CONSTANT_VARIANCE || self.count <= 1.0).then(|| (v + EPSILON).sqrt())).collect()
+    }
+
     fn normalize(&self, row: &[f32], clip: f32, out: &mut Vec<f32>) {
-        for ((&x, m), v) in row.iter().zip(&self.mean).zip(&self.var) {
-            let z = match *v < CONSTANT_VARIANCE && self.count > 1.0 {
-                true => 0.0,
-                false => ((x as f64 - m) / (v + EPSILON).sqrt()) as f32,
-            };
-            out.push(z.clamp(-clip, clip));
-        }
+        out.extend(row.iter().zip(&self.mean).zip(self.scales()).map(|((&x, &m), s)| standardize(x, m, s, clip)));
     }
 }
 
@@ -172,5 +182,18 @@ mod tests {
         stats.normalize(&[0.01, 0.27], 10.0, &mut out);
         assert_eq!(out[0], 0.0, "{:?}", stats.var);
         assert!((out[1] - 3.0).abs() < 1e-2, "{out:?}");
+    }
+
+    /// A missing value reads as the training mean, and does not move the statistics.
+    #[test]
+    fn a_missing_value_reads_as_the_mean() {
+        let mut stats = RunningStats::new(1);
+        stats.update([[1.0f32], [3.0]].iter().map(|r| r.as_slice()));
+        let before = stats.clone();
+        stats.update([[f32::NAN]].iter().map(|r| r.as_slice()));
+        assert!((stats.mean[0] - before.mean[0]).abs() < 1e-9, "{stats:?}");
+        let mut out = Vec::new();
+        stats.normalize(&[f32::NAN, 3.0], 10.0, &mut out);
+        assert_eq!(out[0], 0.0);
     }
 }

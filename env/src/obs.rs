@@ -14,6 +14,16 @@ use crate::queues::DeviceQueues;
 use crate::request::Request;
 use crate::scenario::WorkloadModel;
 
+/// What the features mean, recorded in every checkpoint: a policy reads only the observation
+/// it was trained on. 2: the SLO as ln(SLO / 1 s) (1 had SLO / 1 s, which put a 3 s SLO ten
+/// standard deviations out: the shipped policy then offloaded an imported DenseNet-121 that a
+/// split ran 2.1 s faster, at 2 Mbit/s with the whole model too big for the device).
+/// An unknown accuracy (0: an imported model without labelled data) is a missing value, NaN,
+/// which the policy's normaliser reads as the training mean: on the accuracy scale 0 lies nine
+/// standard deviations below anything trained on, and sent half of such a DenseNet-121's
+/// requests to offload where a split ran 2.1 s faster.
+pub const OBSERVATION_VERSION: u32 = 2;
+
 /// Features per remembered goodput sample: its rate, its age and its size.
 pub const PER_SAMPLE: usize = 3;
 /// Features of the state that do not depend on `history`.
@@ -134,7 +144,9 @@ impl Obs {
             seen.reported_queue as f32 / 10.0,
             since(seen.last_report_s) / 10.0,
             if request.world.worker_up { 1.0 } else { 0.0 },
-            (slo / 1000.0) as f32,
+            // in log: SLOs run from milliseconds to seconds, and a scale that is linear in them
+            // makes a long one an outlier the scorer never saw
+            (slo.max(1e-3) / 1000.0).ln() as f32,
             model.mix.min_accuracy as f32,
             (queues.local_ahead_ms / slo).min(10.0) as f32,
             ((queues.uplink_backlog_bytes / 1e3).ln_1p() / 10.0) as f32,
@@ -161,7 +173,7 @@ impl Obs {
                 split,
                 offload,
                 compressed,
-                c.accuracy as f32,
+                if c.accuracy > 0.0 { c.accuracy as f32 } else { f32::NAN },
                 (c.accuracy - model.mix.min_accuracy) as f32,
                 in_slos(p.local_ms),
                 in_slos(p.remote_ms),

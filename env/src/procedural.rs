@@ -52,11 +52,17 @@ pub struct ProceduralConfig {
     /// (each bound 0.01..=1000). Below 1 the worker is slower than the device (another phone, a
     /// shared edge box), which a user's imported model can meet on its first day.
     pub worker_speedup: [f64; 2],
+    /// Each model's SLO over its own local fp32 latency, log-uniform in [low, high] (each
+    /// 0.01..=1000; the SLO is then held to 5 ms..5 s).
+    pub slo_over_local: [f64; 2],
+    /// The share of models (0..=1) whose every accuracy is unknown (0) and whose floor is 0, as
+    /// an imported model's without labelled data: the policy meets that case in training.
+    pub unknown_accuracy: f64,
 }
 
 impl Default for ProceduralConfig {
     fn default() -> Self {
-        Self { models: 0, weight: 1.0, seed: 1, validation_models: 0, validation_seed: 1_000_003, worker_speedup: [1.5, 40.0] }
+        Self { models: 0, weight: 1.0, seed: 1, validation_models: 0, validation_seed: 1_000_003, worker_speedup: [1.5, 40.0], slo_over_local: [0.4, 3.0], unknown_accuracy: 0.0 }
     }
 }
 
@@ -77,29 +83,52 @@ impl ProceduralConfig {
                 return Err(format!("env.procedural.{name} must be at most {MAX_MODELS}, got {count}"));
             }
         }
-        let [low, high] = self.worker_speedup;
-        check_range("env.procedural.worker_speedup[0]", low, 0.01, 1000.0)?;
-        check_range("env.procedural.worker_speedup[1]", high, low, 1000.0)?;
+        for (name, [low, high]) in [("worker_speedup", self.worker_speedup), ("slo_over_local", self.slo_over_local)] {
+            check_range(&format!("env.procedural.{name}[0]"), low, 0.01, 1000.0)?;
+            check_range(&format!("env.procedural.{name}[1]"), high, low, 1000.0)?;
+        }
+        check_range("env.procedural.unknown_accuracy", self.unknown_accuracy, 0.0, 1.0)?;
         check_range("env.procedural.weight", self.weight, 0.0, 1e6)
+    }
+
+    fn ranges(&self) -> Ranges {
+        Ranges { worker_speedup: self.worker_speedup, slo_over_local: self.slo_over_local, unknown_accuracy: self.unknown_accuracy }
     }
 
     /// The training models (`proc-<i>`), the same for the same seed.
     pub fn training(&self, device: &str, worker: &str) -> Vec<GeneratedModel> {
-        generate(self.seed, self.models, self.weight, "proc", self.worker_speedup, device, worker)
+        generate(self.seed, self.models, self.weight, "proc", self.ranges(), device, worker)
     }
 
     /// The held-out validation models (`heldout-<i>`), one share each.
     pub fn validation(&self, device: &str, worker: &str) -> Vec<GeneratedModel> {
-        generate(self.validation_seed, self.validation_models, self.validation_models as f64, "heldout", self.worker_speedup, device, worker)
+        generate(self.validation_seed, self.validation_models, self.validation_models as f64, "heldout", self.ranges(), device, worker)
     }
 }
 
-fn generate(seed: u64, count: usize, weight: f64, prefix: &str, speedup: [f64; 2], device: &str, worker: &str) -> Vec<GeneratedModel> {
+/// The draws' ranges that the config sets.
+#[derive(Clone, Copy)]
+struct Ranges {
+    worker_speedup: [f64; 2],
+    slo_over_local: [f64; 2],
+    unknown_accuracy: f64,
+}
+
+fn generate(seed: u64, count: usize, weight: f64, prefix: &str, ranges: Ranges, device: &str, worker: &str) -> Vec<GeneratedModel> {
     (0..count)
         .map(|i| {
             // one stream per model, so model i is the same whatever the count
-            let mut rng = SmallRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64));
-            one_model(&format!("{prefix}-{i}"), weight / count.max(1) as f64, speedup, device, worker, &mut rng)
+            let stream = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64);
+            let mut model = one_model(&format!("{prefix}-{i}"), weight / count.max(1) as f64, ranges, device, worker, &mut SmallRng::seed_from_u64(stream));
+            // a stream of its own, so that the share leaves every model's other draws as they were
+            if SmallRng::seed_from_u64(stream ^ 0xacc0_0000_0000_0000).random_bool(ranges.unknown_accuracy) {
+                for variant in model.device.variants.iter_mut().chain(model.worker.variants.iter_mut()) {
+                    variant.accuracy = 0.0;
+                    variant.accuracy_source = "unknown (env.procedural.unknown_accuracy)".into();
+                }
+                model.mix.min_accuracy = 0.0;
+            }
+            model
         })
         .collect()
 }
@@ -233,11 +262,11 @@ fn profile(name: &str, device: &str, skeleton: &Skeleton, variants: Vec<VariantP
     }
 }
 
-fn one_model(name: &str, weight: f64, speedup: [f64; 2], device: &str, worker: &str, rng: &mut SmallRng) -> GeneratedModel {
+fn one_model(name: &str, weight: f64, ranges: Ranges, device: &str, worker: &str, rng: &mut SmallRng) -> GeneratedModel {
     let skeleton = skeleton(rng);
     let accuracy = rng.random_range(0.6..0.95);
     let draws = variants(rng, accuracy);
-    let speedup = log_uniform(rng, speedup[0], speedup[1]);
+    let speedup = log_uniform(rng, ranges.worker_speedup[0], ranges.worker_speedup[1]);
     let overhead_ms = log_uniform(rng, 0.02, 0.6);
     let source = "procedural draw (env/src/procedural.rs)".to_string();
     let make = |draw: &VariantDraw, stages: Vec<StageProfile>| VariantProfile {
@@ -254,7 +283,7 @@ fn one_model(name: &str, weight: f64, speedup: [f64; 2], device: &str, worker: &
         .map(|d| make(d, stage_table(&skeleton, d, |_, ms| ms / speedup + overhead_ms)))
         .collect();
     let local_ms: f64 = skeleton.ms.iter().sum();
-    let slo_ms = (local_ms * log_uniform(rng, 0.4, 3.0)).clamp(5.0, 5_000.0);
+    let slo_ms = (local_ms * log_uniform(rng, ranges.slo_over_local[0], ranges.slo_over_local[1])).clamp(5.0, 5_000.0);
     // most floors sit just below fp32 as the named workloads' do; some are loose (the digits
     // CNN is served with a floor of 0.5), so that every variant is valid and only the reward's
     // accuracy term keeps the policy from the fastest one
@@ -309,6 +338,26 @@ mod tests {
         assert!(error.contains("env.procedural.weight"), "{error}");
         let error = ProceduralConfig { worker_speedup: [2.0, 1.0], ..Default::default() }.validate().unwrap_err();
         assert!(error.contains("env.procedural.worker_speedup[1]"), "{error}");
+    }
+
+    /// The unknown-accuracy share zeroes some models' accuracies and floors and leaves every
+    /// other draw as it was.
+    #[test]
+    fn unknown_accuracy_models_differ_only_in_their_accuracies() {
+        let known = ProceduralConfig { models: 64, ..Default::default() }.training("cpu2", "h200");
+        let mixed = ProceduralConfig { models: 64, unknown_accuracy: 0.5, ..Default::default() }.training("cpu2", "h200");
+        let mut unknown = 0;
+        for (k, m) in known.iter().zip(&mixed) {
+            let zeroed = m.device.variants.iter().all(|v| v.accuracy == 0.0);
+            unknown += zeroed as usize;
+            assert_eq!(m.mix.slo_ms, k.mix.slo_ms);
+            assert_eq!(m.mix.min_accuracy, if zeroed { 0.0 } else { k.mix.min_accuracy });
+            for (a, b) in m.device.variants.iter().zip(&k.device.variants) {
+                assert_eq!(a.stages, b.stages);
+                assert_eq!(a.accuracy, if zeroed { 0.0 } else { b.accuracy });
+            }
+        }
+        assert!((16..=48).contains(&unknown), "{unknown} of 64");
     }
 
     /// A worker drawn at half the device's speed takes twice the device's time per stage, plus
