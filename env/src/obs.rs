@@ -33,7 +33,7 @@ pub const PLAN_FEATURES: usize = 17;
 /// (what `mpc` maximises): the policy's greedy prior reads it.
 pub const MPC_REWARD_FEATURE: usize = 14;
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Obs {
     pub state: Vec<f32>,
     /// Row-major `[max_plans × PLAN_FEATURES]`; rows past `n_plans` are zero.
@@ -41,6 +41,19 @@ pub struct Obs {
     pub mask: Vec<bool>,
     pub n_plans: usize,
     pub max_plans: usize,
+}
+
+/// Equal when every feature has the same bits: a missing value (NaN) equals itself, so two
+/// observations of the same state compare equal (the causality tests compare them).
+impl PartialEq for Obs {
+    fn eq(&self, other: &Self) -> bool {
+        let same = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        same(&self.state, &other.state)
+            && same(&self.plans, &other.plans)
+            && self.mask == other.mask
+            && self.n_plans == other.n_plans
+            && self.max_plans == other.max_plans
+    }
 }
 
 pub fn state_dim(config: &EnvConfig) -> usize {
