@@ -178,7 +178,7 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
     let idle = Duration::from_secs_f64((low + high) / 2.0);
     let (profiles, sim) = match &config.profiles {
         ProfileSource::Committed(suffix) => {
-            let sim = run_sim(&Arc::new(scenario_of(config, &profiles_dir)?), &plans, &sequence, &live.requests, config.co_runners, &mut rng)?;
+            let sim = run_sim(&Arc::new(scenario_of(config, &profiles_dir)?), &plans, &sequence, &live, config.co_runners, &mut rng)?;
             (format!("{suffix} (committed), device and worker"), sim)
         }
         ProfileSource::Measured => {
@@ -193,7 +193,7 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
                     true => live.plan_passes(index),
                     false => live.workload_passes(workload, &plans),
                 })?;
-                let runs = run_sim(&Arc::new(own), &plans, &sequence, &live.requests, config.co_runners, &mut rng)?;
+                let runs = run_sim(&Arc::new(own), &plans, &sequence, &live, config.co_runners, &mut rng)?;
                 for ((planned, run), slot) in sequence.iter().zip(runs).zip(&mut sim) {
                     if planned.plan == index {
                         *slot = run;
@@ -203,7 +203,7 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
             // the pooled passes give the profiles the table prints
             remodel(&mut scenario, &live, idle, |workload| live.workload_passes(workload, &plans))?;
             let passes = live.passes.len();
-            (format!("measured during the check ({passes} passes of each: device after an idle gap, worker straight after; each plan simulated from the passes after its own requests)"), sim)
+            (format!("measured during the check ({passes} passes of each: device after an idle gap, worker straight after; each request simulated with the pass after it)"), sim)
         }
     };
     let rows = plans
@@ -426,15 +426,21 @@ fn run_live(
 }
 
 /// The same sequence simulated: the live arrivals, the same workloads and plans, idle device
-/// and worker, compute drawn from the profiles.
+/// and worker. Each request's compute is the pass measured right after it where there is one
+/// (its stage times given to the simulator as its noise draws), so that what is compared is the
+/// simulator's composition of a request (queues, link, round trip, sizes); a machine whose speed
+/// moves between requests (another build beside the check: its load comes in bursts of seconds)
+/// then moves both sides alike. Committed profiles: drawn from the profiles.
 fn run_sim(
     scenario: &Arc<Scenario>,
     plans: &[(usize, Plan)],
     sequence: &[Planned],
-    live: &[(f64, f64, Breakdown)],
+    live: &LiveRun,
     co_runners: usize,
     rng: &mut SmallRng,
 ) -> Result<Vec<Breakdown>, EnvError> {
+    let passes = (live.passes.len() == sequence.len()).then_some(&live.passes);
+    let live = &live.requests;
     let index = |planned: &Planned| {
         let (w, plan) = &plans[planned.plan];
         scenario.workloads[*w]
@@ -446,10 +452,19 @@ fn run_sim(
     let mut requests = Vec::with_capacity(sequence.len());
     let load = co_runners as f64 / std::thread::available_parallelism().map_or(1, usize::from) as f64;
     let load = &load;
-    for (planned, (arrival, _, _)) in sequence.iter().zip(live) {
-        let stages = scenario.workloads[planned.workload].candidates[index(planned)?].stages;
-        let mut draws = || (0..stages).map(|_| rng.sample(StandardNormal)).collect::<Vec<f64>>();
-        let (device_noise, worker_noise) = (draws(), draws());
+    // the draw that makes the simulator's stage time the measured one
+    let exact = |measured: &[f64], stats: &[(f64, f64)]| -> Vec<f64> {
+        measured.iter().zip(stats).map(|(&ms, &(mean, std))| if std > 0.0 { (ms - mean) / std } else { 0.0 }).collect()
+    };
+    for (k, (planned, (arrival, _, _))) in sequence.iter().zip(live).enumerate() {
+        let candidate = &scenario.workloads[planned.workload].candidates[index(planned)?];
+        let (device_noise, worker_noise) = match passes {
+            Some(passes) => (exact(&passes[k].device, &candidate.device_stages), exact(&passes[k].worker, &candidate.worker_stages)),
+            None => {
+                let mut draws = || (0..candidate.stages).map(|_| rng.sample(StandardNormal)).collect::<Vec<f64>>();
+                (draws(), draws())
+            }
+        };
         let world = RequestWorld { time_s: *arrival, device_load: *load, worker_queue: 0.0, worker_up: true, device_noise, worker_noise };
         requests.push(Request { workload: planned.workload, observed_load: *load, observed_utilization: load.min(1.0), world });
     }
