@@ -171,8 +171,13 @@ async fn serve_splits_an_imported_dag_model_across_a_real_worker() {
 
     let model = workload.onnx().unwrap();
     let mut strategies = Vec::new();
-    // the first request's upload gives serving its link estimate; the shield masks on it after
+    // the first request's upload (or, if it made no sample, the idle link's probe) gives
+    // serving its link estimate, which the shield masks on
+    let estimate = r#"rlsched_link_mbps{worker="0"}"#;
     for seed in 5..8 {
+        if seed == 6 {
+            common::serve::wait_for("a link estimate", async || common::serve::metric(&client, &server.url, estimate).await > 0.0).await;
+        }
         let input = workload.example_input(seed);
         let WireData::F32(x) = &input.data else { panic!("FP32 input") };
         let body = serde_json::json!({"inputs": [{"name": "input", "shape": input.shape, "datatype": "FP32", "data": x}]});
