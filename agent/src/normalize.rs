@@ -92,11 +92,16 @@ impl RunningStats {
 
     /// Each feature's divisor: its standard deviation, or none for a feature held constant.
     pub(crate) fn scales(&self) -> Vec<Option<f64>> {
-        self.var.iter().map(|v| (*v >= CONSTANT_VARIANCE || self.count <= 1.0).then(|| (v + EPSILON).sqrt())).collect()
+        self.var.iter().map(|&v| self.scale(v)).collect()
     }
 
+    fn scale(&self, var: f64) -> Option<f64> {
+        (var >= CONSTANT_VARIANCE || self.count <= 1.0).then(|| (var + EPSILON).sqrt())
+    }
+
+    // per row of every rollout: no scales vector is built here
     fn normalize(&self, row: &[f32], clip: f32, out: &mut Vec<f32>) {
-        out.extend(row.iter().zip(&self.mean).zip(self.scales()).map(|((&x, &m), s)| standardize(x, m, s, clip)));
+        out.extend(row.iter().zip(&self.mean).zip(&self.var).map(|((&x, &m), &v)| standardize(x, m, self.scale(v), clip)));
     }
 }
 

@@ -91,37 +91,26 @@ impl ProceduralConfig {
         check_range("env.procedural.weight", self.weight, 0.0, 1e6)
     }
 
-    fn ranges(&self) -> Ranges {
-        Ranges { worker_speedup: self.worker_speedup, slo_over_local: self.slo_over_local, unknown_accuracy: self.unknown_accuracy }
-    }
-
     /// The training models (`proc-<i>`), the same for the same seed.
     pub fn training(&self, device: &str, worker: &str) -> Vec<GeneratedModel> {
-        generate(self.seed, self.models, self.weight, "proc", self.ranges(), device, worker)
+        generate(self, self.seed, self.models, self.weight, "proc", device, worker)
     }
 
     /// The held-out validation models (`heldout-<i>`), one share each.
     pub fn validation(&self, device: &str, worker: &str) -> Vec<GeneratedModel> {
-        generate(self.validation_seed, self.validation_models, self.validation_models as f64, "heldout", self.ranges(), device, worker)
+        generate(self, self.validation_seed, self.validation_models, self.validation_models as f64, "heldout", device, worker)
     }
 }
 
-/// The draws' ranges that the config sets.
-#[derive(Clone, Copy)]
-struct Ranges {
-    worker_speedup: [f64; 2],
-    slo_over_local: [f64; 2],
-    unknown_accuracy: f64,
-}
-
-fn generate(seed: u64, count: usize, weight: f64, prefix: &str, ranges: Ranges, device: &str, worker: &str) -> Vec<GeneratedModel> {
+/// `count` models from `seed`; `config` gives the ranges its draws take.
+fn generate(config: &ProceduralConfig, seed: u64, count: usize, weight: f64, prefix: &str, device: &str, worker: &str) -> Vec<GeneratedModel> {
     (0..count)
         .map(|i| {
             // one stream per model, so model i is the same whatever the count
             let stream = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64);
-            let mut model = one_model(&format!("{prefix}-{i}"), weight / count.max(1) as f64, ranges, device, worker, &mut SmallRng::seed_from_u64(stream));
+            let mut model = one_model(&format!("{prefix}-{i}"), weight / count.max(1) as f64, config, device, worker, &mut SmallRng::seed_from_u64(stream));
             // a stream of its own, so that the share leaves every model's other draws as they were
-            if SmallRng::seed_from_u64(stream ^ 0xacc0_0000_0000_0000).random_bool(ranges.unknown_accuracy) {
+            if SmallRng::seed_from_u64(stream ^ 0xacc0_0000_0000_0000).random_bool(config.unknown_accuracy) {
                 for variant in model.device.variants.iter_mut().chain(model.worker.variants.iter_mut()) {
                     variant.accuracy = 0.0;
                     variant.accuracy_source = "unknown (env.procedural.unknown_accuracy)".into();
@@ -262,11 +251,11 @@ fn profile(name: &str, device: &str, skeleton: &Skeleton, variants: Vec<VariantP
     }
 }
 
-fn one_model(name: &str, weight: f64, ranges: Ranges, device: &str, worker: &str, rng: &mut SmallRng) -> GeneratedModel {
+fn one_model(name: &str, weight: f64, config: &ProceduralConfig, device: &str, worker: &str, rng: &mut SmallRng) -> GeneratedModel {
     let skeleton = skeleton(rng);
     let accuracy = rng.random_range(0.6..0.95);
     let draws = variants(rng, accuracy);
-    let speedup = log_uniform(rng, ranges.worker_speedup[0], ranges.worker_speedup[1]);
+    let speedup = log_uniform(rng, config.worker_speedup[0], config.worker_speedup[1]);
     let overhead_ms = log_uniform(rng, 0.02, 0.6);
     let source = "procedural draw (env/src/procedural.rs)".to_string();
     let make = |draw: &VariantDraw, stages: Vec<StageProfile>| VariantProfile {
@@ -283,7 +272,7 @@ fn one_model(name: &str, weight: f64, ranges: Ranges, device: &str, worker: &str
         .map(|d| make(d, stage_table(&skeleton, d, |_, ms| ms / speedup + overhead_ms)))
         .collect();
     let local_ms: f64 = skeleton.ms.iter().sum();
-    let slo_ms = (local_ms * log_uniform(rng, ranges.slo_over_local[0], ranges.slo_over_local[1])).clamp(5.0, 5_000.0);
+    let slo_ms = (local_ms * log_uniform(rng, config.slo_over_local[0], config.slo_over_local[1])).clamp(5.0, 5_000.0);
     // most floors sit just below fp32 as the named workloads' do; some are loose (the digits
     // CNN is served with a floor of 0.5), so that every variant is valid and only the reward's
     // accuracy term keeps the policy from the fastest one

@@ -121,28 +121,9 @@ struct LiveRun {
 /// One pass over a request's workload's stages as the device (after an idle gap) and one as
 /// the worker (straight after), ms per stage.
 struct Passes {
-    plan: usize,
+    workload: usize,
     device: Vec<f64>,
     worker: Vec<f64>,
-}
-
-/// Device and worker passes, in that order.
-type PassSets = (Vec<Vec<f64>>, Vec<Vec<f64>>);
-
-impl LiveRun {
-    fn passes_where(&self, keep: impl Fn(usize) -> bool) -> PassSets {
-        self.passes.iter().filter(|p| keep(p.plan)).map(|p| (p.device.clone(), p.worker.clone())).unzip()
-    }
-
-    /// The passes that followed the requests of plan `plan`.
-    fn plan_passes(&self, plan: usize) -> PassSets {
-        self.passes_where(|p| p == plan)
-    }
-
-    /// The passes that followed every request of `workload`.
-    fn workload_passes(&self, workload: usize, plans: &[(usize, Plan)]) -> PassSets {
-        self.passes_where(|p| plans[p].0 == workload)
-    }
 }
 
 /// Runs the check. Errors: unreadable profiles or trace, a worker or link that cannot start,
@@ -175,37 +156,22 @@ pub fn run(config: &SimToRealConfig) -> Result<SimToReal, EnvError> {
     }
     let measure = config.profiles == ProfileSource::Measured;
     let live = run_live(config, &scenario, &plans, &sequence, measure)?;
-    let idle = Duration::from_secs_f64((low + high) / 2.0);
-    let (profiles, sim) = match &config.profiles {
-        ProfileSource::Committed(suffix) => {
-            let sim = run_sim(&Arc::new(scenario_of(config, &profiles_dir)?), &plans, &sequence, &live, config.co_runners, &mut rng)?;
-            (format!("{suffix} (committed), device and worker"), sim)
-        }
-        ProfileSource::Measured => {
-            // Each plan is simulated from the passes that followed its own requests. This
-            // VM's speed moves by 15% within seconds, so a plan's 15 requests and the pooled
-            // passes of its workload could sample different speeds. The simulator does not
-            // model that drift, and this check is not meant to measure it.
-            let mut sim = vec![Breakdown::default(); sequence.len()];
-            for (index, (w, _)) in plans.iter().enumerate() {
-                let mut own = scenario_of(config, &profiles_dir)?;
-                remodel(&mut own, &live, idle, |workload| match workload == *w {
-                    true => live.plan_passes(index),
-                    false => live.workload_passes(workload, &plans),
-                })?;
-                let runs = run_sim(&Arc::new(own), &plans, &sequence, &live, config.co_runners, &mut rng)?;
-                for ((planned, run), slot) in sequence.iter().zip(runs).zip(&mut sim) {
-                    if planned.plan == index {
-                        *slot = run;
-                    }
-                }
-            }
-            // the pooled passes give the profiles the table prints
-            remodel(&mut scenario, &live, idle, |workload| live.workload_passes(workload, &plans))?;
-            let passes = live.passes.len();
-            (format!("measured during the check ({passes} passes of each: device after an idle gap, worker straight after; each request simulated with the pass after it)"), sim)
-        }
+    if measure {
+        remodel(&mut scenario, &live, Duration::from_secs_f64((low + high) / 2.0))?;
+    }
+    if profiles_dir != config.root.join("data/profiles") {
+        // the folder only held this check's plans; a failed removal loses nothing
+        std::fs::remove_dir_all(&profiles_dir).ok();
+    }
+    let profiles = match &config.profiles {
+        ProfileSource::Committed(suffix) => format!("{suffix} (committed), device and worker"),
+        ProfileSource::Measured => format!(
+            "measured during the check ({} passes of each: device after an idle gap, worker straight after; each request simulated with the pass after it)",
+            live.passes.len()
+        ),
     };
+    let scenario = Arc::new(scenario);
+    let sim = run_sim(&scenario, &plans, &sequence, &live, config.co_runners, &mut rng)?;
     let rows = plans
         .iter()
         .enumerate()
@@ -292,10 +258,11 @@ fn scenario_of(config: &SimToRealConfig, profiles_dir: &Path) -> Result<Scenario
     Scenario::load(&env, &[config.root.join(&config.trace)])
 }
 
-/// Replaces each workload's profiles with passes measured live (fp32 only; `passes` gives
-/// them per workload); the plans stay the same, since a split's cuts depend on sizes alone
-/// (stage times only order them).
-fn remodel(scenario: &mut Scenario, live: &LiveRun, idle: Duration, passes: impl Fn(usize) -> PassSets) -> Result<(), EnvError> {
+/// Replaces each workload's profiles with the passes measured live (fp32 only); the plans stay
+/// the same, since a split's cuts depend on sizes alone (stage times only order them). The
+/// simulation reproduces each request's own pass; these profiles give the table its totals and
+/// the draws their scale.
+fn remodel(scenario: &mut Scenario, live: &LiveRun, idle: Duration) -> Result<(), EnvError> {
     let (split_points, int8) = (scenario.config.split_points, scenario.config.int8_intermediates);
     for (w, model) in scenario.workloads.iter_mut().enumerate() {
         let workload: Workload = model.mix.name.parse()?;
@@ -304,7 +271,8 @@ fn remodel(scenario: &mut Scenario, live: &LiveRun, idle: Duration, passes: impl
             let variant = profiler::variant_profile(&live.networks[w], spec.variant("fp32")?, passes)?;
             Profile::measured(workload, DeviceChoice::Flex, idle, vec![variant])
         };
-        let (device_passes, worker_passes) = passes(w);
+        let (device_passes, worker_passes): (Vec<Vec<f64>>, Vec<Vec<f64>>) =
+            live.passes.iter().filter(|p| p.workload == w).map(|p| (p.device.clone(), p.worker.clone())).unzip();
         // the committed profile's measured contention curve is the model under test
         let curve = std::mem::take(&mut model.device.contention);
         model.device = Profile { contention: curve, ..measured(&device_passes, idle)? };
@@ -419,7 +387,7 @@ fn run_live(
             let device_pass = profiler::time_stages(&live.networks[w], &first, &device, gap)?;
             co_runners.pause(false)?;
             let worker = profiler::time_stages(&live.networks[w], &first, &device, Duration::ZERO)?;
-            live.passes.push(Passes { plan: planned.plan, device: device_pass, worker });
+            live.passes.push(Passes { workload: w, device: device_pass, worker });
         }
     }
     Ok(live)
