@@ -77,10 +77,17 @@ impl ResourceMonitor {
 /// Runnable tasks of other processes: `procs_running` less this process's runnable threads
 /// (the reading thread among them, as it is among the kernel's count). An instant's count: the
 /// co-runners that slow a computation are runnable all the time, so an instant shows them.
+///
+/// The kernel's count and our threads' states cannot be read at one instant, so ours are
+/// counted before and after the kernel's and the smaller count is left out: a thread of ours
+/// that woke between the readings (another request's stage starting) is not in the kernel's
+/// count, and subtracting it would hide another process's task.
 pub fn runnable_others() -> Option<f64> {
+    let own_before = own_runnable_threads();
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let running: f64 = stat.lines().find_map(|l| l.strip_prefix("procs_running "))?.trim().parse().ok()?;
-    Some((running - own_runnable_threads() as f64).max(0.0))
+    let own = own_before.min(own_runnable_threads());
+    Some((running - own as f64).max(0.0))
 }
 
 /// This process's threads in state R.

@@ -115,9 +115,13 @@ mod tests {
                 std::thread::yield_now();
             }
         }
-        // the kernel counts them among the runnable tasks, and they are not ours
-        let others = crate::monitor::runnable_others().expect("/proc/stat");
-        assert!(others >= 2.0, "two co-runners running, {others} runnable others read");
+        // the kernel counts them among the runnable tasks, and they are not ours. One reading
+        // can still come short while other tests' threads in this process start and stop
+        // between its two counts, so the claim is that some reading of a bounded number shows
+        // both; a signal that missed co-runners would show none of them on an idle machine.
+        let readings: Vec<f64> =
+            (0..1000).map(|_| crate::monitor::runnable_others().expect("/proc/stat")).take_while(|&r| r < 2.0).collect();
+        assert!(readings.len() < 1000, "two co-runners running, at most {} runnable others read in 1000 readings", readings.iter().cloned().fold(0.0, f64::max));
         runners.pause(true).expect("stop");
         assert!(pids.iter().all(|&p| state(p) == Some('T')), "{:?}", pids.iter().map(|&p| state(p)).collect::<Vec<_>>());
         runners.pause(false).expect("resume");
