@@ -143,3 +143,39 @@ fn bad_topologies_are_refused_naming_the_field() {
         assert!(error.contains(needle), "{needle}: {error}");
     }
 }
+
+/// `[env.outages]` reaches the chain's links and `[env.deadline]` bounds a remote path stuck in
+/// one: with 30 s outages every 2 minutes and no deadline, a scheduler that uses the chain
+/// waits out outages (no fallback ever); with the deadline, its requests past it are finished
+/// on the device and its p99 falls to under half of what it was. (The worst request may still
+/// wait long: a VGG-16 fp32 request has no local plan, and a remote path predicted slow gets a
+/// deadline of twice its prediction.)
+#[test]
+fn deadlines_bound_a_chain_stuck_in_an_outage() {
+    let run = |slo_factor: &str| {
+        let config = chain_config(&[
+            "env.requests_per_episode=200".into(),
+            "env.outages.period_s=120".into(),
+            format!("env.deadline.slo_factor={slo_factor}"),
+        ]);
+        let scenario = ChainScenario::load(&config).unwrap().expect("a chain");
+        chain::evaluate(&scenario, 4, 11).unwrap()
+    };
+    let (without, with) = (run("0"), run("1"));
+    let worst = |r: &chain::ChainResult| r.latencies_ms.iter().copied().fold(0.0, f64::max);
+    let p99 = |r: &chain::ChainResult| {
+        let mut sorted = r.latencies_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted[(sorted.len() - 1) * 99 / 100]
+    };
+    for r in &without {
+        assert_eq!(r.fallbacks, 0, "{}: a fallback without deadlines", r.scheduler);
+    }
+    let chained = |results: &[chain::ChainResult]| results.iter().find(|r| r.scheduler == "mpc-chain").cloned().expect("mpc-chain");
+    let (before, after) = (chained(&without), chained(&with));
+    let remote = before.chosen.iter().filter(|(_, p)| p.last_node() > 0).count();
+    assert!(remote > 0, "mpc-chain never used the chain: the outage test tests nothing");
+    assert!(worst(&before) > 10_000.0, "no request of mpc-chain waited out an outage without deadlines: {:.0} ms at worst", worst(&before));
+    assert!(after.fallbacks > 0, "with deadlines no request of mpc-chain fell back");
+    assert!(p99(&after) < p99(&before) / 2.0, "the deadline did not bound the tail: p99 {:.0} ms, {:.0} without", p99(&after), p99(&before));
+}

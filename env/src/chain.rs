@@ -10,9 +10,17 @@
 //! clairvoyant greedy oracle. With no `[[env.nodes]]` none of this runs: the default
 //! device-plus-one-worker scenario is `Scenario`'s, untouched.
 //!
-//! What this simulator leaves out, against `ReplayEnv`: deadlines and outages' fallbacks, int8
-//! intermediates (every hop carries FP32), the active probe after the first, and the policy
-//! (the shared plan scorer has no per-node features yet).
+//! Deadlines and outages work as in `ReplayEnv`: `[env.outages]` is laid over every link's
+//! traces, and a plan's remote path (from when the device's segment is done until the reply is
+//! back) has `[env.deadline]`'s deadline, from the plan's own prediction at the harmonic
+//! estimates; past it the device abandons the chain, finishes the remaining stages itself and
+//! its first link's estimator gets a censored sample, as `PlanExecutor::execute` does with a
+//! `Plan::Chain`. The nodes beyond keep the work they were given (nothing tells them), and the
+//! fallback's span is not reserved on the device, as `ReplayEnv`'s is not.
+//!
+//! What this simulator leaves out, against `ReplayEnv`: int8 intermediates (every hop carries
+//! FP32), the active probe after the first, and the policy (the shared plan scorer has no
+//! per-node features yet).
 
 use std::sync::Arc;
 
@@ -218,7 +226,10 @@ impl ChainScenario {
             .links
             .iter()
             .enumerate()
-            .map(|(i, l)| crate::scenario::load_scaled_traces(&l.traces, None, l.scale, &format!("env.links[{i}].scale")))
+            .map(|(i, l)| {
+                let traces = crate::scenario::load_scaled_traces(&l.traces, None, l.scale, &format!("env.links[{i}].scale"))?;
+                crate::scenario::with_outages(config, &traces)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut workloads = Vec::new();
         for mix in &config.workloads {
@@ -334,10 +345,21 @@ fn wire_ms(bytes: f64, mbps: f64) -> f64 {
 /// A plan's predicted latency under `estimates`: each computing node's wait and stages (the
 /// device's slowed by its load), each crossed link's bytes and round trip, the reply's way back.
 pub fn predict_ms(plan: &ChainPlan, variant: &ChainVariant, config: &EnvConfig, e: &Estimates) -> f64 {
+    predict_from(0, plan, variant, config, e)
+}
+
+/// The predicted remote path: everything after the device's own segment (what a deadline is
+/// derived from, `[env.deadline]`).
+pub fn remote_path_ms(plan: &ChainPlan, variant: &ChainVariant, config: &EnvConfig, e: &Estimates) -> f64 {
+    predict_from(1, plan, variant, config, e)
+}
+
+/// `predict_ms` with the compute of the nodes before `first_node` left out.
+fn predict_from(first_node: usize, plan: &ChainPlan, variant: &ChainVariant, config: &EnvConfig, e: &Estimates) -> f64 {
     let mut total = 0.0;
     for node in 0..=plan.last_node() {
         let (start, end) = plan.segment(node).expect("reached");
-        if start < end {
+        if start < end && node >= first_node {
             let compute: f64 = variant.stage_ms[node][start..end].iter().map(|s| s.0).sum();
             let slowdown = if node == 0 { config.contention.slowdown(e.device_load) } else { 1.0 };
             total += e.wait_ms[node] + compute * slowdown;
@@ -517,7 +539,8 @@ struct ChainRequest {
     noise: Vec<Vec<f64>>,
 }
 
-/// A sample the device hears of only when the reply comes back.
+/// A sample the device hears of only when the reply comes back (or, censored, when it gives up
+/// waiting for one).
 #[derive(Clone, Debug)]
 struct Pending {
     visible_s: f64,
@@ -525,6 +548,7 @@ struct Pending {
     at_s: f64,
     bytes: usize,
     wire_ms: f64,
+    censored: bool,
 }
 
 /// The true world of one episode, and what the device knows of it.
@@ -545,6 +569,8 @@ pub struct ChainOutcome {
     pub latency_ms: f64,
     pub reward: f64,
     pub bytes_up: f64,
+    /// The remote path passed its deadline and the device finished the request.
+    pub fallback: bool,
 }
 
 impl ChainWorld {
@@ -553,9 +579,20 @@ impl ChainWorld {
         let w = &scenario.workloads[request.workload];
         let v = &w.variants[plan.variant];
         let config = &scenario.config;
+        // the deadline serving would set: from the plan's own prediction, as the device has it
+        let deadline_ms = match plan.last_node() {
+            0 => None,
+            _ => {
+                let e = self.estimates(config, request, Estimate::Harmonic);
+                config.deadline.remote_ms(w.mix.slo_ms, remote_path_ms(plan, v, config, &e))
+            }
+        };
         let mut t = request.time_s;
         let mut bytes_up = 0.0;
         let mut samples = Vec::new();
+        // when the device's own segment is done (the remote path's start) and its upload's
+        let mut ready_s = t;
+        let mut first_upload_s = t;
         for node in 0..=plan.last_node() {
             let (start, end) = plan.segment(node).expect("reached");
             if start < end {
@@ -569,10 +606,16 @@ impl ChainWorld {
                 t = begin + ms * slowdown / 1e3;
                 self.node_free_s[node] = t;
             }
+            if node == 0 {
+                ready_s = t;
+            }
             if node < plan.last_node() {
                 let bytes = v.boundary_bytes[end];
                 let (trace, offset) = &self.traces[node];
                 let begin = t.max(self.link_free_s[node]);
+                if node == 0 {
+                    first_upload_s = begin;
+                }
                 let wire_s = trace.transfer_time(offset + begin, bytes).min(MAX_MS / 1e3);
                 self.link_free_s[node] = begin + wire_s;
                 samples.push((node, begin + wire_s, bytes as usize, wire_s * 1e3));
@@ -585,17 +628,35 @@ impl ChainWorld {
             let (trace, offset) = &self.traces[node];
             t += trace.transfer_time(offset + t, v.final_bytes).min(MAX_MS / 1e3) + config.links[node].rtt_ms / 2e3;
         }
-        for (link, at_s, bytes, wire_ms) in samples {
-            self.pending.push(Pending { visible_s: t, link, at_s, bytes, wire_ms });
-        }
-        for &node in &plan.computing_nodes() {
-            if node > 0 {
-                self.reported_wait_ms[node] = request.node_queue[node] * config.nodes[node].service_ms;
+        let abandoned_s = deadline_ms.map(|d| ready_s + d / 1e3).filter(|&at| t > at);
+        match abandoned_s {
+            Some(abandoned) => {
+                // No reply, so none of the transfers is heard of; the first link carried at
+                // most the upload's bytes in the deadline less a round trip. The device's
+                // upload stops there, and the device runs the stages after its segment.
+                let device_end = plan.segment(0).map_or(0, |(_, end)| end);
+                let wire_ms = deadline_ms.unwrap_or(0.0) - config.links[0].rtt_ms;
+                let bytes = v.boundary_bytes[device_end] as usize;
+                self.pending.push(Pending { visible_s: abandoned, link: 0, at_s: abandoned, bytes, wire_ms, censored: true });
+                self.link_free_s[0] = self.link_free_s[0].min(abandoned.max(first_upload_s));
+                let slowdown = config.contention.slowdown(request.device_load);
+                let ms: f64 = (device_end..v.stages()).map(|s| (v.stage_ms[0][s].0 + v.stage_ms[0][s].1 * request.noise[0][s]).max(0.05 * v.stage_ms[0][s].0)).sum();
+                t = abandoned.max(self.node_free_s[0]) + ms * slowdown / 1e3;
+            }
+            None => {
+                for (link, at_s, bytes, wire_ms) in samples {
+                    self.pending.push(Pending { visible_s: t, link, at_s, bytes, wire_ms, censored: false });
+                }
+                for &node in &plan.computing_nodes() {
+                    if node > 0 {
+                        self.reported_wait_ms[node] = request.node_queue[node] * config.nodes[node].service_ms;
+                    }
+                }
             }
         }
         let latency_ms = (t - request.time_s) * 1e3;
         let reward = config.reward.reward(v.accuracy, latency_ms, w.mix.slo_ms, bytes_up);
-        ChainOutcome { latency_ms, reward, bytes_up }
+        ChainOutcome { latency_ms, reward, bytes_up, fallback: abandoned_s.is_some() }
     }
 
     /// Folds in what the device has heard back by `now`, then says what it believes.
@@ -604,7 +665,10 @@ impl ChainWorld {
         self.pending.sort_by(|a, b| a.visible_s.total_cmp(&b.visible_s));
         let heard = self.pending.partition_point(|p| p.visible_s <= now);
         for p in self.pending.drain(..heard) {
-            self.estimators[p.link].record_transfer(p.at_s, p.bytes, p.wire_ms);
+            match p.censored {
+                true => self.estimators[p.link].record_censored(p.at_s, p.bytes, p.wire_ms),
+                false => self.estimators[p.link].record_transfer(p.at_s, p.bytes, p.wire_ms),
+            };
         }
         let link_mbps = self
             .estimators
@@ -642,6 +706,8 @@ pub struct ChainResult {
     pub over_capacity: usize,
     /// Per workload: (requests, plans that computed on 3 or more nodes).
     pub per_workload: Vec<(usize, usize)>,
+    /// Requests whose remote path passed its deadline and were finished on the device.
+    pub fallbacks: usize,
     /// The plans chosen, with their counts, most frequent first (at most 12).
     pub top_plans: Vec<(String, usize)>,
 }
@@ -668,6 +734,7 @@ pub fn evaluate(scenario: &ChainScenario, episodes: usize, seed: u64) -> Result<
             node_use: vec![0; nodes],
             over_capacity: 0,
             per_workload: vec![(0, 0); scenario.workloads.len()],
+            fallbacks: 0,
             top_plans: Vec::new(),
         })
         .collect();
@@ -690,6 +757,7 @@ pub fn evaluate(scenario: &ChainScenario, episodes: usize, seed: u64) -> Result<
                 let r = &mut results[k];
                 r.latencies_ms.push(outcome.latency_ms);
                 r.slo_misses += (outcome.latency_ms > w.mix.slo_ms) as usize;
+                r.fallbacks += outcome.fallback as usize;
                 let computing = plan.computing_nodes();
                 r.node_counts[computing.len() - 1] += 1;
                 r.reach_counts[plan.last_node()] += 1;
@@ -893,7 +961,7 @@ pub fn report(scenario: &ChainScenario, results: &[ChainResult], seed: u64) -> S
             by_reach.join("/")
         );
     }
-    let _ = write!(out, "\n{:<24} {:>8} {:>18} {:>8} {:>8} {:>7}", "scheduler", "reward", "95% CI (episodes)", "p50 ms", "p95 ms", "miss %");
+    let _ = write!(out, "\n{:<24} {:>8} {:>18} {:>8} {:>8} {:>8} {:>7} {:>6}", "scheduler", "reward", "95% CI (episodes)", "p50 ms", "p95 ms", "p99 ms", "miss %", "fb %");
     for k in 1..=nodes {
         let _ = write!(out, " {:>6}", format!("c{k} %"));
     }
@@ -906,7 +974,16 @@ pub fn report(scenario: &ChainScenario, results: &[ChainResult], seed: u64) -> S
         lat.sort_by(|a, b| a.total_cmp(b));
         let q = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
         let n = lat.len().max(1) as f64;
-        let _ = write!(out, "{:<24} {mean:>8.3} [{low:>7.3}, {high:>7.3}] {:>8.0} {:>8.0} {:>7.1}", r.scheduler, q(0.5), q(0.95), 100.0 * r.slo_misses as f64 / n);
+        let _ = write!(
+            out,
+            "{:<24} {mean:>8.3} [{low:>7.3}, {high:>7.3}] {:>8.0} {:>8.0} {:>8.0} {:>7.1} {:>6.1}",
+            r.scheduler,
+            q(0.5),
+            q(0.95),
+            q(0.99),
+            100.0 * r.slo_misses as f64 / n,
+            100.0 * r.fallbacks as f64 / n
+        );
         for c in &r.node_counts {
             let _ = write!(out, " {:>6.1}", 100.0 * *c as f64 / n);
         }
@@ -950,7 +1027,7 @@ pub fn report(scenario: &ChainScenario, results: &[ChainResult], seed: u64) -> S
             let _ = writeln!(out, "    {count:>6}  {label}");
         }
     }
-    let _ = writeln!(out, "\ncK %: requests whose plan computed on K nodes; r{nodes} %: plans that reached the last node (relays included); over R_i: chosen plans past some node's memory");
+    let _ = writeln!(out, "\nfb %: requests whose remote path passed its deadline ([env.deadline]) and were finished on the device; cK %: requests whose plan computed on K nodes; r{nodes} %: plans that reached the last node (relays included); over R_i: chosen plans past some node's memory");
     out
 }
 

@@ -157,7 +157,7 @@ fn check_stages_match(device: &Profile, device_path: &Path, worker: &Profile, wo
 }
 
 /// The traces with `[env.outages]` laid over them.
-fn with_outages(config: &EnvConfig, traces: &[Arc<Trace>]) -> Result<Vec<Arc<Trace>>, EnvError> {
+pub(crate) fn with_outages(config: &EnvConfig, traces: &[Arc<Trace>]) -> Result<Vec<Arc<Trace>>, EnvError> {
     if config.outages.period_s <= 0.0 {
         return Ok(traces.to_vec());
     }

@@ -4,7 +4,9 @@
 //! `rlsched worker --next`. The shared policy has no per-node features yet, so chain requests
 //! are decided by the optimal static placement at the live estimates (`env::chain::dp_choice`):
 //! the device's link from the executor's own transfers, each later link from the hop reports
-//! the replies bring (its prior until then: the mean of its configured traces).
+//! the replies bring (its prior until then: the mean of its configured traces), each worker's
+//! wait from the queue time its last hop report gave, and the device's own wait and load from
+//! serving's device state, as every other request's decision reads them.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +19,7 @@ use rlsched_executor::plan::{Execution, Plan, PlanExecutor};
 use rlsched_executor::{WireTensor, Workload};
 use serde_json::{json, Map, Value};
 
+use crate::serve::device::DeviceState;
 use crate::serve::ServeError;
 
 /// `--chain NAME=URL,PEER[,PEER...]`.
@@ -48,6 +51,8 @@ pub struct ChainServing {
     pub worker: usize,
     links: Mutex<Vec<LinkEstimator>>,
     prior_mbps: Vec<f64>,
+    /// Each node's queue wait as its last hop report gave it (the device's is read live).
+    reported_wait_ms: Mutex<Vec<f64>>,
 }
 
 impl ChainServing {
@@ -61,7 +66,8 @@ impl ChainServing {
         let scenario = ChainScenario::load(env)?.ok_or_else(|| ServeError::Config("--chain needs [[env.nodes]] in the config".into()))?;
         let links = (1..scenario.links.len()).map(|_| LinkEstimator::new(env.estimator())).collect();
         let prior_mbps = chain::mean_link_mbps(&scenario.links);
-        Ok(Self { scenario, worker, links: Mutex::new(links), prior_mbps })
+        let reported_wait_ms = Mutex::new(vec![0.0; scenario.names.len()]);
+        Ok(Self { scenario, worker, links: Mutex::new(links), prior_mbps, reported_wait_ms })
     }
 
     /// The chain workload serving `workload`, if the chain scenario has it.
@@ -70,7 +76,15 @@ impl ChainServing {
     }
 
     /// Decides, runs and reports one request: the response's parameters and the execution.
-    pub async fn serve(&self, executor: &PlanExecutor, index: usize, input: WireTensor, slo_ms: Option<f64>, min_accuracy: Option<f64>) -> Result<(Map<String, Value>, Execution), ApiError> {
+    pub async fn serve(
+        &self,
+        executor: &PlanExecutor,
+        device: &Arc<DeviceState>,
+        index: usize,
+        input: WireTensor,
+        slo_ms: Option<f64>,
+        min_accuracy: Option<f64>,
+    ) -> Result<(Map<String, Value>, Execution), ApiError> {
         let w = &self.scenario.workloads[index];
         let config = &self.scenario.config;
         let slo_ms = slo_ms.unwrap_or(w.mix.slo_ms);
@@ -78,7 +92,9 @@ impl ChainServing {
         let first = executor.link_estimate(self.worker);
         let mut link_mbps = vec![first.harmonic_mbps().unwrap_or(self.prior_mbps[0])];
         link_mbps.extend(self.links.lock().expect("chain links").iter().zip(&self.prior_mbps[1..]).map(|(l, prior)| l.harmonic_mbps().unwrap_or(*prior)));
-        let e = Estimates { link_mbps, rtt_ms: config.links.iter().map(|l| l.rtt_ms).collect(), wait_ms: vec![0.0; self.scenario.names.len()], device_load: 0.0 };
+        let mut wait_ms = self.reported_wait_ms.lock().expect("chain waits").clone();
+        wait_ms[0] = device.queues().local_ahead_ms;
+        let e = Estimates { link_mbps, rtt_ms: config.links.iter().map(|l| l.rtt_ms).collect(), wait_ms, device_load: device.load() };
         let (plan, predicted_ms) = chain::dp_choice(w, config, &self.scenario.capacities_bytes, &e, slo_ms, floor)
             // no variant at the floor fits: the most accurate that does
             .or_else(|| chain::dp_choice(w, config, &self.scenario.capacities_bytes, &e, slo_ms, 0.0))
@@ -88,8 +104,14 @@ impl ChainServing {
         if let Plan::Chain { worker, .. } = &mut executable {
             *worker = self.worker;
         }
-        let deadline = config.deadline.remote(slo_ms, predicted_ms);
+        // the deadline covers the remote path alone, as a split's does: the device's own
+        // segment runs before it starts
+        let deadline = config.deadline.remote(slo_ms, chain::remote_path_ms(&plan, variant, config, &e));
+        let (device_start, device_end) = plan.segment(0).unwrap_or((0, 0));
+        let device_ms: f64 = variant.stage_ms[0][device_start..device_end].iter().map(|s| s.0).sum::<f64>() * config.contention.slowdown(e.device_load);
+        let queued = device.enqueue(device_ms, variant.boundary_bytes[device_end]);
         let run = executor.execute(w.workload, &executable, input, deadline).await?;
+        drop(queued);
         let b = &run.breakdown;
         // each later hop's upload is a sample of the link into it
         let now = executor.now_s();
@@ -99,6 +121,15 @@ impl ChainServing {
                 if let Some(link) = links.get_mut(k - 1) {
                     let wire_ms = hop.upload_ms - config.links[k].rtt_ms;
                     link.record_transfer(now, hop.bytes_up, if wire_ms > 0.0 { wire_ms } else { f64::NAN });
+                }
+            }
+            // hop k is node k + 1; a report's queue time is that node's wait now
+            let mut waits = self.reported_wait_ms.lock().expect("chain waits");
+            for (k, hop) in b.hops.iter().enumerate() {
+                if let Some(wait) = waits.get_mut(k + 1) {
+                    if hop.queue_ms.is_finite() {
+                        *wait = hop.queue_ms.clamp(0.0, rlsched_env::config::MAX_MS);
+                    }
                 }
             }
         }
