@@ -179,3 +179,27 @@ fn deadlines_bound_a_chain_stuck_in_an_outage() {
     assert!(after.fallbacks > 0, "with deadlines no request of mpc-chain fell back");
     assert!(p99(&after) < p99(&before) / 2.0, "the deadline did not bound the tail: p99 {:.0} ms, {:.0} without", p99(&after), p99(&before));
 }
+
+/// The shipped policy runs on the chain with no retraining: every plan it picks fits every
+/// node's R_i and meets its request's floor, and reading the chain's plans through the default
+/// observation's features it earns more than running locally (features that meant nothing
+/// would send requests where mpc-device-edge sends them, far below local).
+#[test]
+fn the_shipped_policy_runs_on_the_chain_zero_shot() {
+    let config = chain_config(&["env.requests_per_episode=100".into()]);
+    let scenario = ChainScenario::load(&config).unwrap().expect("a chain");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints/default");
+    let (policy, _) = rlsched_agent::checkpoint::load(&dir, &burn::tensor::Device::flex()).expect("the shipped checkpoint");
+    let scorer = policy.plain().expect("its scorer");
+    let results = chain::evaluate_with_policy(&scenario, 6, 5, Some(scorer as &dyn chain::PlanScorer)).unwrap();
+    let by_name = |name: &str| results.iter().find(|r| r.scheduler == name).unwrap_or_else(|| panic!("no {name} row"));
+    let policy = by_name("policy");
+    assert_eq!(policy.chosen.len(), 600);
+    assert_eq!(policy.over_capacity, 0);
+    for (workload, plan) in &policy.chosen {
+        let w = &scenario.workloads[*workload];
+        assert!(w.variants[plan.variant].accuracy >= w.mix.min_accuracy, "{} {plan:?} below its floor", w.mix.name);
+    }
+    let local = by_name("local");
+    assert!(policy.mean() > local.mean(), "the policy {:.3} against local {:.3}", policy.mean(), local.mean());
+}

@@ -345,6 +345,13 @@ impl PlainScorer {
     }
 }
 
+/// The chain scenario asks the same scorer about its plans, shown in this observation's terms.
+impl rlsched_env::chain::PlanScorer for PlainScorer {
+    fn scores(&self, obs: &Obs, out: &mut Vec<f32>) -> Result<(), String> {
+        PlainScorer::scores(self, obs, out).map_err(|e| e.to_string())
+    }
+}
+
 /// A `PlainScorer` built on first use. A clone starts empty: the clone may be trained
 /// further (optimiser steps build new weights), so it must read its own weights again.
 #[derive(Default)]

@@ -35,6 +35,8 @@ use rlsched_executor::plan::Plan;
 use rlsched_executor::Workload;
 
 use crate::config::{EnvConfig, LoadConfig, WorkloadMix, MAX_MS};
+use crate::obs::{fill_state, plan_row, Obs, Prediction, StateInputs, PLAN_FEATURES};
+use crate::queues::DeviceQueues;
 use crate::EnvError;
 
 /// Most plans per workload, as in the default scenario's observation.
@@ -345,30 +347,36 @@ fn wire_ms(bytes: f64, mbps: f64) -> f64 {
 /// A plan's predicted latency under `estimates`: each computing node's wait and stages (the
 /// device's slowed by its load), each crossed link's bytes and round trip, the reply's way back.
 pub fn predict_ms(plan: &ChainPlan, variant: &ChainVariant, config: &EnvConfig, e: &Estimates) -> f64 {
-    predict_from(0, plan, variant, config, e)
+    predict(plan, variant, config, e).total_ms()
 }
 
 /// The predicted remote path: everything after the device's own segment (what a deadline is
 /// derived from, `[env.deadline]`).
 pub fn remote_path_ms(plan: &ChainPlan, variant: &ChainVariant, config: &EnvConfig, e: &Estimates) -> f64 {
-    predict_from(1, plan, variant, config, e)
+    predict(plan, variant, config, e).remote_path_ms()
 }
 
-/// `predict_ms` with the compute of the nodes before `first_node` left out.
-fn predict_from(first_node: usize, plan: &ChainPlan, variant: &ChainVariant, config: &EnvConfig, e: &Estimates) -> f64 {
-    let mut total = 0.0;
+/// The prediction in the default scenario's terms, the workers taken together: the device's
+/// wait and stages, every link's transfers and round trips, the workers' waits, their stages.
+pub fn predict(plan: &ChainPlan, variant: &ChainVariant, config: &EnvConfig, e: &Estimates) -> Prediction {
+    let mut p = Prediction::default();
     for node in 0..=plan.last_node() {
         let (start, end) = plan.segment(node).expect("reached");
-        if start < end && node >= first_node {
+        if start < end {
             let compute: f64 = variant.stage_ms[node][start..end].iter().map(|s| s.0).sum();
-            let slowdown = if node == 0 { config.contention.slowdown(e.device_load) } else { 1.0 };
-            total += e.wait_ms[node] + compute * slowdown;
+            match node {
+                0 => p.local_ms = e.wait_ms[0] + compute * config.contention.slowdown(e.device_load),
+                _ => {
+                    p.queue_ms += e.wait_ms[node];
+                    p.remote_ms += compute;
+                }
+            }
         }
         if node < plan.last_node() {
-            total += e.rtt_ms[node] + wire_ms(variant.boundary_bytes[end], e.link_mbps[node]) + wire_ms(variant.final_bytes, e.link_mbps[node]);
+            p.transfer_ms += e.rtt_ms[node] + wire_ms(variant.boundary_bytes[end], e.link_mbps[node]) + wire_ms(variant.final_bytes, e.link_mbps[node]);
         }
     }
-    total
+    p
 }
 
 /// The optimal static placement of `variant` under `estimates` (Tarnawski et al.'s DP over
@@ -478,6 +486,14 @@ pub enum ChainScheduler {
     /// The same over the candidates that compute on at most two nodes: with `Oracle`, what a
     /// third node could earn at best.
     OracleTwoNode,
+    /// The default scenario's shared plan scorer (the trained policy), zero-shot: each chain
+    /// plan is shown to it in the default observation's terms ([`ChainWorld::observation`]).
+    Policy,
+}
+
+/// Scores an observation's plan rows, masked ones `-inf`: the trained policy's plan scorer.
+pub trait PlanScorer {
+    fn scores(&self, obs: &Obs, out: &mut Vec<f32>) -> Result<(), String>;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -518,6 +534,7 @@ impl ChainScheduler {
             ChainScheduler::Dp => "dp-static".into(),
             ChainScheduler::Oracle => "oracle-now".into(),
             ChainScheduler::OracleTwoNode => "oracle-now-2node".into(),
+            ChainScheduler::Policy => "policy".into(),
         }
     }
 
@@ -659,6 +676,61 @@ impl ChainWorld {
         ChainOutcome { latency_ms, reward, bytes_up, fallback: abandoned_s.is_some() }
     }
 
+    /// What the policy sees of a chain request, in the default observation's terms: the state
+    /// from the device's own link (its first) and its first worker's last report, and each
+    /// plan's row with the workers taken together (their stages as the remote time, their
+    /// waits as the queue, every link's transfers as the transfer, all at the link estimates).
+    /// The device's uplink backlog reads zero: this simulator does not track its queued bytes.
+    fn observation(&mut self, scenario: &ChainScenario, request: &ChainRequest) -> Obs {
+        let config = &scenario.config;
+        let w = &scenario.workloads[request.workload];
+        let [harmonic, last, robust] = [Estimate::Harmonic, Estimate::Last, Estimate::Robust].map(|x| self.estimates(config, request, x));
+        let mut obs = Obs::new(config, MAX_CHAIN_PLANS.max(w.plans.len()));
+        let first_worker_service_ms = config.nodes.get(1).map_or(1.0, |n| n.service_ms.max(1e-6));
+        fill_state(
+            &mut obs.state,
+            config,
+            &StateInputs {
+                link: &self.estimators[0],
+                now: request.time_s,
+                rtt_ms: config.links.first().map(|l| l.rtt_ms),
+                load: request.device_load,
+                utilization: request.device_load.min(1.0),
+                device_memory_mb: config.nodes[0].memory_mb,
+                reported_queue: self.reported_wait_ms.get(1).copied().unwrap_or(0.0) / first_worker_service_ms,
+                last_report_s: self.estimators[0].last_transfer_s(),
+                worker_up: true,
+                slo_ms: w.mix.slo_ms,
+                min_accuracy: w.mix.min_accuracy,
+                queues: DeviceQueues { local_ahead_ms: harmonic.wait_ms[0], uplink_backlog_bytes: 0.0 },
+            },
+        );
+        obs.n_plans = w.plans.len();
+        let log_kb = |bytes: f64| ((bytes / 1e3).ln_1p() / 10.0) as f32;
+        for (i, plan) in w.plans.iter().enumerate() {
+            let v = &w.variants[plan.variant];
+            let remote = plan.last_node() > 0;
+            let device_computes = plan.segment(0).is_some_and(|(start, end)| start < end);
+            let statics = [
+                (!remote) as u8 as f32,
+                (remote && device_computes) as u8 as f32,
+                (!device_computes) as u8 as f32,
+                (v.name != "fp32") as u8 as f32,
+                log_kb(if remote { v.boundary_bytes[plan.bounds[1]] } else { 0.0 }),
+                log_kb(if remote { v.final_bytes } else { 0.0 }),
+            ];
+            let reward = |e: &Estimates| config.reward.reward(v.accuracy, predict_ms(plan, v, config, e), w.mix.slo_ms, plan_bytes(plan, v));
+            let row = plan_row(statics, v.accuracy, w.mix.min_accuracy, &predict(plan, v, config, &harmonic), w.mix.slo_ms, [reward(&harmonic), reward(&last), reward(&robust)]);
+            obs.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES].copy_from_slice(&row);
+            obs.mask[i] = v.accuracy >= w.mix.min_accuracy;
+        }
+        // a request always has a plan: below the floor every plan stays, as for the baselines
+        if !obs.mask.iter().any(|m| *m) {
+            obs.mask[..obs.n_plans].fill(true);
+        }
+        obs
+    }
+
     /// Folds in what the device has heard back by `now`, then says what it believes.
     fn estimates(&mut self, config: &EnvConfig, request: &ChainRequest, estimate: Estimate) -> Estimates {
         let now = request.time_s;
@@ -720,8 +792,14 @@ impl ChainResult {
 
 /// Episodes, each with its own trace per link (the `episode`-th, cycling) and offset.
 pub fn evaluate(scenario: &ChainScenario, episodes: usize, seed: u64) -> Result<Vec<ChainResult>, EnvError> {
+    evaluate_with_policy(scenario, episodes, seed, None)
+}
+
+/// `evaluate`, with the policy's row after the baselines' when a scorer is given.
+pub fn evaluate_with_policy(scenario: &ChainScenario, episodes: usize, seed: u64, policy: Option<&dyn PlanScorer>) -> Result<Vec<ChainResult>, EnvError> {
     let nodes = scenario.names.len();
-    let mut results: Vec<ChainResult> = ChainScheduler::ALL
+    let schedulers: Vec<ChainScheduler> = ChainScheduler::ALL.iter().copied().chain(policy.map(|_| ChainScheduler::Policy)).collect();
+    let mut results: Vec<ChainResult> = schedulers
         .iter()
         .map(|s| ChainResult {
             scheduler: s.name(),
@@ -742,11 +820,14 @@ pub fn evaluate(scenario: &ChainScenario, episodes: usize, seed: u64) -> Result<
     for episode in 0..episodes {
         let mut rng = SmallRng::seed_from_u64(seed.wrapping_add(episode as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let (requests, world) = reset(scenario, episode, &mut rng)?;
-        for (k, &scheduler) in ChainScheduler::ALL.iter().enumerate() {
+        for (k, &scheduler) in schedulers.iter().enumerate() {
             let mut world = world.clone();
             let mut total = 0.0;
             for request in &requests {
-                let plan = choose(scheduler, scenario, &mut world, request);
+                let plan = match (scheduler, policy) {
+                    (ChainScheduler::Policy, Some(policy)) => choose_by_policy(policy, scenario, &mut world, request)?,
+                    _ => choose(scheduler, scenario, &mut world, request),
+                };
                 let w = &scenario.workloads[request.workload];
                 let v = &w.variants[plan.variant];
                 if !plan.fits(v, &scenario.capacities_bytes) {
@@ -849,10 +930,29 @@ fn reset(scenario: &ChainScenario, episode: usize, rng: &mut SmallRng) -> Result
     Ok((requests, world))
 }
 
+/// Bytes a plan sends over all its links (what the reward's byte term counts).
+fn plan_bytes(plan: &ChainPlan, v: &ChainVariant) -> f64 {
+    (0..plan.last_node()).map(|n| v.boundary_bytes[plan.bounds[n + 1]]).sum()
+}
+
 fn predicted_reward(plan: &ChainPlan, w: &ChainWorkload, config: &EnvConfig, e: &Estimates) -> f64 {
     let v = &w.variants[plan.variant];
-    let bytes: f64 = (0..plan.last_node()).map(|n| v.boundary_bytes[plan.bounds[n + 1]]).sum();
-    config.reward.reward(v.accuracy, predict_ms(plan, v, config, e), w.mix.slo_ms, bytes)
+    config.reward.reward(v.accuracy, predict_ms(plan, v, config, e), w.mix.slo_ms, plan_bytes(plan, v))
+}
+
+/// The policy's choice: the valid plan its scorer ranks first (first on ties).
+fn choose_by_policy(policy: &dyn PlanScorer, scenario: &ChainScenario, world: &mut ChainWorld, request: &ChainRequest) -> Result<ChainPlan, EnvError> {
+    let obs = world.observation(scenario, request);
+    let mut scores = Vec::with_capacity(obs.n_plans);
+    policy.scores(&obs, &mut scores).map_err(|e| EnvError::Config(format!("the policy on the chain: {e}")))?;
+    let best = (0..obs.n_plans)
+        .filter(|&i| obs.mask[i])
+        .fold(None, |best: Option<(usize, f32)>, i| match best {
+            Some((_, b)) if scores[i] <= b => best,
+            _ => Some((i, scores[i])),
+        })
+        .map_or(0, |(i, _)| i);
+    Ok(scenario.workloads[request.workload].plans[best].clone())
 }
 
 fn choose(scheduler: ChainScheduler, scenario: &ChainScenario, world: &mut ChainWorld, request: &ChainRequest) -> ChainPlan {
@@ -879,6 +979,12 @@ fn choose(scheduler: ChainScheduler, scenario: &ChainScenario, world: &mut Chain
         }
         ChainScheduler::Greedy(x) => {
             let e = world.estimates(config, request, x);
+            best_of(&allowed, &e)
+        }
+        // `evaluate_with_policy` decides the policy's requests with its scorer; without one
+        // the policy's judgement it starts from is mpc's (its prior feature)
+        ChainScheduler::Policy => {
+            let e = world.estimates(config, request, Estimate::Harmonic);
             best_of(&allowed, &e)
         }
         ChainScheduler::GreedyTwoNode(x) | ChainScheduler::GreedyDeviceEdge(x) => {
@@ -1021,6 +1127,13 @@ pub fn report(scenario: &ChainScenario, results: &[ChainResult], seed: u64) -> S
         for (i, w) in scenario.workloads.iter().enumerate() {
             let (requests, three) = chain.per_workload[i];
             let _ = writeln!(out, "  {:<12} {} of {} requests on three or more nodes", w.mix.name, three, requests);
+        }
+        if let Some(policy) = results.iter().find(|r| r.scheduler == "policy") {
+            let baseline = results.iter().filter(causal).filter(|r| r.scheduler != "policy").max_by(|a, b| a.mean().total_cmp(&b.mean()));
+            if let Some(baseline) = baseline {
+                let (d, low, high) = paired_interval(&policy.episode_rewards, &baseline.episode_rewards, seed);
+                let _ = writeln!(out, "policy (zero-shot: trained on the default scenario) vs the best baseline {}: {d:+.3} [{low:+.3}, {high:+.3}]", baseline.scheduler);
+            }
         }
         let _ = writeln!(out, "  {}'s most frequent plans:", chain.scheduler);
         for (label, count) in chain.top_plans.iter().take(8) {

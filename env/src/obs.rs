@@ -13,6 +13,7 @@ use crate::measurements::Measurements;
 use crate::queues::DeviceQueues;
 use crate::request::Request;
 use crate::scenario::WorkloadModel;
+use rlsched_executor::net::estimator::LinkEstimator;
 
 /// What the features mean, recorded in every checkpoint: a policy reads only the observation
 /// it was trained on. 2: the SLO as ln(SLO / 1 s) (1 had SLO / 1 s, which put a 3 s SLO ten
@@ -111,6 +112,96 @@ pub fn predict(
     }
 }
 
+/// What the state vector reads, whichever scenario fills it (the default one, or a chain's,
+/// whose device sees its first link and first worker the same way).
+pub(crate) struct StateInputs<'a> {
+    pub link: &'a LinkEstimator,
+    pub now: f64,
+    pub rtt_ms: Option<f64>,
+    /// The contention signal (runnable other tasks per core) and the utilisation beside it.
+    pub load: f64,
+    pub utilization: f64,
+    pub device_memory_mb: f64,
+    pub reported_queue: f64,
+    pub last_report_s: Option<f64>,
+    pub worker_up: bool,
+    pub slo_ms: f64,
+    pub min_accuracy: f64,
+    pub queues: DeviceQueues,
+}
+
+/// Fills the state vector (`state_dim(config)` long).
+pub(crate) fn fill_state(state: &mut [f32], config: &EnvConfig, s: &StateInputs) {
+    let k = config.history;
+    let since = |t: Option<f64>| t.map_or(10.0, |t| (s.now - t).clamp(0.0, 10.0)) as f32;
+    state.fill(0.0);
+    // newest first: rate, age (a stale sample says less about the link now), size (a large
+    // transfer's rate is the better measurement)
+    for (i, sample) in s.link.samples().rev().take(k).enumerate() {
+        state[i] = (sample.mbps / 10.0) as f32;
+        state[k + i] = since(Some(sample.at_s)) / 10.0;
+        state[2 * k + i] = ((sample.bytes as f64 / 1e3).ln_1p() / 10.0) as f32;
+    }
+    let extra = [
+        // RobustMPC's measure of how far the estimate can be trusted
+        s.link.max_relative_error().min(10.0) as f32,
+        s.link.samples().len() as f32 / k.max(1) as f32,
+        since(s.link.last_transfer_s()) / 10.0,
+        s.rtt_ms.unwrap_or(0.0) as f32 / 100.0,
+        (s.load / 2.0).min(10.0) as f32,
+        s.utilization as f32,
+        (s.device_memory_mb / 1000.0) as f32,
+        s.reported_queue as f32 / 10.0,
+        since(s.last_report_s) / 10.0,
+        if s.worker_up { 1.0 } else { 0.0 },
+        // in log: SLOs run from milliseconds to seconds, and a scale that is linear in them
+        // makes a long one an outlier the scorer never saw
+        (s.slo_ms.max(1e-3) / 1000.0).ln() as f32,
+        s.min_accuracy as f32,
+        (s.queues.local_ahead_ms / s.slo_ms).min(10.0) as f32,
+        ((s.queues.uplink_backlog_bytes / 1e3).ln_1p() / 10.0) as f32,
+    ];
+    state[PER_SAMPLE * k..PER_SAMPLE * k + STATE_EXTRA].copy_from_slice(&extra);
+}
+
+/// One plan's row: its static features (kind one-hot, compressed, log bytes up and down), its
+/// accuracy (unknown, 0, is a missing value), its prediction at the harmonic estimate in SLOs,
+/// and its predicted reward under the harmonic, the last and the robust estimate: what the
+/// greedy baselines maximise, so the scorer starts from their judgement and learns where to
+/// depart.
+pub(crate) fn plan_row(
+    static_features: [f32; 6],
+    accuracy: f64,
+    min_accuracy: f64,
+    p: &Prediction,
+    slo_ms: f64,
+    [harmonic, last, robust]: [f64; 3],
+) -> [f32; PLAN_FEATURES] {
+    let in_slos = |ms: f64| (ms / slo_ms).min(10.0) as f32;
+    let clamp = |r: f64| r.clamp(-50.0, 50.0) as f32;
+    let total = p.total_ms();
+    let [local, split, offload, compressed, up, down] = static_features;
+    [
+        local,
+        split,
+        offload,
+        compressed,
+        if accuracy > 0.0 { accuracy as f32 } else { f32::NAN },
+        (accuracy - min_accuracy) as f32,
+        in_slos(p.local_ms),
+        in_slos(p.remote_ms),
+        up,
+        down,
+        in_slos(p.transfer_ms),
+        in_slos(p.queue_ms),
+        in_slos(total),
+        (total > slo_ms) as u8 as f32,
+        clamp(harmonic),
+        clamp(last),
+        clamp(robust),
+    ]
+}
+
 impl Obs {
     pub fn new(config: &EnvConfig, max_plans: usize) -> Self {
         Self {
@@ -131,40 +222,26 @@ impl Obs {
         queues: DeviceQueues,
         now: f64,
     ) {
-        let k = config.history;
         let slo = model.mix.slo_ms;
-        let since = |t: Option<f64>| t.map_or(10.0, |t| (now - t).clamp(0.0, 10.0)) as f32;
-        let state = &mut self.state;
-        state.fill(0.0);
         let link = &seen.link;
-        // newest first: rate, age (a stale sample says less about the link now), size (a large
-        // transfer's rate is the better measurement)
-        for (i, sample) in link.samples().rev().take(k).enumerate() {
-            state[i] = (sample.mbps / 10.0) as f32;
-            state[k + i] = since(Some(sample.at_s)) / 10.0;
-            state[2 * k + i] = ((sample.bytes as f64 / 1e3).ln_1p() / 10.0) as f32;
-        }
-        let extra = [
-            // RobustMPC's measure of how far the estimate can be trusted
-            link.max_relative_error().min(10.0) as f32,
-            link.samples().len() as f32 / k.max(1) as f32,
-            since(link.last_transfer_s()) / 10.0,
-            link.rtt_ms().unwrap_or(0.0) as f32 / 100.0,
-            // the contention signal (runnable other tasks per core) and the utilisation beside it
-            (request.observed_load / 2.0).min(10.0) as f32,
-            request.observed_utilization as f32,
-            (config.device_memory_mb / 1000.0) as f32,
-            seen.reported_queue as f32 / 10.0,
-            since(seen.last_report_s) / 10.0,
-            if request.world.worker_up { 1.0 } else { 0.0 },
-            // in log: SLOs run from milliseconds to seconds, and a scale that is linear in them
-            // makes a long one an outlier the scorer never saw
-            (slo.max(1e-3) / 1000.0).ln() as f32,
-            model.mix.min_accuracy as f32,
-            (queues.local_ahead_ms / slo).min(10.0) as f32,
-            ((queues.uplink_backlog_bytes / 1e3).ln_1p() / 10.0) as f32,
-        ];
-        state[PER_SAMPLE * k..PER_SAMPLE * k + STATE_EXTRA].copy_from_slice(&extra);
+        fill_state(
+            &mut self.state,
+            config,
+            &StateInputs {
+                link,
+                now,
+                rtt_ms: link.rtt_ms(),
+                load: request.observed_load,
+                utilization: request.observed_utilization,
+                device_memory_mb: config.device_memory_mb,
+                reported_queue: seen.reported_queue,
+                last_report_s: seen.last_report_s,
+                worker_up: request.world.worker_up,
+                slo_ms: slo,
+                min_accuracy: model.mix.min_accuracy,
+                queues,
+            },
+        );
 
         self.plans.fill(0.0);
         self.mask.fill(false);
@@ -172,34 +249,12 @@ impl Obs {
         let mbps = link.harmonic_mbps();
         let (last, robust) = (link.last_mbps(), link.robust_mbps());
         let memory = config.device_memory_mb * 1e6;
-        let in_slos = |ms: f64| (ms / slo).min(10.0) as f32;
         for (i, c) in model.candidates.iter().enumerate() {
             let predict_at = |mbps: Option<f64>| predict(c, request.observed_load, mbps, link.rtt_ms(), seen.reported_queue, queues, config);
+            let reward_of = |p: Prediction| config.reward.reward(c.accuracy, p.total_ms(), slo, c.bytes_up);
             let p = predict_at(mbps);
-            let total = p.total_ms();
-            // The predicted reward under each bandwidth estimate: what the greedy baselines
-            // maximise, so the scorer starts from their judgement and learns where to depart.
-            let reward_of = |total_ms: f64| config.reward.reward(c.accuracy, total_ms, slo, c.bytes_up).clamp(-50.0, 50.0) as f32;
-            let [local, split, offload, compressed, up, down] = c.static_features;
-            let row = [
-                local,
-                split,
-                offload,
-                compressed,
-                if c.accuracy > 0.0 { c.accuracy as f32 } else { f32::NAN },
-                (c.accuracy - model.mix.min_accuracy) as f32,
-                in_slos(p.local_ms),
-                in_slos(p.remote_ms),
-                up,
-                down,
-                in_slos(p.transfer_ms),
-                in_slos(p.queue_ms),
-                in_slos(total),
-                (total > slo) as u8 as f32,
-                reward_of(total),
-                reward_of(predict_at(last).total_ms()),
-                reward_of(predict_at(robust).total_ms()),
-            ];
+            let rewards = [reward_of(p), reward_of(predict_at(last)), reward_of(predict_at(robust))];
+            let row = plan_row(c.static_features, c.accuracy, model.mix.min_accuracy, &p, slo, rewards);
             self.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES].copy_from_slice(&row);
             self.mask[i] = c.accuracy >= model.mix.min_accuracy
                 && c.memory_bytes <= memory

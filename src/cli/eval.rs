@@ -303,8 +303,9 @@ fn plot(
 }
 
 /// The chain scenario (`[[env.nodes]]`): its baselines on its own links' traces, the table and
-/// the closing note (plan mix, the gain over two-node plans). The policy has no per-node
-/// features yet, so a checkpoint is not evaluated here.
+/// the closing note (plan mix, the gain over two-node plans), and the checkpoint's policy
+/// zero-shot beside them (it was trained on the default scenario; each chain plan is shown to
+/// it in that observation's terms, the workers taken together).
 fn chain(args: &EvalArgs, config: &rlsched_env::EnvConfig) -> Result<()> {
     use rlsched_env::chain;
     if !args.traces.is_empty() || !args.trace_sets.is_empty() || !args.scales.is_empty() || args.markov_validation || args.held_out_models || !args.schedulers.is_empty() {
@@ -312,7 +313,15 @@ fn chain(args: &EvalArgs, config: &rlsched_env::EnvConfig) -> Result<()> {
     }
     let scenario = chain::ChainScenario::load(config)?.expect("nodes are set");
     let episodes = args.requests.div_ceil(config.requests_per_episode).max(1);
-    let results = chain::evaluate(&scenario, episodes, args.seed)?;
+    // the scenario files live in configs/, the shipped policy at the project's top
+    let defaults = [args.config.dir().join("checkpoints/default"), PathBuf::from("checkpoints/default")];
+    let checkpoint = args.checkpoint.clone().or_else(|| defaults.into_iter().find(|d| d.is_dir()));
+    let policy = checkpoint.map(|dir| load_policy(&dir, config)).transpose()?;
+    let scorer = match &policy {
+        Some(policy) => Some(policy.plain().map_err(|e| anyhow::anyhow!("the checkpoint's scorer: {e}"))?),
+        None => None,
+    };
+    let results = chain::evaluate_with_policy(&scenario, episodes, args.seed, scorer.map(|s| s as &dyn chain::PlanScorer))?;
     print!("{}", chain::report(&scenario, &results, args.seed));
     Ok(())
 }
