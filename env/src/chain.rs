@@ -491,6 +491,86 @@ pub enum ChainScheduler {
     Policy,
 }
 
+/// What the device knows at a chain request, for [`observe`]: in the simulator from its world,
+/// in `serve --chain` from the live estimates and the device's state.
+pub struct ChainView<'a> {
+    /// The device's own link (to the first worker).
+    pub first_link: &'a LinkEstimator,
+    pub now: f64,
+    /// Other processes' CPU utilisation, 0..1.
+    pub utilization: f64,
+    /// The first worker's last reported queue, in requests.
+    pub reported_queue: f64,
+    pub queues: DeviceQueues,
+    /// Every link and node at the harmonic, the last and the robust estimates (the device's
+    /// load in each).
+    pub estimates: [&'a Estimates; 3],
+}
+
+/// A chain request in the default observation's terms, so the one shared plan scorer reads it:
+/// the state from the device's own link and its first worker's report, and each plan's row
+/// with the workers taken together (their stages as the remote time, their waits as the queue,
+/// every link's transfers and round trips as the transfer), at each estimate.
+pub fn observe(scenario: &ChainScenario, workload: usize, slo_ms: f64, min_accuracy: f64, view: &ChainView) -> Obs {
+    let config = &scenario.config;
+    let w = &scenario.workloads[workload];
+    let [harmonic, last, robust] = view.estimates;
+    let mut obs = Obs::new(config, MAX_CHAIN_PLANS.max(w.plans.len()));
+    fill_state(
+        &mut obs.state,
+        config,
+        &StateInputs {
+            link: view.first_link,
+            now: view.now,
+            rtt_ms: config.links.first().map(|l| l.rtt_ms),
+            load: harmonic.device_load,
+            utilization: view.utilization,
+            device_memory_mb: config.nodes[0].memory_mb,
+            reported_queue: view.reported_queue,
+            last_report_s: view.first_link.last_transfer_s(),
+            worker_up: true,
+            slo_ms,
+            min_accuracy,
+            queues: view.queues,
+        },
+    );
+    obs.n_plans = w.plans.len();
+    let log_kb = |bytes: f64| ((bytes / 1e3).ln_1p() / 10.0) as f32;
+    for (i, plan) in w.plans.iter().enumerate() {
+        let v = &w.variants[plan.variant];
+        let remote = plan.last_node() > 0;
+        let device_computes = plan.segment(0).is_some_and(|(start, end)| start < end);
+        let statics = [
+            (!remote) as u8 as f32,
+            (remote && device_computes) as u8 as f32,
+            (!device_computes) as u8 as f32,
+            (v.name != "fp32") as u8 as f32,
+            log_kb(if remote { v.boundary_bytes[plan.bounds[1]] } else { 0.0 }),
+            log_kb(if remote { v.final_bytes } else { 0.0 }),
+        ];
+        let reward = |e: &Estimates| config.reward.reward(v.accuracy, predict_ms(plan, v, config, e), slo_ms, plan_bytes(plan, v));
+        let row = plan_row(statics, v.accuracy, min_accuracy, &predict(plan, v, config, harmonic), slo_ms, [reward(harmonic), reward(last), reward(robust)]);
+        obs.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES].copy_from_slice(&row);
+        obs.mask[i] = v.accuracy >= min_accuracy;
+    }
+    // a request always has a plan: below the floor every plan stays, as for the baselines
+    if !obs.mask.iter().any(|m| *m) {
+        obs.mask[..obs.n_plans].fill(true);
+    }
+    obs
+}
+
+/// The valid plan `scores` ranks first (first on ties).
+pub fn best_scored(obs: &Obs, scores: &[f32]) -> usize {
+    (0..obs.n_plans)
+        .filter(|&i| obs.mask[i])
+        .fold(None, |best: Option<(usize, f32)>, i| match best {
+            Some((_, b)) if scores.get(i).is_none_or(|&s| s <= b) => best,
+            _ => Some((i, scores.get(i).copied().unwrap_or(f32::NEG_INFINITY))),
+        })
+        .map_or(0, |(i, _)| i)
+}
+
 /// Scores an observation's plan rows, masked ones `-inf`: the trained policy's plan scorer.
 pub trait PlanScorer {
     fn scores(&self, obs: &Obs, out: &mut Vec<f32>) -> Result<(), String>;
@@ -676,59 +756,22 @@ impl ChainWorld {
         ChainOutcome { latency_ms, reward, bytes_up, fallback: abandoned_s.is_some() }
     }
 
-    /// What the policy sees of a chain request, in the default observation's terms: the state
-    /// from the device's own link (its first) and its first worker's last report, and each
-    /// plan's row with the workers taken together (their stages as the remote time, their
-    /// waits as the queue, every link's transfers as the transfer, all at the link estimates).
-    /// The device's uplink backlog reads zero: this simulator does not track its queued bytes.
+    /// What the policy sees of a chain request ([`observe`]). The device's uplink backlog reads
+    /// zero: this simulator does not track its queued bytes.
     fn observation(&mut self, scenario: &ChainScenario, request: &ChainRequest) -> Obs {
         let config = &scenario.config;
-        let w = &scenario.workloads[request.workload];
         let [harmonic, last, robust] = [Estimate::Harmonic, Estimate::Last, Estimate::Robust].map(|x| self.estimates(config, request, x));
-        let mut obs = Obs::new(config, MAX_CHAIN_PLANS.max(w.plans.len()));
         let first_worker_service_ms = config.nodes.get(1).map_or(1.0, |n| n.service_ms.max(1e-6));
-        fill_state(
-            &mut obs.state,
-            config,
-            &StateInputs {
-                link: &self.estimators[0],
-                now: request.time_s,
-                rtt_ms: config.links.first().map(|l| l.rtt_ms),
-                load: request.device_load,
-                utilization: request.device_load.min(1.0),
-                device_memory_mb: config.nodes[0].memory_mb,
-                reported_queue: self.reported_wait_ms.get(1).copied().unwrap_or(0.0) / first_worker_service_ms,
-                last_report_s: self.estimators[0].last_transfer_s(),
-                worker_up: true,
-                slo_ms: w.mix.slo_ms,
-                min_accuracy: w.mix.min_accuracy,
-                queues: DeviceQueues { local_ahead_ms: harmonic.wait_ms[0], uplink_backlog_bytes: 0.0 },
-            },
-        );
-        obs.n_plans = w.plans.len();
-        let log_kb = |bytes: f64| ((bytes / 1e3).ln_1p() / 10.0) as f32;
-        for (i, plan) in w.plans.iter().enumerate() {
-            let v = &w.variants[plan.variant];
-            let remote = plan.last_node() > 0;
-            let device_computes = plan.segment(0).is_some_and(|(start, end)| start < end);
-            let statics = [
-                (!remote) as u8 as f32,
-                (remote && device_computes) as u8 as f32,
-                (!device_computes) as u8 as f32,
-                (v.name != "fp32") as u8 as f32,
-                log_kb(if remote { v.boundary_bytes[plan.bounds[1]] } else { 0.0 }),
-                log_kb(if remote { v.final_bytes } else { 0.0 }),
-            ];
-            let reward = |e: &Estimates| config.reward.reward(v.accuracy, predict_ms(plan, v, config, e), w.mix.slo_ms, plan_bytes(plan, v));
-            let row = plan_row(statics, v.accuracy, w.mix.min_accuracy, &predict(plan, v, config, &harmonic), w.mix.slo_ms, [reward(&harmonic), reward(&last), reward(&robust)]);
-            obs.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES].copy_from_slice(&row);
-            obs.mask[i] = v.accuracy >= w.mix.min_accuracy;
-        }
-        // a request always has a plan: below the floor every plan stays, as for the baselines
-        if !obs.mask.iter().any(|m| *m) {
-            obs.mask[..obs.n_plans].fill(true);
-        }
-        obs
+        let w = &scenario.workloads[request.workload];
+        let view = ChainView {
+            first_link: &self.estimators[0],
+            now: request.time_s,
+            utilization: request.device_load.min(1.0),
+            reported_queue: self.reported_wait_ms.get(1).copied().unwrap_or(0.0) / first_worker_service_ms,
+            queues: DeviceQueues { local_ahead_ms: harmonic.wait_ms[0], uplink_backlog_bytes: 0.0 },
+            estimates: [&harmonic, &last, &robust],
+        };
+        observe(scenario, request.workload, w.mix.slo_ms, w.mix.min_accuracy, &view)
     }
 
     /// Folds in what the device has heard back by `now`, then says what it believes.
@@ -945,14 +988,7 @@ fn choose_by_policy(policy: &dyn PlanScorer, scenario: &ChainScenario, world: &m
     let obs = world.observation(scenario, request);
     let mut scores = Vec::with_capacity(obs.n_plans);
     policy.scores(&obs, &mut scores).map_err(|e| EnvError::Config(format!("the policy on the chain: {e}")))?;
-    let best = (0..obs.n_plans)
-        .filter(|&i| obs.mask[i])
-        .fold(None, |best: Option<(usize, f32)>, i| match best {
-            Some((_, b)) if scores[i] <= b => best,
-            _ => Some((i, scores[i])),
-        })
-        .map_or(0, |(i, _)| i);
-    Ok(scenario.workloads[request.workload].plans[best].clone())
+    Ok(scenario.workloads[request.workload].plans[best_scored(&obs, &scores)].clone())
 }
 
 fn choose(scheduler: ChainScheduler, scenario: &ChainScenario, world: &mut ChainWorld, request: &ChainRequest) -> ChainPlan {

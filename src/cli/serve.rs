@@ -56,9 +56,15 @@ pub struct ServeArgs {
     /// The chain after the device, `NAME=URL,PEER[,PEER...]`: the worker at URL (an `rlsched
     /// worker --next PEER=...`) and the peer names each node knows the next by, matching the
     /// config's `[[env.nodes]]` after the device. The chain scenario's workloads are then
-    /// decided by the optimal static placement at the live link estimates.
+    /// decided by the policy (zero-shot), or by `--chain-placement dp-static`, at the live
+    /// link estimates.
     #[arg(long, value_name = "NAME=URL,PEER...")]
     pub chain: Option<String>,
+    /// Who places a `--chain` request: `policy` (the serving checkpoint's plan scorer, reading
+    /// each chain plan in the default observation's terms) or `dp-static` (the optimal static
+    /// placement per request).
+    #[arg(long, default_value = "policy", value_name = "policy|dp-static")]
+    pub chain_placement: String,
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -70,7 +76,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         (true, Some(_)) => anyhow::bail!("--chain needs a config with [[env.nodes]] (see configs/chain3.toml)"),
         _ => {}
     }
-    let chain = args.chain.as_deref().map(crate::serve::chain::ChainSpec::parse).transpose().map_err(anyhow::Error::msg)?;
+    let placement: crate::serve::chain::ChainPlacement = args.chain_placement.parse().map_err(anyhow::Error::msg)?;
+    let chain = args.chain.as_deref().map(crate::serve::chain::ChainSpec::parse).transpose().map_err(anyhow::Error::msg)?.map(|spec| crate::serve::chain::ChainSpec { placement, ..spec });
     let device: DeviceChoice = args.device.parse()?;
     let mut config = ServeConfig::new(train.env.clone(), args.checkpoint);
     config.workers = args.workers;

@@ -1,8 +1,10 @@
 //! `rlsched serve --chain NAME=URL,PEER...`: chain plans (device → edge → cloud) served for the
 //! workloads of the config's chain scenario (`[[env.nodes]]`). The first node after the device
 //! is the worker at URL; each later one is the peer name the node before it was given with
-//! `rlsched worker --next`. The shared policy has no per-node features yet, so chain requests
-//! are decided by the optimal static placement at the live estimates (`env::chain::dp_choice`):
+//! `rlsched worker --next`. Chain requests are decided by the serving policy, zero-shot (each
+//! chain plan shown to its shared plan scorer in the default observation's terms,
+//! `env::chain::observe`), or with `--chain-placement dp-static` by the optimal static placement
+//! (`env::chain::dp_choice`), both at the live estimates:
 //! the device's link from the executor's own transfers, each later link from the hop reports
 //! the replies bring (its prior until then: the mean of its configured traces), each worker's
 //! wait from the queue time its last hop report gave, and the device's own wait and load from
@@ -10,7 +12,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use rlsched_env::chain::{self, ChainScenario, Estimates};
+use rlsched_agent::policy::PolicyScheduler;
+use rlsched_env::chain::{self, ChainScenario, ChainView, Estimate, Estimates};
 use rlsched_env::EnvConfig;
 use rlsched_executor::kserve::chain::check_peer_name;
 use rlsched_executor::kserve::http::ApiError;
@@ -22,12 +25,43 @@ use serde_json::{json, Map, Value};
 use crate::serve::device::DeviceState;
 use crate::serve::ServeError;
 
-/// `--chain NAME=URL,PEER[,PEER...]`.
+/// `--chain NAME=URL,PEER[,PEER...]`, and `--chain-placement`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChainSpec {
     pub name: String,
     pub url: String,
     pub peers: Vec<String>,
+    pub placement: ChainPlacement,
+}
+
+/// Who places a chain request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChainPlacement {
+    /// The serving policy, zero-shot (it was trained on the default scenario).
+    #[default]
+    Policy,
+    /// The optimal static placement per request (the DP over contiguous segments).
+    DpStatic,
+}
+
+impl ChainPlacement {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Policy => "policy",
+            Self::DpStatic => "dp-static",
+        }
+    }
+}
+
+impl std::str::FromStr for ChainPlacement {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "policy" => Ok(Self::Policy),
+            "dp-static" => Ok(Self::DpStatic),
+            other => Err(format!("--chain-placement `{other}`: expected policy or dp-static")),
+        }
+    }
 }
 
 impl ChainSpec {
@@ -40,7 +74,7 @@ impl ChainSpec {
         for peer in &peers {
             check_peer_name(peer).map_err(|e| format!("--chain: {e}"))?;
         }
-        Ok(Self { name: name.into(), url: url.into(), peers })
+        Ok(Self { name: name.into(), url: url.into(), peers, placement: ChainPlacement::default() })
     }
 }
 
@@ -51,6 +85,7 @@ pub struct ChainServing {
     pub worker: usize,
     links: Mutex<Vec<LinkEstimator>>,
     prior_mbps: Vec<f64>,
+    placement: ChainPlacement,
     /// Each node's queue wait as its last hop report gave it (the device's is read live).
     reported_wait_ms: Mutex<Vec<f64>>,
 }
@@ -67,7 +102,7 @@ impl ChainServing {
         let links = (1..scenario.links.len()).map(|_| LinkEstimator::new(env.estimator())).collect();
         let prior_mbps = chain::mean_link_mbps(&scenario.links);
         let reported_wait_ms = Mutex::new(vec![0.0; scenario.names.len()]);
-        Ok(Self { scenario, worker, links: Mutex::new(links), prior_mbps, reported_wait_ms })
+        Ok(Self { scenario, worker, links: Mutex::new(links), prior_mbps, placement: spec.placement, reported_wait_ms })
     }
 
     /// The chain workload serving `workload`, if the chain scenario has it.
@@ -76,9 +111,11 @@ impl ChainServing {
     }
 
     /// Decides, runs and reports one request: the response's parameters and the execution.
+    #[allow(clippy::too_many_arguments)]
     pub async fn serve(
         &self,
         executor: &PlanExecutor,
+        policy: &Mutex<PolicyScheduler>,
         device: &Arc<DeviceState>,
         index: usize,
         input: WireTensor,
@@ -90,16 +127,51 @@ impl ChainServing {
         let slo_ms = slo_ms.unwrap_or(w.mix.slo_ms);
         let floor = min_accuracy.unwrap_or(w.mix.min_accuracy);
         let first = executor.link_estimate(self.worker);
-        let mut link_mbps = vec![first.harmonic_mbps().unwrap_or(self.prior_mbps[0])];
-        link_mbps.extend(self.links.lock().expect("chain links").iter().zip(&self.prior_mbps[1..]).map(|(l, prior)| l.harmonic_mbps().unwrap_or(*prior)));
-        let mut wait_ms = self.reported_wait_ms.lock().expect("chain waits").clone();
-        wait_ms[0] = device.queues().local_ahead_ms;
-        let e = Estimates { link_mbps, rtt_ms: config.links.iter().map(|l| l.rtt_ms).collect(), wait_ms, device_load: device.load() };
-        let (plan, predicted_ms) = chain::dp_choice(w, config, &self.scenario.capacities_bytes, &e, slo_ms, floor)
-            // no variant at the floor fits: the most accurate that does
-            .or_else(|| chain::dp_choice(w, config, &self.scenario.capacities_bytes, &e, slo_ms, 0.0))
-            .ok_or_else(|| ApiError::internal(format!("no placement of `{}` fits the chain's memory", w.mix.name)))?;
+        let queues = device.queues();
+        let estimates = |kind: Estimate| {
+            let rate = |l: &LinkEstimator| match kind {
+                Estimate::Last => l.last_mbps(),
+                Estimate::Harmonic => l.harmonic_mbps(),
+                Estimate::Robust => l.robust_mbps(),
+            };
+            let mut link_mbps = vec![rate(&first).unwrap_or(self.prior_mbps[0])];
+            link_mbps.extend(self.links.lock().expect("chain links").iter().zip(&self.prior_mbps[1..]).map(|(l, prior)| rate(l).unwrap_or(*prior)));
+            let mut wait_ms = self.reported_wait_ms.lock().expect("chain waits").clone();
+            wait_ms[0] = queues.local_ahead_ms;
+            Estimates { link_mbps, rtt_ms: config.links.iter().map(|l| l.rtt_ms).collect(), wait_ms, device_load: device.load() }
+        };
+        let e = estimates(Estimate::Harmonic);
+        let plan = match self.placement {
+            ChainPlacement::Policy => {
+                let (last, robust) = (estimates(Estimate::Last), estimates(Estimate::Robust));
+                let first_worker_service_ms = config.nodes.get(1).map_or(1.0, |n| n.service_ms.max(1e-6));
+                let view = ChainView {
+                    first_link: &first,
+                    now: executor.now_s(),
+                    utilization: device.utilization(),
+                    reported_queue: e.wait_ms.get(1).copied().unwrap_or(0.0) / first_worker_service_ms,
+                    queues,
+                    estimates: [&e, &last, &robust],
+                };
+                let obs = chain::observe(&self.scenario, index, slo_ms, floor, &view);
+                let mut scores = Vec::with_capacity(obs.n_plans);
+                {
+                    let scheduler = policy.lock().expect("policy lock");
+                    let scorer = scheduler.policy.plain().map_err(ApiError::internal)?;
+                    scorer.scores(&obs, &mut scores).map_err(ApiError::internal)?;
+                }
+                w.plans[chain::best_scored(&obs, &scores)].clone()
+            }
+            ChainPlacement::DpStatic => {
+                chain::dp_choice(w, config, &self.scenario.capacities_bytes, &e, slo_ms, floor)
+                    // no variant at the floor fits: the most accurate that does
+                    .or_else(|| chain::dp_choice(w, config, &self.scenario.capacities_bytes, &e, slo_ms, 0.0))
+                    .ok_or_else(|| ApiError::internal(format!("no placement of `{}` fits the chain's memory", w.mix.name)))?
+                    .0
+            }
+        };
         let variant = &w.variants[plan.variant];
+        let predicted_ms = chain::predict_ms(&plan, variant, config, &e);
         let mut executable = plan.to_plan(&variant.name, &self.scenario.names);
         if let Plan::Chain { worker, .. } = &mut executable {
             *worker = self.worker;
@@ -136,6 +208,7 @@ impl ChainServing {
         let reward = config.reward.reward(variant.accuracy, b.total_ms, slo_ms, b.bytes_up as f64);
         let mut parameters = Map::new();
         parameters.insert("strategy".into(), json!(executable.kind()));
+        parameters.insert("placement".into(), json!(self.placement.name()));
         parameters.insert("variant".into(), json!(variant.name));
         parameters.insert("plan".into(), json!(plan.label(variant, &self.scenario.names)));
         parameters.insert("bounds".into(), json!(plan.bounds));

@@ -89,7 +89,7 @@ pub struct ServeConfig {
     pub agent: rlsched_agent::AgentConfig,
     pub runs_dir: PathBuf,
     /// `--chain`: the chain after the device (needs `[[env.nodes]]`), its workloads decided by
-    /// the optimal static placement (`serve::chain`).
+    /// the policy or the optimal static placement (`serve::chain`).
     pub chain: Option<chain::ChainSpec>,
 }
 

@@ -112,7 +112,7 @@ pub async fn infer(
 
     if let Some(chain) = &state.chain {
         if let Some(index) = chain.workload(served.workload) {
-            let (parameters, run) = chain.serve(&state.decider.executor, &state.decider.device, index, input, objective.slo_ms, objective.min_accuracy).await?;
+            let (parameters, run) = chain.serve(&state.decider.executor, &state.decider.policy, &state.decider.device, index, input, objective.slo_ms, objective.min_accuracy).await?;
             let labels = PlanLabels { workload: model.clone(), strategy: "chain".into(), variant: parameters["variant"].as_str().unwrap_or("").into() };
             state.metrics.requests.get_or_create(&labels).inc();
             return http::infer_response(model, request.id, parameters, &run.output, binary);
