@@ -181,7 +181,8 @@ impl ChainServing {
         let deadline = config.deadline.remote(slo_ms, chain::remote_path_ms(&plan, variant, config, &e));
         let (device_start, device_end) = plan.segment(0).unwrap_or((0, 0));
         let device_ms: f64 = variant.stage_ms[0][device_start..device_end].iter().map(|s| s.0).sum::<f64>() * config.contention.slowdown(e.device_load);
-        let queued = device.enqueue(device_ms, variant.boundary_bytes[device_end]);
+        let upload_bytes = if plan.last_node() > 0 { variant.boundary_bytes[device_end] } else { 0.0 };
+        let queued = device.enqueue(device_ms, upload_bytes);
         let run = executor.execute(w.workload, &executable, input, deadline).await?;
         drop(queued);
         let b = &run.breakdown;
