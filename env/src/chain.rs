@@ -18,9 +18,12 @@
 //! `Plan::Chain`. The nodes beyond keep the work they were given (nothing tells them), and the
 //! fallback's span is not reserved on the device, as `ReplayEnv`'s is not.
 //!
+//! The policy runs here zero-shot: the default scenario's shared plan scorer reads each chain
+//! plan through the default observation's features, the workers taken together ([`observe`]).
+//!
 //! What this simulator leaves out, against `ReplayEnv`: int8 intermediates (every hop carries
-//! FP32), the active probe after the first, and the policy (the shared plan scorer has no
-//! per-node features yet).
+//! FP32), the active probe after the first, and training (no per-node features, so `train`
+//! refuses a chain config).
 
 use std::sync::Arc;
 
@@ -487,7 +490,7 @@ pub enum ChainScheduler {
     /// third node could earn at best.
     OracleTwoNode,
     /// The default scenario's shared plan scorer (the trained policy), zero-shot: each chain
-    /// plan is shown to it in the default observation's terms ([`ChainWorld::observation`]).
+    /// plan is shown to it in the default observation's terms ([`observe`]).
     Policy,
 }
 
