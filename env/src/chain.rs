@@ -502,8 +502,6 @@ pub struct ChainView<'a> {
     pub now: f64,
     /// Other processes' CPU utilisation, 0..1.
     pub utilization: f64,
-    /// The first worker's last reported queue, in requests.
-    pub reported_queue: f64,
     pub queues: DeviceQueues,
     /// Every link and node at the harmonic, the last and the robust estimates (the device's
     /// load in each).
@@ -529,7 +527,8 @@ pub fn observe(scenario: &ChainScenario, workload: usize, slo_ms: f64, min_accur
             load: harmonic.device_load,
             utilization: view.utilization,
             device_memory_mb: config.nodes[0].memory_mb,
-            reported_queue: view.reported_queue,
+            // the first worker's reported wait, in its requests
+            reported_queue: harmonic.wait_ms.get(1).copied().unwrap_or(0.0) / config.nodes.get(1).map_or(1.0, |n| n.service_ms.max(1e-6)),
             last_report_s: view.first_link.last_transfer_s(),
             worker_up: true,
             slo_ms,
@@ -586,6 +585,17 @@ pub enum Estimate {
     Robust,
 }
 
+impl Estimate {
+    /// The link's rate by this estimate, once it has a sample.
+    pub fn rate(self, link: &LinkEstimator) -> Option<f64> {
+        match self {
+            Estimate::Last => link.last_mbps(),
+            Estimate::Harmonic => link.harmonic_mbps(),
+            Estimate::Robust => link.robust_mbps(),
+        }
+    }
+}
+
 impl ChainScheduler {
     pub const ALL: [ChainScheduler; 13] = [
         ChainScheduler::Local,
@@ -637,6 +647,14 @@ struct ChainRequest {
     node_queue: Vec<f64>,
     /// Standard-normal draws per stage per node.
     noise: Vec<Vec<f64>>,
+}
+
+impl ChainRequest {
+    /// Stages `range` of `v` on `node` as this request's draws make them (never below 5% of
+    /// their mean), before any slowdown.
+    fn sampled_ms(&self, v: &ChainVariant, node: usize, range: std::ops::Range<usize>) -> f64 {
+        range.map(|s| (v.stage_ms[node][s].0 + v.stage_ms[node][s].1 * self.noise[node][s]).max(0.05 * v.stage_ms[node][s].0)).sum()
+    }
 }
 
 /// A sample the device hears of only when the reply comes back (or, censored, when it gives up
@@ -702,7 +720,7 @@ impl ChainWorld {
                 };
                 let begin = t.max(self.node_free_s[node]) + queue;
                 let slowdown = if node == 0 { config.contention.slowdown(request.device_load) } else { 1.0 };
-                let ms: f64 = (start..end).map(|s| (v.stage_ms[node][s].0 + v.stage_ms[node][s].1 * request.noise[node][s]).max(0.05 * v.stage_ms[node][s].0)).sum();
+                let ms = request.sampled_ms(v, node, start..end);
                 t = begin + ms * slowdown / 1e3;
                 self.node_free_s[node] = t;
             }
@@ -740,7 +758,7 @@ impl ChainWorld {
                 self.pending.push(Pending { visible_s: abandoned, link: 0, at_s: abandoned, bytes, wire_ms, censored: true });
                 self.link_free_s[0] = self.link_free_s[0].min(abandoned.max(first_upload_s));
                 let slowdown = config.contention.slowdown(request.device_load);
-                let ms: f64 = (device_end..v.stages()).map(|s| (v.stage_ms[0][s].0 + v.stage_ms[0][s].1 * request.noise[0][s]).max(0.05 * v.stage_ms[0][s].0)).sum();
+                let ms = request.sampled_ms(v, 0, device_end..v.stages());
                 t = abandoned.max(self.node_free_s[0]) + ms * slowdown / 1e3;
             }
             None => {
@@ -764,13 +782,11 @@ impl ChainWorld {
     fn observation(&mut self, scenario: &ChainScenario, request: &ChainRequest) -> Obs {
         let config = &scenario.config;
         let [harmonic, last, robust] = [Estimate::Harmonic, Estimate::Last, Estimate::Robust].map(|x| self.estimates(config, request, x));
-        let first_worker_service_ms = config.nodes.get(1).map_or(1.0, |n| n.service_ms.max(1e-6));
         let w = &scenario.workloads[request.workload];
         let view = ChainView {
             first_link: &self.estimators[0],
             now: request.time_s,
             utilization: request.device_load.min(1.0),
-            reported_queue: self.reported_wait_ms.get(1).copied().unwrap_or(0.0) / first_worker_service_ms,
             queues: DeviceQueues { local_ahead_ms: harmonic.wait_ms[0], uplink_backlog_bytes: 0.0 },
             estimates: [&harmonic, &last, &robust],
         };
@@ -791,12 +807,7 @@ impl ChainWorld {
         let link_mbps = self
             .estimators
             .iter()
-            .map(|e| match estimate {
-                Estimate::Last => e.last_mbps(),
-                Estimate::Harmonic => e.harmonic_mbps(),
-                Estimate::Robust => e.robust_mbps(),
-            })
-            .map(|m| m.unwrap_or(1.0))
+            .map(|e| estimate.rate(e).unwrap_or(1.0))
             .collect();
         let mut wait_ms = self.reported_wait_ms.clone();
         wait_ms[0] = ((self.node_free_s[0] - now) * 1e3).max(0.0);

@@ -129,13 +129,8 @@ impl ChainServing {
         let first = executor.link_estimate(self.worker);
         let queues = device.queues();
         let estimates = |kind: Estimate| {
-            let rate = |l: &LinkEstimator| match kind {
-                Estimate::Last => l.last_mbps(),
-                Estimate::Harmonic => l.harmonic_mbps(),
-                Estimate::Robust => l.robust_mbps(),
-            };
-            let mut link_mbps = vec![rate(&first).unwrap_or(self.prior_mbps[0])];
-            link_mbps.extend(self.links.lock().expect("chain links").iter().zip(&self.prior_mbps[1..]).map(|(l, prior)| rate(l).unwrap_or(*prior)));
+            let mut link_mbps = vec![kind.rate(&first).unwrap_or(self.prior_mbps[0])];
+            link_mbps.extend(self.links.lock().expect("chain links").iter().zip(&self.prior_mbps[1..]).map(|(l, prior)| kind.rate(l).unwrap_or(*prior)));
             let mut wait_ms = self.reported_wait_ms.lock().expect("chain waits").clone();
             wait_ms[0] = queues.local_ahead_ms;
             Estimates { link_mbps, rtt_ms: config.links.iter().map(|l| l.rtt_ms).collect(), wait_ms, device_load: device.load() }
@@ -144,12 +139,10 @@ impl ChainServing {
         let plan = match self.placement {
             ChainPlacement::Policy => {
                 let (last, robust) = (estimates(Estimate::Last), estimates(Estimate::Robust));
-                let first_worker_service_ms = config.nodes.get(1).map_or(1.0, |n| n.service_ms.max(1e-6));
                 let view = ChainView {
                     first_link: &first,
                     now: executor.now_s(),
                     utilization: device.utilization(),
-                    reported_queue: e.wait_ms.get(1).copied().unwrap_or(0.0) / first_worker_service_ms,
                     queues,
                     estimates: [&e, &last, &robust],
                 };
@@ -171,14 +164,14 @@ impl ChainServing {
             }
         };
         let variant = &w.variants[plan.variant];
-        let predicted_ms = chain::predict_ms(&plan, variant, config, &e);
+        let predicted = chain::predict(&plan, variant, config, &e);
         let mut executable = plan.to_plan(&variant.name, &self.scenario.names);
         if let Plan::Chain { worker, .. } = &mut executable {
             *worker = self.worker;
         }
         // the deadline covers the remote path alone, as a split's does: the device's own
         // segment runs before it starts
-        let deadline = config.deadline.remote(slo_ms, chain::remote_path_ms(&plan, variant, config, &e));
+        let deadline = config.deadline.remote(slo_ms, predicted.remote_path_ms());
         let (device_start, device_end) = plan.segment(0).unwrap_or((0, 0));
         let device_ms: f64 = variant.stage_ms[0][device_start..device_end].iter().map(|s| s.0).sum::<f64>() * config.contention.slowdown(e.device_load);
         let upload_bytes = if plan.last_node() > 0 { variant.boundary_bytes[device_end] } else { 0.0 };
@@ -213,7 +206,7 @@ impl ChainServing {
         parameters.insert("variant".into(), json!(variant.name));
         parameters.insert("plan".into(), json!(plan.label(variant, &self.scenario.names)));
         parameters.insert("bounds".into(), json!(plan.bounds));
-        parameters.insert("predicted_ms".into(), json!(predicted_ms));
+        parameters.insert("predicted_ms".into(), json!(predicted.total_ms()));
         super::routes::insert_breakdown(&mut parameters, b, slo_ms, variant.accuracy);
         parameters.insert("reward".into(), json!(reward));
         parameters.insert("hops".into(), json!(serde_json::to_string(&b.hops).map_err(ApiError::internal)?));
