@@ -11,7 +11,8 @@
 # Per cell and seed: the policy's paired margin over the best deployable baseline with its 95%
 # interval, its worst episode against that baseline, its regret ratio, and its p99 over the
 # baseline's. Nothing here chooses anything: settings are chosen on validation only.
-# Usage: [REQUESTS=20000] [SEEDS="1 2 3"] [CHECKPOINT=checkpoints/default] [OUT=runs/robust] scripts/robust.sh
+# EVAL_ARGS adds arguments to every eval (e.g. EVAL_ARGS="--set env.consensus.margin=1").
+# Usage: [REQUESTS=20000] [SEEDS="1 2 3"] [CHECKPOINT=checkpoints/default] [OUT=runs/robust] [EVAL_ARGS=...] scripts/robust.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${RLSCHED:-"cargo run --locked --quiet --"}
@@ -22,7 +23,7 @@ requests=${REQUESTS:-20000}
 mkdir -p "$out"
 digits='env.workloads=[{name="digits-cnn",weight=1.0,slo_ms=50.0,min_accuracy=0.5}]'
 for seed in ${SEEDS:-1 2 3}; do
-  common=(--config train.toml --checkpoint "$ck" --requests "$requests" --seed "$seed")
+  common=(--config train.toml --checkpoint "$ck" --requests "$requests" --seed "$seed" ${EVAL_ARGS:-})
   $bin eval "${common[@]}" --trace-set fcc-test=data/traces/fcc-test --trace-set norway-hsdpa=data/traces/norway-hsdpa \
     --trace-set mahimahi="$shared/traces/mahimahi" --scales 1,5,20 --json "$out/reported-seed$seed.json" > "$out/reported-seed$seed.txt"
   $bin eval "${common[@]}" --markov-validation --json "$out/markov-seed$seed.json" > "$out/markov-seed$seed.txt"

@@ -249,18 +249,36 @@ impl Scheduler for PolicyScheduler {
     fn choose(&mut self, decision: &Decision) -> usize {
         // a scorer the plain path cannot read (a layer it does not know) still decides, slowly
         let mut scores = Vec::with_capacity(decision.obs.n_plans);
-        match self.policy.plain().map(|p| p.choose(decision, &mut scores)) {
-            Ok(Ok(choice)) => choice,
+        match self.policy.plain().map(|p| p.scores(decision.obs, &mut scores)) {
+            Ok(Ok(())) => best_allowed(decision, &scores),
             _ => self.choose_burn(decision),
         }
     }
 }
 
+/// The valid plan with the highest score (first on ties) that `[env.consensus]` does not veto.
+/// The plan with the best reward under any one estimate is never vetoed, so one always remains.
+pub fn best_allowed(decision: &Decision, scores: &[f32]) -> usize {
+    let obs = decision.obs;
+    let rewards = |i: usize| {
+        let at = i * PLAN_FEATURES + MPC_REWARD_FEATURE;
+        [obs.plans[at], obs.plans[at + 1], obs.plans[at + 2]]
+    };
+    let valid = |i: usize| obs.mask.get(i).copied().unwrap_or(false);
+    let veto = &decision.config.consensus;
+    decision.best_valid(|i, _| {
+        if veto.vetoes(i, obs.n_plans, valid, rewards) {
+            f64::MIN
+        } else {
+            scores.get(i).map_or(f64::MIN, |&s| s as f64)
+        }
+    })
+}
+
 impl PolicyScheduler {
     /// The same choice through burn's forward pass (the training path).
     pub fn choose_burn(&self, decision: &Decision) -> usize {
-        let scores = self.burn_scores(decision.obs);
-        decision.best_valid(|i, _| scores.get(i).map_or(f64::MIN, |&s| s as f64))
+        best_allowed(decision, &self.burn_scores(decision.obs))
     }
 
     /// burn's masked logits for one observation, one per padded plan slot.

@@ -171,3 +171,45 @@ fn a_clone_reads_its_own_weights_again() {
     assert_eq!(format!("{:?}", policy.clone().inference), "InferenceCache(empty)");
     assert_eq!(format!("{:?}", policy.valid().inference), "InferenceCache(empty)");
 }
+
+/// `[env.consensus]`: with a margin, the shipped policy never takes a plan that another valid
+/// plan beats by more than the margin under all three estimates, on both decision paths; the
+/// veto changes some of its choices, and with the margin at 0 (off) none.
+#[test]
+fn the_consensus_veto_keeps_the_policy_off_plans_every_estimate_rejects() {
+    use rlsched_env::obs::{MPC_REWARD_FEATURE, PLAN_FEATURES};
+    let device = Device::flex();
+    let (policy, _) = rlsched_agent::checkpoint::load(&root().join("checkpoints/default"), &device).unwrap();
+    let mut scheduler = PolicyScheduler { policy, device };
+    let margin = 1.0_f32;
+    let run = |scheduler: &mut PolicyScheduler, veto: f64| {
+        let root = root();
+        let mut config = EnvConfig::in_repo(&root);
+        config.consensus.margin = veto;
+        let scenario = Arc::new(Scenario::load(&config, &config.validation_traces).unwrap());
+        let mut env = ReplayEnv::new(scenario);
+        env.compute_oracle = false;
+        let mut choices = Vec::new();
+        for episode in 0..6 {
+            env.reset_on(episode, 11 + episode as u64).unwrap();
+            while let Some(decision) = env.decision() {
+                let obs = decision.obs;
+                let rewards = |i: usize| &obs.plans[i * PLAN_FEATURES + MPC_REWARD_FEATURE..i * PLAN_FEATURES + MPC_REWARD_FEATURE + 3];
+                let choice = scheduler.choose(&decision);
+                assert_eq!(choice, scheduler.choose_burn(&decision), "both paths apply the veto alike");
+                assert!(obs.mask[choice]);
+                let beaten = (0..obs.n_plans).any(|j| obs.mask[j] && rewards(j).iter().zip(rewards(choice)).all(|(r, c)| *r > c + margin));
+                choices.push((choice, beaten));
+                // the same step for both runs: the unvetoed choice drives neither
+                env.step(decision.best_valid(|i, _| rewards(i)[0] as f64)).unwrap();
+            }
+        }
+        choices
+    };
+    let vetoed = run(&mut scheduler, margin as f64);
+    let free = run(&mut scheduler, 0.0);
+    assert!(vetoed.iter().all(|&(_, beaten)| !beaten), "a vetoed plan was chosen");
+    assert!(free.iter().any(|&(_, beaten)| beaten), "off, the policy takes some plan every estimate rejects");
+    let changed = vetoed.iter().zip(&free).filter(|(a, b)| a.0 != b.0).count();
+    assert!(changed > 0 && changed < vetoed.len(), "{changed} of {} choices changed", vetoed.len());
+}

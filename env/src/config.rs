@@ -222,6 +222,33 @@ impl DeadlineConfig {
     }
 }
 
+/// `[env.consensus]`: the bandwidth estimates' veto over the policy. Each plan's reward is
+/// predicted under three estimates (harmonic mean, last sample, RobustMPC's discounted
+/// harmonic mean: plan features 14–16); a plan that some other valid plan beats by more than
+/// `margin` reward units under all three is one the policy may not take, and it takes its
+/// best-scored plan among the rest. Its departures from the estimators are where it wins and
+/// where its tail comes from; the veto keeps the small ones. A decision-time rule of the
+/// policy alone (eval, the training probe and serve apply it; training's sampled rollouts do
+/// not): a baseline that maximises one of the three estimates is never vetoed. `0` turns it off.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusConfig {
+    pub margin: f64,
+}
+
+impl ConsensusConfig {
+    /// Whether `plan` is vetoed: another valid plan's three predicted rewards each exceed its
+    /// own by more than the margin. `rewards(i)` gives plan i's three; `valid(i)` its mask.
+    pub fn vetoes(&self, plan: usize, plans: usize, valid: impl Fn(usize) -> bool, rewards: impl Fn(usize) -> [f32; 3]) -> bool {
+        if self.margin <= 0.0 {
+            return false;
+        }
+        let own = rewards(plan);
+        let margin = self.margin as f32;
+        (0..plans).any(|other| other != plan && valid(other) && rewards(other).iter().zip(&own).all(|(r, o)| *r > o + margin))
+    }
+}
+
 /// `[env.shield]`: a remote plan whose upload alone, at the robust (RobustMPC) bandwidth
 /// estimate and behind the uplink's backlog, would take more than `slo_factor` × the SLO is
 /// masked, unless no other plan is valid: no scheduler can offload into a link it has good
@@ -352,6 +379,7 @@ pub struct EnvConfig {
     pub contention: ContentionConfig,
     pub deadline: DeadlineConfig,
     pub shield: ShieldConfig,
+    pub consensus: ConsensusConfig,
     pub training_tail: TailConfig,
     pub outages: crate::synthetic::OutageConfig,
     /// Other clients' requests queued at the worker.
@@ -407,6 +435,7 @@ impl Default for EnvConfig {
             contention: ContentionConfig::default(),
             deadline: DeadlineConfig::default(),
             shield: ShieldConfig::default(),
+            consensus: ConsensusConfig::default(),
             training_tail: TailConfig::default(),
             outages: Default::default(),
             worker_queue: LoadConfig { idle: 0.5, busy: 6.0, mean_idle_s: 30.0, mean_busy_s: 10.0, jitter: 0.2 },
@@ -564,6 +593,7 @@ impl EnvConfig {
         check_range("env.deadline.slo_factor", self.deadline.slo_factor, 0.0, 1e3)?;
         check_range("env.deadline.prediction_factor", self.deadline.prediction_factor, 0.0, 1e3)?;
         check_range("env.shield.slo_factor", self.shield.slo_factor, 0.0, 1e3)?;
+        check_range("env.consensus.margin", self.consensus.margin, 0.0, 100.0)?;
         check_range("env.training_tail.weight", self.training_tail.weight, 0.0, 1e3)?;
         check_range("env.training_tail.beyond_slos", self.training_tail.beyond_slos, 0.0, 1e3)?;
         self.outages.validate()?;

@@ -225,7 +225,7 @@ fn choose_online(scheduler: &PolicyScheduler, decision: &Decision, explore: f64)
     let (logits, value) = scheduler.policy.forward(&batch);
     let logp: Vec<f32> = log_softmax(logits, 1).into_data().try_to_vec().unwrap_or_default();
     let value = value.into_data().try_to_vec::<f32>().ok().and_then(|v| v.first().copied()).unwrap_or(0.0) as f64;
-    let mut index = decision.best_valid(|i, _| logp.get(i).map_or(f64::MIN, |&s| s as f64));
+    let mut index = rlsched_agent::policy::best_allowed(decision, &logp);
     let mut rng = rand::rng();
     if rng.random::<f64>() < explore {
         let mut u: f64 = rng.random();
