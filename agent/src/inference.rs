@@ -12,7 +12,6 @@ use std::sync::OnceLock;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use rlsched_env::obs::{Obs, MPC_REWARD_FEATURE, PLAN_FEATURES};
-use rlsched_env::Decision;
 
 use crate::normalize::{standardize, ObsNormalizer, RunningStats};
 use crate::policy::{GreedyPrior, RELATIVE_PRIOR_EPSILON};
@@ -336,12 +335,6 @@ impl PlainScorer {
         }
         plans.truncate(valid * PLAN_FEATURES);
         Ok((state, plans))
-    }
-
-    /// The valid plan with the highest score (first on ties), as the burn path picks it.
-    pub fn choose(&self, decision: &Decision, scores: &mut Vec<f32>) -> Result<usize, InferenceError> {
-        self.scores(decision.obs, scores)?;
-        Ok(decision.best_valid(|i, _| scores.get(i).map_or(f64::MIN, |&s| s as f64)))
     }
 }
 
