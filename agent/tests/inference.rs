@@ -48,6 +48,16 @@ fn close(a: f32, b: f32) -> bool {
     (a - b).abs() <= 1e-5 * a.abs().max(b.abs()).max(1.0)
 }
 
+/// Two choices agree, or are a near-tie: the scores differ in the last bits between the paths,
+/// so an untrained scorer's plans that tie to within `close` may fall either way.
+fn assert_same_choice(plain: Option<usize>, burn: Option<usize>, burn_scores: &[f32]) {
+    if let (Some(p), Some(b)) = (plain, burn) {
+        assert!(p == b || close(burn_scores[p], burn_scores[b]), "plain chose {p}, burn {b}: {burn_scores:?}");
+    } else {
+        assert_eq!(plain, burn);
+    }
+}
+
 /// Scores and choices agree on every observation; returns how many observations were checked
 /// and the largest plan count seen.
 fn assert_same(policy: Policy, scenario: Arc<Scenario>, episodes: usize) -> (usize, usize) {
@@ -73,7 +83,7 @@ fn assert_same(policy: Policy, scenario: Arc<Scenario>, episodes: usize) -> (usi
             Some(j) if s[j] >= s[i] => Some(j),
             _ => Some(i),
         });
-        assert_eq!(best(&scores), best(&burn), "{scores:?} vs {burn:?}");
+        assert_same_choice(best(&scores), best(&burn), &burn);
         checked += 1;
         widest = widest.max(obs.n_plans);
     }
@@ -81,7 +91,8 @@ fn assert_same(policy: Policy, scenario: Arc<Scenario>, episodes: usize) -> (usi
     env.reset_on(99, 99).unwrap();
     while let Some(decision) = env.decision() {
         let choice = scheduler.choose(&decision);
-        assert_eq!(choice, scheduler.choose_burn(&decision));
+        let burn = scheduler.burn_scores(decision.obs);
+        assert_same_choice(Some(choice), Some(scheduler.choose_burn(&decision)), &burn);
         env.step(choice).unwrap();
     }
     (checked, widest)
