@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::tanh;
 use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
-use rlsched_env::obs::{Obs, MPC_REWARD_FEATURE, PLAN_FEATURES};
+use rlsched_env::obs::{Obs, MPC_REWARD_FEATURE, PLAN_FEATURES, REWARD_FEATURES};
 use rlsched_env::schedulers::Scheduler;
 use rlsched_env::Decision;
 
@@ -261,8 +261,8 @@ impl Scheduler for PolicyScheduler {
 pub fn best_allowed(decision: &Decision, scores: &[f32]) -> usize {
     let obs = decision.obs;
     let rewards = |i: usize| {
-        let at = i * PLAN_FEATURES + MPC_REWARD_FEATURE;
-        [obs.plans[at], obs.plans[at + 1], obs.plans[at + 2]]
+        let row = &obs.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES];
+        std::array::from_fn::<f32, 3, _>(|k| row[REWARD_FEATURES.start + k])
     };
     let valid = |i: usize| obs.mask.get(i).copied().unwrap_or(false);
     let veto = &decision.config.consensus;

@@ -188,7 +188,7 @@ fn a_clone_reads_its_own_weights_again() {
 /// veto changes some of its choices, and with the margin at 0 (off) none.
 #[test]
 fn the_consensus_veto_keeps_the_policy_off_plans_every_estimate_rejects() {
-    use rlsched_env::obs::{MPC_REWARD_FEATURE, PLAN_FEATURES};
+    use rlsched_env::obs::{PLAN_FEATURES, REWARD_FEATURES};
     let device = Device::flex();
     let (policy, _) = rlsched_agent::checkpoint::load(&root().join("checkpoints/default"), &device).unwrap();
     let mut scheduler = PolicyScheduler { policy, device };
@@ -205,7 +205,7 @@ fn the_consensus_veto_keeps_the_policy_off_plans_every_estimate_rejects() {
             env.reset_on(episode, 11 + episode as u64).unwrap();
             while let Some(decision) = env.decision() {
                 let obs = decision.obs;
-                let rewards = |i: usize| &obs.plans[i * PLAN_FEATURES + MPC_REWARD_FEATURE..i * PLAN_FEATURES + MPC_REWARD_FEATURE + 3];
+                let rewards = |i: usize| &obs.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES][REWARD_FEATURES];
                 let choice = scheduler.choose(&decision);
                 assert_eq!(choice, scheduler.choose_burn(&decision), "both paths apply the veto alike");
                 assert!(obs.mask[choice]);

@@ -33,6 +33,10 @@ pub const PLAN_FEATURES: usize = 17;
 /// The plan feature holding the predicted reward under the harmonic-mean bandwidth estimate
 /// (what `mpc` maximises): the policy's greedy prior reads it.
 pub const MPC_REWARD_FEATURE: usize = 14;
+/// The plan features holding the predicted reward under the harmonic, the last and the robust
+/// estimate, in that order (`plan_row`): the estimates' veto reads all three.
+pub const REWARD_FEATURES: std::ops::Range<usize> = MPC_REWARD_FEATURE..MPC_REWARD_FEATURE + 3;
+const _: () = assert!(REWARD_FEATURES.end <= PLAN_FEATURES);
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Obs {
@@ -298,5 +302,18 @@ impl Obs {
         if let Some(i) = local(true).or_else(|| local(false)) {
             self.mask[i] = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_predicted_rewards_sit_where_their_constants_say() {
+        let p = Prediction { local_ms: 10.0, transfer_ms: 0.0, queue_ms: 0.0, remote_ms: 0.0 };
+        let row = plan_row([1.0, 0.0, 0.0, 0.0, 0.0, 0.0], 0.7, 0.5, &p, 100.0, [1.25, -2.5, -7.75]);
+        assert_eq!(&row[REWARD_FEATURES], &[1.25, -2.5, -7.75]);
+        assert_eq!(row[MPC_REWARD_FEATURE], 1.25, "the greedy prior reads the harmonic estimate's");
     }
 }
