@@ -124,6 +124,7 @@ fn out_of_range_values_are_refused_by_name() {
         ("env.device_load.busy=100", "env.device_load.busy"),
         ("env.contention.per_task=-1", "env.contention.per_task"),
         ("env.deadline.slo_factor=-1", "env.deadline.slo_factor"),
+        ("env.consensus={margin=0.0,in_training=true}", "env.consensus.in_training"),
         ("env.outages.period_s=20", "env.outages.duration_s"),
         ("env.rtt_ms=-3", "env.rtt_ms"),
         ("env.workloads=[{name=\"vgg16\",weight=1.0,slo_ms=-5.0,min_accuracy=0.0}]", "env.workloads[0].slo_ms"),

@@ -10,6 +10,7 @@ use burn::tensor::activation::tanh;
 use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 use rlsched_env::obs::{Obs, MPC_REWARD_FEATURE, PLAN_FEATURES, REWARD_FEATURES};
 use rlsched_env::schedulers::Scheduler;
+use rlsched_env::config::ConsensusConfig;
 use rlsched_env::Decision;
 
 use crate::inference::{InferenceCache, InferenceError, PlainScorer};
@@ -259,20 +260,34 @@ impl Scheduler for PolicyScheduler {
 /// The valid plan with the highest score (first on ties) that `[env.consensus]` does not veto.
 /// The plan with the best reward under any one estimate is never vetoed, so one always remains.
 pub fn best_allowed(decision: &Decision, scores: &[f32]) -> usize {
-    let obs = decision.obs;
-    let rewards = |i: usize| {
-        let row = &obs.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES];
-        std::array::from_fn::<f32, 3, _>(|k| row[REWARD_FEATURES.start + k])
-    };
-    let valid = |i: usize| obs.mask.get(i).copied().unwrap_or(false);
     let veto = &decision.config.consensus;
     decision.best_valid(|i, _| {
-        if veto.vetoes(i, obs.n_plans, valid, rewards) {
+        if vetoed(decision.obs, veto, i) {
             f64::MIN
         } else {
             scores.get(i).map_or(f64::MIN, |&s| s as f64)
         }
     })
+}
+
+/// Clears `mask` (one entry per plan slot of `obs`) for the plans `[env.consensus]` vetoes:
+/// training's rollouts with `in_training` sample only among the rest, as decisions do.
+pub fn mask_vetoed(obs: &Obs, veto: &ConsensusConfig, mask: &mut [bool]) {
+    let vetoed_plans: Vec<bool> = (0..obs.n_plans.min(mask.len())).map(|i| vetoed(obs, veto, i)).collect();
+    for (valid, vetoed) in mask.iter_mut().zip(vetoed_plans) {
+        *valid = *valid && !vetoed;
+    }
+}
+
+/// Whether `[env.consensus]` keeps the policy off plan `plan` of `obs`: another valid plan beats
+/// it by more than the margin under each of the three predicted rewards.
+pub fn vetoed(obs: &Obs, veto: &ConsensusConfig, plan: usize) -> bool {
+    let rewards = |i: usize| {
+        let row = &obs.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES];
+        std::array::from_fn::<f32, 3, _>(|k| row[REWARD_FEATURES.start + k])
+    };
+    let valid = |i: usize| obs.mask.get(i).copied().unwrap_or(false);
+    veto.vetoes(plan, obs.n_plans, valid, rewards)
 }
 
 impl PolicyScheduler {

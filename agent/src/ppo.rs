@@ -174,6 +174,8 @@ pub fn train(
         }
         None => (Policy::new(model, s_dim, &device), 0),
     };
+    // the veto's mask is part of the rollout, so the update's masked softmax is the one sampled
+    let veto = scenario.config.consensus.clone();
     let mut envs = VecEnv::new(scenario, config.num_envs, config.seed)?;
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let (n, t_max) = (config.num_envs, config.num_steps);
@@ -201,7 +203,11 @@ pub fn train(
             policy.normalizer.update(&observations);
             let (s0, p0, m0) = (states.len(), plans.len(), masks.len());
             for obs in &observations {
+                let m = masks.len();
                 policy.normalizer.append(obs, &mut states, &mut plans, &mut masks);
+                if veto.in_training {
+                    crate::policy::mask_vetoed(obs, &veto, &mut masks[m..]);
+                }
             }
             let step_batch = ObsBatch::from_flat(states[s0..].to_vec(), plans[p0..].to_vec(), masks[m0..].to_vec(), n, s_dim, max_plans, &inference);
             let (logits, value) = actor.forward(&step_batch);

@@ -210,8 +210,17 @@ fn the_consensus_veto_keeps_the_policy_off_plans_every_estimate_rejects() {
                 let choice = scheduler.choose(&decision);
                 assert_eq!(choice, scheduler.choose_burn(&decision), "both paths apply the veto alike");
                 assert!(obs.mask[choice]);
-                let beaten = (0..obs.n_plans).any(|j| obs.mask[j] && rewards(j).iter().zip(rewards(choice)).all(|(r, c)| *r > c + margin));
+                let beats = |j: usize, k: usize| obs.mask[j] && rewards(j).iter().zip(rewards(k)).all(|(r, c)| *r > c + margin);
+                let beaten_by_any = |k: usize| (0..obs.n_plans).any(|j| j != k && beats(j, k));
+                let beaten = beaten_by_any(choice);
                 choices.push((choice, beaten));
+                // training's rollouts (`in_training`) mask exactly the plans the veto forbids
+                let mut allowed = obs.mask.clone();
+                rlsched_agent::policy::mask_vetoed(obs, &decision.config.consensus, &mut allowed);
+                for k in 0..obs.n_plans {
+                    assert_eq!(allowed[k], obs.mask[k] && (veto == 0.0 || !beaten_by_any(k)), "plan {k}");
+                }
+                assert!(allowed[choice], "the decision takes a plan the rollouts may sample");
                 // the same step for both runs: the unvetoed choice drives neither
                 env.step(decision.best_valid(|i, _| rewards(i)[0] as f64)).unwrap();
             }

@@ -228,12 +228,17 @@ impl DeadlineConfig {
 /// `margin` reward units under all three is one the policy may not take, and it takes its
 /// best-scored plan among the rest. Its departures from the estimators are where it wins and
 /// where its tail comes from; the veto keeps the small ones. A decision-time rule of the
-/// policy alone (eval, the training probe and serve apply it; training's sampled rollouts do
-/// not): a baseline that maximises one of the three estimates is never vetoed. `0` turns it off.
+/// policy alone (eval, the training probe and serve apply it; training's sampled rollouts only
+/// with `in_training`): a baseline that maximises one of the three estimates is never vetoed.
+/// `0` turns it off.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsensusConfig {
     pub margin: f64,
+    /// Training samples only among the plans the veto allows (vetoed plans are masked like
+    /// invalid ones), so the scorer learns to rank what it will be allowed to choose, instead
+    /// of spending its capacity on departures the veto then takes away.
+    pub in_training: bool,
 }
 
 impl ConsensusConfig {
@@ -594,6 +599,9 @@ impl EnvConfig {
         check_range("env.deadline.prediction_factor", self.deadline.prediction_factor, 0.0, 1e3)?;
         check_range("env.shield.slo_factor", self.shield.slo_factor, 0.0, 1e3)?;
         check_range("env.consensus.margin", self.consensus.margin, 0.0, 100.0)?;
+        if self.consensus.in_training && self.consensus.margin == 0.0 {
+            return Err("env.consensus.in_training masks what the veto forbids, and margin = 0 turns the veto off: set a margin".into());
+        }
         check_range("env.training_tail.weight", self.training_tail.weight, 0.0, 1e3)?;
         check_range("env.training_tail.beyond_slos", self.training_tail.beyond_slos, 0.0, 1e3)?;
         self.outages.validate()?;
