@@ -8,7 +8,8 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::tanh;
 use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
-use rlsched_env::obs::{Obs, MPC_REWARD_FEATURE, PLAN_FEATURES, REWARD_FEATURES};
+pub use rlsched_env::obs::vetoed;
+use rlsched_env::obs::{Obs, MPC_REWARD_FEATURE, PLAN_FEATURES};
 use rlsched_env::schedulers::Scheduler;
 use rlsched_env::config::ConsensusConfig;
 use rlsched_env::Decision;
@@ -279,16 +280,6 @@ pub fn mask_vetoed(obs: &Obs, veto: &ConsensusConfig, mask: &mut [bool]) {
     }
 }
 
-/// Whether `[env.consensus]` keeps the policy off plan `plan` of `obs`: another valid plan beats
-/// it by more than the margin under each of the three predicted rewards.
-pub fn vetoed(obs: &Obs, veto: &ConsensusConfig, plan: usize) -> bool {
-    let rewards = |i: usize| {
-        let row = &obs.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES];
-        std::array::from_fn::<f32, 3, _>(|k| row[REWARD_FEATURES.start + k])
-    };
-    let valid = |i: usize| obs.mask.get(i).copied().unwrap_or(false);
-    veto.vetoes(plan, obs.n_plans, valid, rewards)
-}
 
 impl PolicyScheduler {
     /// The same choice through burn's forward pass (the training path).

@@ -37,7 +37,7 @@ use rlsched_executor::net::trace::Trace;
 use rlsched_executor::plan::Plan;
 use rlsched_executor::Workload;
 
-use crate::config::{EnvConfig, LoadConfig, WorkloadMix, MAX_MS};
+use crate::config::{ConsensusConfig, EnvConfig, LoadConfig, WorkloadMix, MAX_MS};
 use crate::obs::{fill_state, plan_row, Obs, Prediction, StateInputs, PLAN_FEATURES};
 use crate::queues::DeviceQueues;
 use crate::EnvError;
@@ -562,10 +562,11 @@ pub fn observe(scenario: &ChainScenario, workload: usize, slo_ms: f64, min_accur
     obs
 }
 
-/// The valid plan `scores` ranks first (first on ties).
-pub fn best_scored(obs: &Obs, scores: &[f32]) -> usize {
+/// The valid plan `scores` ranks first (first on ties) among those `[env.consensus]` allows, as
+/// `policy::best_allowed` decides on one link.
+pub fn best_scored(obs: &Obs, scores: &[f32], veto: &ConsensusConfig) -> usize {
     (0..obs.n_plans)
-        .filter(|&i| obs.mask[i])
+        .filter(|&i| obs.mask[i] && !crate::obs::vetoed(obs, veto, i))
         .fold(None, |best: Option<(usize, f32)>, i| match best {
             Some((_, b)) if scores.get(i).is_none_or(|&s| s <= b) => best,
             _ => Some((i, scores.get(i).copied().unwrap_or(f32::NEG_INFINITY))),
@@ -1002,7 +1003,7 @@ fn choose_by_policy(policy: &dyn PlanScorer, scenario: &ChainScenario, world: &m
     let obs = world.observation(scenario, request);
     let mut scores = Vec::with_capacity(obs.n_plans);
     policy.scores(&obs, &mut scores).map_err(|e| EnvError::Config(format!("the policy on the chain: {e}")))?;
-    Ok(scenario.workloads[request.workload].plans[best_scored(&obs, &scores)].clone())
+    Ok(scenario.workloads[request.workload].plans[best_scored(&obs, &scores, &scenario.config.consensus)].clone())
 }
 
 fn choose(scheduler: ChainScheduler, scenario: &ChainScenario, world: &mut ChainWorld, request: &ChainRequest) -> ChainPlan {
@@ -1197,6 +1198,24 @@ pub fn report(scenario: &ChainScenario, results: &[ChainResult], seed: u64) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The chain's policy choice honours `[env.consensus]` as the single-link one does: plan 1
+    /// scores higher, but plan 0 beats it by 2 reward units under all three estimates.
+    #[test]
+    fn the_chain_choice_keeps_off_plans_the_veto_forbids() {
+        use crate::obs::{PLAN_FEATURES, REWARD_FEATURES};
+        let mut obs = Obs { state: vec![], plans: vec![0.0; 3 * PLAN_FEATURES], mask: vec![true, true, false], n_plans: 3, max_plans: 3 };
+        for (plan, reward) in [(0, 1.0), (1, -1.0), (2, 5.0)] {
+            obs.plans[plan * PLAN_FEATURES..][REWARD_FEATURES].fill(reward);
+        }
+        let scores = [0.0, 1.0, 9.0];
+        let off = ConsensusConfig::default();
+        let on = ConsensusConfig { margin: 1.0, ..ConsensusConfig::default() };
+        assert_eq!(best_scored(&obs, &scores, &off), 1);
+        assert_eq!(best_scored(&obs, &scores, &on), 0);
+        // a margin wider than the gap leaves the choice to the scores; an invalid plan never beats one
+        assert_eq!(best_scored(&obs, &scores, &ConsensusConfig { margin: 2.5, ..ConsensusConfig::default() }), 1);
+    }
 
     fn variant(weights: Vec<f64>, ms: f64, nodes: usize) -> ChainVariant {
         let stages = weights.len();

@@ -153,7 +153,7 @@ impl ChainServing {
                     let scorer = scheduler.policy.plain().map_err(ApiError::internal)?;
                     scorer.scores(&obs, &mut scores).map_err(ApiError::internal)?;
                 }
-                w.plans[chain::best_scored(&obs, &scores)].clone()
+                w.plans[chain::best_scored(&obs, &scores, &config.consensus)].clone()
             }
             ChainPlacement::DpStatic => {
                 chain::dp_choice(w, config, &self.scenario.capacities_bytes, &e, slo_ms, floor)
