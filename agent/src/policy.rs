@@ -280,7 +280,6 @@ pub fn mask_vetoed(obs: &Obs, veto: &ConsensusConfig, mask: &mut [bool]) {
     }
 }
 
-
 impl PolicyScheduler {
     /// The same choice through burn's forward pass (the training path).
     pub fn choose_burn(&self, decision: &Decision) -> usize {
