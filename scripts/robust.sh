@@ -36,6 +36,8 @@ for seed in ${SEEDS:-1 2 3}; do
 done
 SEEDS="${SEEDS:-1 2 3}" python3 - "$out" <<'PY'
 import json, os, sys
+sys.path.insert(0, "scripts")
+from bar import meets_bar
 out = sys.argv[1]
 seeds = os.environ["SEEDS"].split()
 def cells(kind, seed):
@@ -66,11 +68,7 @@ for kind, label in groups:
             ratios.append("n/a" if r is None else f"{r:.2f}")
             p99s.append(f"{rows['policy']['latency_ms_p99']:.0f} / {rows[best]['latency_ms_p99']:.0f}")
             scale = c["scale"]
-            bar_ratio = 0.5 if scale == 1 else 0.8
-            ok = (d["ci95_low"] > 0 or (scale >= 20 and d["ci95_low"] > -0.005)) \
-                and rows["policy"]["latency_ms_p99"] <= 1.2 * rows[best]["latency_ms_p99"] \
-                and (r is None or r <= bar_ratio)
-            if not ok:
+            if not meets_bar(scale, d["ci95_low"], r, rows["policy"]["latency_ms_p99"], rows[best]["latency_ms_p99"]):
                 fails.append(f"{label} {c['set']} ×{scale:g} seed {s}")
         print(f"| {label} | {per_seed[seeds[0]][i]['set']} | ×{per_seed[seeds[0]][i]['scale']:g} | {', '.join(sorted(bests))} | "
               f"{'; '.join(margins)} | {'; '.join(worsts)} | {' / '.join(ratios)} | {'; '.join(p99s)} |")

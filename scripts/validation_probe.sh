@@ -7,8 +7,9 @@
 # regret ratio against each cell's best deployable baseline, then per cell the policy's margin
 # over that baseline, its ratio and both p99s, and whether the cell meets every part of the
 # robust-policy bar (interval above zero, or within 0.005 of it at ×20; p99 at most 1.2× the
-# best baseline's; ratio at most 0.5 at ×1, 0.8 otherwise). A setting is chosen by the most
-# cells that meet the bar, then the lowest mean ratio: with this, never with the reported sets.
+# best baseline's; ratio at most 0.5 at ×1, 0.8 otherwise; scripts/bar.py). A setting is
+# chosen with this, never with the reported sets: the policy's p99 within 1.2× of the best
+# baseline's on every cell, then the lowest mean ratio (train.toml, [env.consensus]).
 # EVAL_ARGS adds arguments to every eval (e.g. EVAL_ARGS="--set env.consensus.margin=1").
 # Usage: [REQUESTS=20000] [SEED=7] [OUT=runs/probe] [EVAL_ARGS=...] scripts/validation_probe.sh CHECKPOINT...
 set -euo pipefail
@@ -24,6 +25,8 @@ for ck in "$@"; do
   $bin eval "${common[@]}" --held-out-models --json "$out/$tag-models.json" > /dev/null
   python3 - "$out/$tag-links.json" "$out/$tag-models.json" "$tag" <<'PY'
 import json, os, sys
+sys.path.insert(0, "scripts")
+from bar import meets_bar
 links, models, tag = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
 cells = [(f"{os.path.basename(c['set'])} x{c['scale']:g}", c["scale"], c["report"]) for c in links]
 # the held-out models run at the config's env.bandwidth_scale
@@ -35,8 +38,7 @@ for name, scale, report in cells:
     policy, best = rows["policy"], rows[report["best_baseline"]]
     ratio, low = policy["regret_ratio"], policy["vs_best_baseline"]["ci95_low"]
     ratios.append(ratio)
-    p99 = policy["latency_ms_p99"] / max(best["latency_ms_p99"], 1e-9)
-    bar = low > (-0.005 if scale >= 20 else 0.0) and p99 <= 1.2 and ratio <= (0.5 if scale <= 1 else 0.8)
+    bar = meets_bar(scale, low, ratio, policy["latency_ms_p99"], best["latency_ms_p99"])
     meets += bar
     parts.append(f"{name} {policy['mean_reward'] - best['mean_reward']:+.3f} [{low:+.3f}] ratio {ratio:.2f} "
                  f"p99 {policy['latency_ms_p99']:.0f}/{best['latency_ms_p99']:.0f}{' bar' if bar else ''}")

@@ -274,9 +274,9 @@ pub fn best_allowed(decision: &Decision, scores: &[f32]) -> usize {
 /// Clears `mask` (one entry per plan slot of `obs`) for the plans `[env.consensus]` vetoes:
 /// training's rollouts with `in_training` sample only among the rest, as decisions do.
 pub fn mask_vetoed(obs: &Obs, veto: &ConsensusConfig, mask: &mut [bool]) {
-    let vetoed_plans: Vec<bool> = (0..obs.n_plans.min(mask.len())).map(|i| vetoed(obs, veto, i)).collect();
-    for (valid, vetoed) in mask.iter_mut().zip(vetoed_plans) {
-        *valid = *valid && !vetoed;
+    // the veto reads `obs.mask`, not this copy, so clearing one plan cannot free another
+    for (plan, valid) in mask.iter_mut().enumerate().take(obs.n_plans) {
+        *valid = *valid && !vetoed(obs, veto, plan);
     }
 }
 

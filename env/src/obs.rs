@@ -36,6 +36,7 @@ pub const MPC_REWARD_FEATURE: usize = 14;
 /// The plan features holding the predicted reward under the harmonic, the last and the robust
 /// estimate, in that order (`plan_row`): the estimates' veto reads all three.
 pub const REWARD_FEATURES: std::ops::Range<usize> = MPC_REWARD_FEATURE..MPC_REWARD_FEATURE + 3;
+const _: () = assert!(REWARD_FEATURES.end <= PLAN_FEATURES);
 
 /// Whether `[env.consensus]` keeps the policy off plan `plan` of `obs`: another valid plan beats
 /// it by more than the margin under each of the three predicted rewards (`REWARD_FEATURES`).
@@ -47,7 +48,6 @@ pub fn vetoed(obs: &Obs, veto: &crate::config::ConsensusConfig, plan: usize) -> 
     let valid = |i: usize| obs.mask.get(i).copied().unwrap_or(false);
     veto.vetoes(plan, obs.n_plans, valid, rewards)
 }
-const _: () = assert!(REWARD_FEATURES.end <= PLAN_FEATURES);
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Obs {
