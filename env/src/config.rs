@@ -239,6 +239,12 @@ pub struct ConsensusConfig {
     /// invalid ones), so the scorer learns to rank what it will be allowed to choose, instead
     /// of spending its capacity on departures the veto then takes away.
     pub in_training: bool,
+    /// Where the estimates agree about both plans (two local plans, a fast link), the margin
+    /// they must clear shrinks towards this: the threshold between plans p and q is
+    /// min(margin, certain_margin + spread(p) + spread(q)), spread being how far a plan's three
+    /// predicted rewards lie apart. A gap all three estimates agree on, such as an accuracy
+    /// point between two local variants, is then no bet on the link. 0: the margin alone.
+    pub certain_margin: f64,
 }
 
 impl ConsensusConfig {
@@ -249,8 +255,16 @@ impl ConsensusConfig {
             return false;
         }
         let own = rewards(plan);
-        let margin = self.margin as f32;
-        (0..plans).any(|other| other != plan && valid(other) && rewards(other).iter().zip(&own).all(|(r, o)| *r > o + margin))
+        let spread = |r: &[f32; 3]| r.iter().fold(f32::MIN, |a, b| a.max(*b)) - r.iter().fold(f32::MAX, |a, b| a.min(*b));
+        let threshold = |other: &[f32; 3]| {
+            let margin = self.margin as f32;
+            if self.certain_margin > 0.0 { margin.min(self.certain_margin as f32 + spread(&own) + spread(other)) } else { margin }
+        };
+        (0..plans).any(|other| {
+            let theirs = rewards(other);
+            let threshold = threshold(&theirs);
+            other != plan && valid(other) && theirs.iter().zip(&own).all(|(r, o)| *r > o + threshold)
+        })
     }
 }
 
@@ -599,6 +613,8 @@ impl EnvConfig {
         check_range("env.deadline.prediction_factor", self.deadline.prediction_factor, 0.0, 1e3)?;
         check_range("env.shield.slo_factor", self.shield.slo_factor, 0.0, 1e3)?;
         check_range("env.consensus.margin", self.consensus.margin, 0.0, 100.0)?;
+        check_range("env.consensus.certain_margin", self.consensus.certain_margin, 0.0, self.consensus.margin.max(0.0))
+            .map_err(|e| format!("{e} (it may not exceed env.consensus.margin)"))?;
         if self.consensus.in_training && self.consensus.margin == 0.0 {
             return Err("env.consensus.in_training masks what the veto forbids, and margin = 0 turns the veto off: set a margin".into());
         }

@@ -327,4 +327,23 @@ mod tests {
         assert_eq!(&row[REWARD_FEATURES], &[1.25, -2.5, -7.75]);
         assert_eq!(row[MPC_REWARD_FEATURE], 1.25, "the greedy prior reads the harmonic estimate's");
     }
+
+    /// Two local plans (the estimates agree on each) 0.05 apart, and an offload whose rewards
+    /// under the three estimates lie 2 apart: the certain margin vetoes the worse local plan,
+    /// the full margin still guards the offload.
+    #[test]
+    fn the_veto_needs_less_margin_where_the_estimates_agree() {
+        let rewards = [[3.95f32; 3], [4.0; 3], [3.0, 2.0, 1.0]];
+        let vetoes = |veto: &crate::config::ConsensusConfig, plan: usize| veto.vetoes(plan, 3, |_| true, |i| rewards[i]);
+        let margin_alone = crate::config::ConsensusConfig { margin: 1.0, ..Default::default() };
+        let certain = crate::config::ConsensusConfig { certain_margin: 0.02, ..margin_alone.clone() };
+        assert!(!vetoes(&margin_alone, 0), "0.05 is inside a margin of 1");
+        assert!(vetoes(&certain, 0), "every estimate puts plan 1 0.05 ahead, past the certain margin");
+        assert!(!vetoes(&certain, 1), "nothing beats the best local plan");
+        // plan 2 trails plan 1 by 1 to 3: past 1 under every estimate, but its spread (2) lifts
+        // the threshold back to the margin only
+        assert_eq!(vetoes(&margin_alone, 2), vetoes(&certain, 2));
+        let wide = crate::config::ConsensusConfig { margin: 1.5, certain_margin: 0.02, ..Default::default() };
+        assert!(!vetoes(&wide, 2), "plan 2 is within 1.5 of plan 1 under the harmonic estimate");
+    }
 }
