@@ -2,7 +2,7 @@
 `rlsched serve` that knows nothing of it but the Open Inference Protocol.
 
     pip install kserve
-    python3 scripts/kserve_worker.py MODEL CLASSES
+    python3 scripts/kserve_worker.py MODEL CLASSES [SERVICE_MS]
 
 Serves MODEL on 127.0.0.1, on a port the system picks, over REST only (no gRPC), and prints
 `listening on http://127.0.0.1:PORT` once the port is bound. KServe answers in JSON tensors
@@ -12,11 +12,14 @@ and does not list the binary tensor extension, reports no queue or compute time,
 The model is not a network: it answers FP32 [batch, CLASSES] in which row b holds, in column 0,
 how many infer requests this server has answered (this one included) and, in column 1, the mean
 of input row b's values; the rest are zeros. A client can so tell this server's answers from
-any network's and check that they were computed on what it sent. `tests/serve_kserve.rs`
-runs it.
+any network's and check that they were computed on what it sent. It takes SERVICE_MS (default
+0) to answer, as a network would: a client that must tell the server's share of a reply from the
+link's needs a share larger than its link estimate's error, which a busy machine makes several
+milliseconds. `tests/serve_kserve.rs` runs it.
 """
 import socket
 import sys
+import time
 
 import numpy as np
 
@@ -30,9 +33,10 @@ import kserve.model_server as model_server  # noqa: E402
 
 
 class Counting(kserve.Model):
-    def __init__(self, name: str, classes: int):
+    def __init__(self, name: str, classes: int, service_ms: int):
         super().__init__(name)
         self.classes = classes
+        self.service_s = service_ms / 1e3
         self.answered = 0
         self.ready = True
 
@@ -42,6 +46,7 @@ class Counting(kserve.Model):
         x = payload.inputs[0].as_numpy()
         if x.ndim < 1 or x.shape[0] < 1 or x.size == 0:
             raise kserve.errors.InvalidInput(f"input of shape {list(x.shape)} has no rows")
+        time.sleep(self.service_s)
         self.answered += 1
         batch = x.shape[0]
         out = np.zeros((batch, self.classes), dtype=np.float32)
@@ -67,10 +72,14 @@ class LoopbackRESTServer(rest_server.RESTServer):
 
 
 def main():
-    if len(ARGS) != 2 or not ARGS[1].isdigit() or not 2 <= int(ARGS[1]) <= 100_000:
-        sys.exit("usage: kserve_worker.py MODEL CLASSES (CLASSES in 2..=100000)")
+    usage = "usage: kserve_worker.py MODEL CLASSES [SERVICE_MS] (CLASSES in 2..=100000, SERVICE_MS in 0..=10000)"
+    if len(ARGS) not in (2, 3) or not all(a.isdigit() for a in ARGS[1:]):
+        sys.exit(usage)
+    classes, service_ms = int(ARGS[1]), int(ARGS[2]) if len(ARGS) == 3 else 0
+    if not 2 <= classes <= 100_000 or service_ms > 10_000:
+        sys.exit(usage)
     model_server.RESTServer = LoopbackRESTServer
-    kserve.ModelServer(enable_grpc=False, workers=1).start([Counting(ARGS[0], int(ARGS[1]))])
+    kserve.ModelServer(enable_grpc=False, workers=1).start([Counting(ARGS[0], classes, service_ms)])
 
 
 if __name__ == "__main__":
