@@ -2,9 +2,10 @@
 # Scores checkpoints on validation only, larger than training's own probe (4,000 requests per
 # cell, where two seeds of one setting differ by 0.05 in mean regret ratio): the fcc-val files at
 # ×1, ×5 and ×20, the held-out Markov-outage family and the held-out generated models (at
-# env.bandwidth_scale), with their own SLOs and again with loose ones (below), REQUESTS (default 20,000) per cell, evaluation seed SEED (default 7, so
-# that it draws other requests than training's probe). One line per checkpoint: the mean per-cell
-# regret ratio against each cell's best deployable baseline, then per cell the policy's margin
+# env.bandwidth_scale) with their own SLOs and again with loose ones (below); REQUESTS (default
+# 20,000) per cell, evaluation seed SEED (default 7, so that it draws other requests than
+# training's probe). One line per checkpoint: the mean per-cell regret ratio against each
+# cell's best deployable baseline (over the cells that have one), then per cell the policy's margin
 # over that baseline, its ratio and both p99s, and whether the cell meets every part of the
 # robust-policy bar (interval above zero, or within 0.005 of it at ×20; p99 at most 1.2× the
 # best baseline's; ratio at most 0.5 at ×1, 0.8 otherwise; scripts/bar.py). A setting is

@@ -29,7 +29,8 @@ const MOBILENET: &str = r#"env.workloads=[{name="mobilenetv2",weight=1.0,slo_ms=
 const REQUESTS: usize = 20;
 
 /// Starts `scripts/kserve_worker.py` serving `model` with `classes` outputs, each answer taking
-/// `service_ms`: the child and the URL it printed once bound. Its log goes to `log`, shown if it never says where it listens.
+/// `service_ms`: the child and the URL it printed once bound. Its log goes to `log`, shown if it
+/// never says where it listens.
 fn spawn_kserve(model: &str, classes: usize, service_ms: u32, log: &Path) -> (Child, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kserve_worker.py");
     let mut child = Command::new("python3")

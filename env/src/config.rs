@@ -254,16 +254,16 @@ impl ConsensusConfig {
         if self.margin <= 0.0 {
             return false;
         }
-        let own = rewards(plan);
         let spread = |r: &[f32; 3]| r.iter().fold(f32::MIN, |a, b| a.max(*b)) - r.iter().fold(f32::MAX, |a, b| a.min(*b));
-        let threshold = |other: &[f32; 3]| {
-            let margin = self.margin as f32;
-            if self.certain_margin > 0.0 { margin.min(self.certain_margin as f32 + spread(&own) + spread(other)) } else { margin }
+        let own = rewards(plan);
+        let own_spread = spread(&own);
+        let margin = self.margin as f32;
+        let threshold = |theirs: &[f32; 3]| {
+            if self.certain_margin > 0.0 { margin.min(self.certain_margin as f32 + own_spread + spread(theirs)) } else { margin }
         };
-        (0..plans).any(|other| {
-            let theirs = rewards(other);
+        (0..plans).filter(|&other| other != plan && valid(other)).map(rewards).any(|theirs| {
             let threshold = threshold(&theirs);
-            other != plan && valid(other) && theirs.iter().zip(&own).all(|(r, o)| *r > o + threshold)
+            theirs.iter().zip(&own).all(|(r, o)| *r > o + threshold)
         })
     }
 }
@@ -613,7 +613,7 @@ impl EnvConfig {
         check_range("env.deadline.prediction_factor", self.deadline.prediction_factor, 0.0, 1e3)?;
         check_range("env.shield.slo_factor", self.shield.slo_factor, 0.0, 1e3)?;
         check_range("env.consensus.margin", self.consensus.margin, 0.0, 100.0)?;
-        check_range("env.consensus.certain_margin", self.consensus.certain_margin, 0.0, self.consensus.margin.max(0.0))
+        check_range("env.consensus.certain_margin", self.consensus.certain_margin, 0.0, self.consensus.margin)
             .map_err(|e| format!("{e} (it may not exceed env.consensus.margin)"))?;
         if self.consensus.in_training && self.consensus.margin == 0.0 {
             return Err("env.consensus.in_training masks what the veto forbids, and margin = 0 turns the veto off: set a margin".into());

@@ -340,8 +340,8 @@ mod tests {
         assert!(!vetoes(&margin_alone, 0), "0.05 is inside a margin of 1");
         assert!(vetoes(&certain, 0), "every estimate puts plan 1 0.05 ahead, past the certain margin");
         assert!(!vetoes(&certain, 1), "nothing beats the best local plan");
-        // plan 2 trails plan 1 by 1 to 3: past 1 under every estimate, but its spread (2) lifts
-        // the threshold back to the margin only
+        // plan 2 trails plan 1 by 1, 2 and 3: its spread (2) lifts the threshold back to the
+        // full margin, so the certain margin changes nothing for it
         assert_eq!(vetoes(&margin_alone, 2), vetoes(&certain, 2));
         let wide = crate::config::ConsensusConfig { margin: 1.5, certain_margin: 0.02, ..Default::default() };
         assert!(!vetoes(&wide, 2), "plan 2 is within 1.5 of plan 1 under the harmonic estimate");
