@@ -245,27 +245,44 @@ pub struct ConsensusConfig {
     /// predicted rewards lie apart. A gap all three estimates agree on, such as an accuracy
     /// point between two local variants, is then no bet on the link. 0: the margin alone.
     pub certain_margin: f64,
+    /// The certain margin applies only between plans that are each predicted (at the harmonic
+    /// estimate) to finish within this many SLOs. The policy's departures from the estimates
+    /// win on what a request's choice costs the requests behind it in the device's and the
+    /// uplink's queues, which no estimate sees. Where a plan takes a small fraction of an SLO,
+    /// that cost is small as well, and the estimates' agreement can be trusted. 0: no limit.
+    pub certain_within_slos: f64,
 }
 
 impl ConsensusConfig {
     /// Whether `plan` is vetoed: another valid plan's three predicted rewards each exceed its
-    /// own by more than the margin. `rewards(i)` gives plan i's three; `valid(i)` its mask.
-    pub fn vetoes(&self, plan: usize, plans: usize, valid: impl Fn(usize) -> bool, rewards: impl Fn(usize) -> [f32; 3]) -> bool {
+    /// own by more than the margin. `estimates(i)` gives plan i's three rewards and its
+    /// predicted latency in SLOs; `valid(i)` its mask.
+    pub fn vetoes(&self, plan: usize, plans: usize, valid: impl Fn(usize) -> bool, estimates: impl Fn(usize) -> PlanEstimates) -> bool {
         if self.margin <= 0.0 {
             return false;
         }
         let spread = |r: &[f32; 3]| r.iter().fold(f32::MIN, |a, b| a.max(*b)) - r.iter().fold(f32::MAX, |a, b| a.min(*b));
-        let own = rewards(plan);
-        let own_spread = spread(&own);
+        let own = estimates(plan);
+        let own_spread = spread(&own.rewards);
         let margin = self.margin as f32;
-        let threshold = |theirs: &[f32; 3]| {
-            if self.certain_margin > 0.0 { margin.min(self.certain_margin as f32 + own_spread + spread(theirs)) } else { margin }
+        let within = |e: &PlanEstimates| self.certain_within_slos <= 0.0 || f64::from(e.latency_slos) <= self.certain_within_slos;
+        let certain = self.certain_margin > 0.0 && within(&own);
+        let threshold = |theirs: &PlanEstimates| {
+            if certain && within(theirs) { margin.min(self.certain_margin as f32 + own_spread + spread(&theirs.rewards)) } else { margin }
         };
-        (0..plans).filter(|&other| other != plan && valid(other)).map(rewards).any(|theirs| {
+        (0..plans).filter(|&other| other != plan && valid(other)).map(estimates).any(|theirs| {
             let threshold = threshold(&theirs);
-            theirs.iter().zip(&own).all(|(r, o)| *r > o + threshold)
+            theirs.rewards.iter().zip(&own.rewards).all(|(r, o)| *r > o + threshold)
         })
     }
+}
+
+/// What the veto reads of one plan: its predicted reward under the harmonic, the last and the
+/// robust bandwidth estimate, and its predicted latency (harmonic estimate) in SLOs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlanEstimates {
+    pub rewards: [f32; 3],
+    pub latency_slos: f32,
 }
 
 /// `[env.shield]`: a remote plan whose upload alone, at the robust (RobustMPC) bandwidth
@@ -615,6 +632,7 @@ impl EnvConfig {
         check_range("env.consensus.margin", self.consensus.margin, 0.0, 100.0)?;
         check_range("env.consensus.certain_margin", self.consensus.certain_margin, 0.0, self.consensus.margin)
             .map_err(|e| format!("{e} (it may not exceed env.consensus.margin)"))?;
+        check_range("env.consensus.certain_within_slos", self.consensus.certain_within_slos, 0.0, 10.0)?;
         if self.consensus.in_training && self.consensus.margin == 0.0 {
             return Err("env.consensus.in_training masks what the veto forbids, and margin = 0 turns the veto off: set a margin".into());
         }

@@ -37,16 +37,20 @@ pub const MPC_REWARD_FEATURE: usize = 14;
 /// estimate, in that order (`plan_row`): the estimates' veto reads all three.
 pub const REWARD_FEATURES: std::ops::Range<usize> = MPC_REWARD_FEATURE..MPC_REWARD_FEATURE + 3;
 const _: () = assert!(REWARD_FEATURES.end <= PLAN_FEATURES);
+/// The plan feature holding its predicted latency at the harmonic estimate, in SLOs: where the
+/// veto's certain margin applies (`certain_within_slos`).
+pub const LATENCY_SLOS_FEATURE: usize = 12;
 
 /// Whether `[env.consensus]` keeps the policy off plan `plan` of `obs`: another valid plan beats
 /// it by more than the margin under each of the three predicted rewards (`REWARD_FEATURES`).
 pub fn vetoed(obs: &Obs, veto: &crate::config::ConsensusConfig, plan: usize) -> bool {
-    let rewards = |i: usize| {
+    let estimates = |i: usize| {
         let row = &obs.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES];
-        std::array::from_fn::<f32, 3, _>(|k| row[REWARD_FEATURES.start + k])
+        let rewards = std::array::from_fn::<f32, 3, _>(|k| row[REWARD_FEATURES.start + k]);
+        crate::config::PlanEstimates { rewards, latency_slos: row[LATENCY_SLOS_FEATURE] }
     };
     let valid = |i: usize| obs.mask.get(i).copied().unwrap_or(false);
-    veto.vetoes(plan, obs.n_plans, valid, rewards)
+    veto.vetoes(plan, obs.n_plans, valid, estimates)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -325,6 +329,7 @@ mod tests {
         let p = Prediction { local_ms: 10.0, transfer_ms: 0.0, queue_ms: 0.0, remote_ms: 0.0 };
         let row = plan_row([1.0, 0.0, 0.0, 0.0, 0.0, 0.0], 0.7, 0.5, &p, 100.0, [1.25, -2.5, -7.75]);
         assert_eq!(&row[REWARD_FEATURES], &[1.25, -2.5, -7.75]);
+        assert_eq!(row[LATENCY_SLOS_FEATURE], 0.1, "10 ms of a 100 ms SLO");
         assert_eq!(row[MPC_REWARD_FEATURE], 1.25, "the greedy prior reads the harmonic estimate's");
     }
 
@@ -334,7 +339,8 @@ mod tests {
     #[test]
     fn the_veto_needs_less_margin_where_the_estimates_agree() {
         let rewards = [[3.95f32; 3], [4.0; 3], [3.0, 2.0, 1.0]];
-        let vetoes = |veto: &crate::config::ConsensusConfig, plan: usize| veto.vetoes(plan, 3, |_| true, |i| rewards[i]);
+        let estimates = |i: usize| crate::config::PlanEstimates { rewards: rewards[i], latency_slos: [0.05, 0.3, 0.5][i] };
+        let vetoes = |veto: &crate::config::ConsensusConfig, plan: usize| veto.vetoes(plan, 3, |_| true, estimates);
         let margin_alone = crate::config::ConsensusConfig { margin: 1.0, ..Default::default() };
         let certain = crate::config::ConsensusConfig { certain_margin: 0.02, ..margin_alone.clone() };
         assert!(!vetoes(&margin_alone, 0), "0.05 is inside a margin of 1");
@@ -345,5 +351,10 @@ mod tests {
         assert_eq!(vetoes(&margin_alone, 2), vetoes(&certain, 2));
         let wide = crate::config::ConsensusConfig { margin: 1.5, certain_margin: 0.02, ..Default::default() };
         assert!(!vetoes(&wide, 2), "plan 2 is within 1.5 of plan 1 under the harmonic estimate");
+        // plan 0 finishes in 0.05 SLOs and plan 1 in 0.3: a limit of 0.2 SLOs leaves the pair
+        // to the full margin, 0.5 SLOs lets the certain margin act again
+        let near = |within: f64| crate::config::ConsensusConfig { certain_within_slos: within, ..certain.clone() };
+        assert!(!vetoes(&near(0.2), 0), "plan 1 takes 0.3 SLOs, past the limit");
+        assert!(vetoes(&near(0.5), 0), "both plans finish within 0.5 SLOs");
     }
 }
