@@ -10,7 +10,9 @@
 # robust-policy bar (interval above zero, or within 0.005 of it at ×20; p99 at most 1.2× the
 # best baseline's; ratio at most 0.5 at ×1, 0.8 otherwise; scripts/bar.py). A setting is
 # chosen with this, never with the reported sets: the policy's p99 within 1.2× of the best
-# baseline's on every cell, then the lowest mean ratio (train.toml, [env.consensus]).
+# baseline's on every cell, then the lowest mean ratio; where no setting keeps every cell's p99
+# (the loose cell), no cell's ratio up by more than 0.01 over the setting in force and no p99
+# past 1.2× where it was within, then the lowest mean ratio (train.toml, [env.consensus]).
 # EVAL_ARGS adds arguments to every eval (e.g. EVAL_ARGS="--set env.consensus.margin=1").
 # Usage: [REQUESTS=20000] [SEED=7] [OUT=runs/probe] [EVAL_ARGS=...] scripts/validation_probe.sh CHECKPOINT...
 set -euo pipefail

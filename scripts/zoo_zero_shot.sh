@@ -9,6 +9,8 @@
 # The zoo graphs are the onnx pip package's light model-zoo networks with seeded random
 # weights, which `cargo test --workspace --test onnx_import` writes into the build folder.
 #
+# EVAL_ARGS adds arguments to every eval (e.g. EVAL_ARGS="--set env.consensus.certain_margin=0").
+#
 #   scripts/zoo_zero_shot.sh squeezenet resnet50 inception_v1
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +32,7 @@ for m in "$@"; do
     for seed in 1 2 3; do
         "$bin" --model "$m=$onnx" eval --trace-set fcc-test=data/traces/fcc-test --scales 1,5,20 --requests 20000 --seed "$seed" \
             --set "env.profiles_dir=$profiles" --set env.worker_profile=cpu2 --set "env.mean_interarrival_s=$gap" \
-            --set "env.workloads=[{name=\"$m\",weight=1.0,slo_ms=$slo.0,min_accuracy=0.0}]" > "$out/eval-$m-$seed.txt"
+            --set "env.workloads=[{name=\"$m\",weight=1.0,slo_ms=$slo.0,min_accuracy=0.0}]" ${EVAL_ARGS:-} > "$out/eval-$m-$seed.txt"
         # one line per cell: the policy against the best deployable baseline
         python3 - "$m" "$seed" "$out/eval-$m-$seed.txt" <<'EOF'
 import re, sys
