@@ -245,11 +245,12 @@ pub struct ConsensusConfig {
     /// predicted rewards lie apart. A gap all three estimates agree on, such as an accuracy
     /// point between two local variants, is then no bet on the link. 0: the margin alone.
     pub certain_margin: f64,
-    /// The certain margin applies only between plans that are each predicted (at the harmonic
-    /// estimate) to finish within this many SLOs. The policy's departures from the estimates
-    /// win on what a request's choice costs the requests behind it in the device's and the
-    /// uplink's queues, which no estimate sees. Where a plan takes a small fraction of an SLO,
-    /// that cost is small as well, and the estimates' agreement can be trusted. 0: no limit.
+    /// The certain margin applies only where the plan that beats the policy's is predicted (at
+    /// the harmonic estimate) to finish within this many SLOs. The policy's departures from the
+    /// estimates win on what the plan they pass over would cost the requests behind it in the
+    /// device's and the uplink's queues, which no estimate sees. A plan that takes a small part
+    /// of its SLO costs them little, so passing over it for a worse one is no bet worth
+    /// allowing. 0: no limit.
     pub certain_within_slos: f64,
 }
 
@@ -266,9 +267,12 @@ impl ConsensusConfig {
         let own_spread = spread(&own.rewards);
         let margin = self.margin as f32;
         let within = |e: &PlanEstimates| self.certain_within_slos <= 0.0 || f64::from(e.latency_slos) <= self.certain_within_slos;
-        let certain = self.certain_margin > 0.0 && within(&own);
         let threshold = |theirs: &PlanEstimates| {
-            if certain && within(theirs) { margin.min(self.certain_margin as f32 + own_spread + spread(&theirs.rewards)) } else { margin }
+            if self.certain_margin > 0.0 && within(theirs) {
+                margin.min(self.certain_margin as f32 + own_spread + spread(&theirs.rewards))
+            } else {
+                margin
+            }
         };
         (0..plans).filter(|&other| other != plan && valid(other)).map(estimates).any(|theirs| {
             let threshold = threshold(&theirs);

@@ -351,10 +351,16 @@ mod tests {
         assert_eq!(vetoes(&margin_alone, 2), vetoes(&certain, 2));
         let wide = crate::config::ConsensusConfig { margin: 1.5, certain_margin: 0.02, ..Default::default() };
         assert!(!vetoes(&wide, 2), "plan 2 is within 1.5 of plan 1 under the harmonic estimate");
-        // plan 0 finishes in 0.05 SLOs and plan 1 in 0.3: a limit of 0.2 SLOs leaves the pair
-        // to the full margin, 0.5 SLOs lets the certain margin act again
+        // plan 0 finishes in 0.05 SLOs and plan 1, which beats it, in 0.3: a limit of 0.2 SLOs
+        // leaves the pair to the full margin, 0.5 SLOs lets the certain margin act again
         let near = |within: f64| crate::config::ConsensusConfig { certain_within_slos: within, ..certain.clone() };
         assert!(!vetoes(&near(0.2), 0), "plan 1 takes 0.3 SLOs, past the limit");
-        assert!(vetoes(&near(0.5), 0), "both plans finish within 0.5 SLOs");
+        assert!(vetoes(&near(0.5), 0), "plan 1 finishes within 0.5 SLOs");
+        // the limit reads only the plan that beats the vetoed one: a slow plan that a fast one
+        // beats is vetoed whatever its own latency
+        let slow = [[3.0f32; 3], [3.1; 3]];
+        let slow_estimates = |i: usize| crate::config::PlanEstimates { rewards: slow[i], latency_slos: [2.0, 0.1][i] };
+        assert!(near(0.5).vetoes(0, 2, |_| true, slow_estimates), "plan 1 (0.1 SLOs) beats plan 0 by 0.1 under every estimate");
+        assert!(!near(0.05).vetoes(0, 2, |_| true, slow_estimates), "plan 1 takes 0.1 SLOs, past a limit of 0.05");
     }
 }
