@@ -239,11 +239,14 @@ pub struct ConsensusConfig {
     /// invalid ones), so the scorer learns to rank what it will be allowed to choose, instead
     /// of spending its capacity on departures the veto then takes away.
     pub in_training: bool,
-    /// Where the estimates agree about both plans (two local plans, a fast link), the margin
-    /// they must clear shrinks towards this: the threshold between plans p and q is
-    /// min(margin, certain_margin + spread(p) + spread(q)), spread being how far a plan's three
-    /// predicted rewards lie apart. A gap all three estimates agree on, such as an accuracy
-    /// point between two local variants, is then no bet on the link. 0: the margin alone.
+    /// Where the estimates agree about the plan that beats the policy's (a local plan, a fast
+    /// link), the margin it must clear shrinks towards this: the threshold for the policy's
+    /// plan p against a better plan q is min(margin, certain_margin + spread(q)), spread being
+    /// how far a plan's three predicted rewards lie apart. A gap every estimate agrees on, such
+    /// as an accuracy point between two local variants, is then no bet on the link. p's own
+    /// spread does not count: where q is certain, p's disagreement among the estimates is p's
+    /// risk, not a reason to trust it (counting it, as a first form did, let the policy offload
+    /// past a local plan that every estimate put ahead). 0: the margin alone.
     pub certain_margin: f64,
     /// The certain margin applies only where the plan that beats the policy's is predicted (at
     /// the harmonic estimate) to finish within this many SLOs. The policy's departures from the
@@ -264,12 +267,11 @@ impl ConsensusConfig {
         }
         let spread = |r: &[f32; 3]| r.iter().fold(f32::MIN, |a, b| a.max(*b)) - r.iter().fold(f32::MAX, |a, b| a.min(*b));
         let own = estimates(plan);
-        let own_spread = spread(&own.rewards);
         let margin = self.margin as f32;
         let within = |e: &PlanEstimates| self.certain_within_slos <= 0.0 || f64::from(e.latency_slos) <= self.certain_within_slos;
         let threshold = |theirs: &PlanEstimates| {
             if self.certain_margin > 0.0 && within(theirs) {
-                margin.min(self.certain_margin as f32 + own_spread + spread(&theirs.rewards))
+                margin.min(self.certain_margin as f32 + spread(&theirs.rewards))
             } else {
                 margin
             }

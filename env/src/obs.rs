@@ -335,7 +335,7 @@ mod tests {
 
     /// Two local plans (the estimates agree on each) 0.05 apart, and an offload whose rewards
     /// under the three estimates lie 2 apart: the certain margin vetoes the worse local plan,
-    /// the full margin still guards the offload.
+    /// and the offload that the certain local plan beats under every estimate.
     #[test]
     fn the_veto_needs_less_margin_where_the_estimates_agree() {
         let rewards = [[3.95f32; 3], [4.0; 3], [3.0, 2.0, 1.0]];
@@ -346,11 +346,15 @@ mod tests {
         assert!(!vetoes(&margin_alone, 0), "0.05 is inside a margin of 1");
         assert!(vetoes(&certain, 0), "every estimate puts plan 1 0.05 ahead, past the certain margin");
         assert!(!vetoes(&certain, 1), "nothing beats the best local plan");
-        // plan 2 trails plan 1 by 1, 2 and 3: its spread (2) lifts the threshold back to the
-        // full margin, so the certain margin changes nothing for it
-        assert_eq!(vetoes(&margin_alone, 2), vetoes(&certain, 2));
-        let wide = crate::config::ConsensusConfig { margin: 1.5, certain_margin: 0.02, ..Default::default() };
-        assert!(!vetoes(&wide, 2), "plan 2 is within 1.5 of plan 1 under the harmonic estimate");
+        // plan 2 trails plan 1 by 1, 2 and 3: the full margin keeps it, but plan 1 is certain
+        // (its estimates agree), so plan 2's own spread buys it nothing
+        assert!(!vetoes(&margin_alone, 2), "plan 2 is within 1 of plan 1 under the harmonic estimate");
+        assert!(vetoes(&certain, 2), "plan 1 beats plan 2 by at least 1 under every estimate, past 0.02");
+        // a better plan the estimates disagree on keeps its own spread in the threshold: it
+        // beats plan 0 by 0.9, 0.5 and 0.1, which is not past 0.02 + 0.8 under every estimate
+        let uncertain_better = [[1.0f32; 3], [1.9, 1.5, 1.1]];
+        let uncertain_estimates = |i: usize| crate::config::PlanEstimates { rewards: uncertain_better[i], latency_slos: 0.1 };
+        assert!(!certain.vetoes(0, 2, |_| true, uncertain_estimates), "plan 1's spread (0.8) lifts the threshold to 0.82");
         // plan 0 finishes in 0.05 SLOs and plan 1, which beats it, in 0.3: a limit of 0.2 SLOs
         // leaves the pair to the full margin, 0.5 SLOs lets the certain margin act again
         let near = |within: f64| crate::config::ConsensusConfig { certain_within_slos: within, ..certain.clone() };
