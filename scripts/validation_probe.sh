@@ -2,7 +2,8 @@
 # Scores checkpoints on validation only, larger than training's own probe (4,000 requests per
 # cell, where two seeds of one setting differ by 0.05 in mean regret ratio): the fcc-val files at
 # ×1, ×5 and ×20, the held-out Markov-outage family and the held-out generated models (at
-# env.bandwidth_scale) with their own SLOs and again with loose ones (below); REQUESTS (default
+# env.bandwidth_scale) with their own SLOs, again with loose ones and once more as a user's import
+# at x20 (below); REQUESTS (default
 # 20,000) per cell, evaluation seed SEED (default 7, so that it draws other requests than
 # training's probe). One line per checkpoint: the mean per-cell regret ratio against each
 # cell's best deployable baseline (over the cells that have one), then per cell the policy's margin
@@ -24,6 +25,11 @@ mkdir -p "$out"
 # a model whose every plan meets its SLO with room to spare, where accuracy decides (as for
 # digits-cnn, whose SLO is 170x its local time; digits-cnn itself is reported, never probed).
 loose_slos="[10.0, 300.0]"
+# And once more as a model a user imports: every accuracy unknown, a worker exactly as fast as the
+# device, SLOs twice the local time, at x20 (where the zoo's imported models lose; the zoo itself
+# is reported, never probed).
+imported=(--set 'env.procedural.worker_speedup=[1.0, 1.0]' --set env.procedural.unknown_accuracy=1.0
+  --set 'env.procedural.slo_over_local=[2.0, 2.0]' --set env.bandwidth_scale=20)
 [ $# -gt 0 ] || { echo "usage: scripts/validation_probe.sh CHECKPOINT..." >&2; exit 2; }
 for ck in "$@"; do
   tag=$(basename "$ck")
@@ -31,17 +37,18 @@ for ck in "$@"; do
   $bin eval "${common[@]}" --scales 1,5,20 --markov-validation --json "$out/$tag-links.json" > /dev/null
   $bin eval "${common[@]}" --held-out-models --json "$out/$tag-models.json" > /dev/null
   $bin eval "${common[@]}" --held-out-models --set "env.procedural.slo_over_local=$loose_slos" --json "$out/$tag-loose.json" > /dev/null
-  python3 - "$out/$tag-links.json" "$out/$tag-models.json" "$out/$tag-loose.json" "$tag" <<'PY'
+  $bin eval "${common[@]}" --held-out-models "${imported[@]}" --json "$out/$tag-imported.json" > /dev/null
+  python3 - "$out/$tag-links.json" "$out/$tag-models.json" "$out/$tag-loose.json" "$out/$tag-imported.json" "$tag" <<'PY'
 import json, os, sys
 sys.path.insert(0, "scripts")
 from bar import meets_bar
-links, models, loose = (json.load(open(f)) for f in sys.argv[1:4])
-tag = sys.argv[4]
+links, models, loose, imported = (json.load(open(f)) for f in sys.argv[1:5])
+tag = sys.argv[5]
 cells = [(f"{os.path.basename(c['set'])} x{c['scale']:g}", c["scale"], c["report"]) for c in links]
 # the held-out models run at the config's env.bandwidth_scale
 scale = next((float(l.split("=")[1].split("#")[0]) for l in open("train.toml") if l.startswith("bandwidth_scale")), 1.0)
-for name, report in [("held-out models", models), ("loose SLOs", loose)]:
-    cells.append((name, scale, report[0]["report"] if isinstance(report, list) else report))
+for name, report, at in [("held-out models", models, scale), ("loose SLOs", loose, scale), ("imported-like x20", imported, 20.0)]:
+    cells.append((name, at, report[0]["report"] if isinstance(report, list) else report))
 parts, ratios, meets = [], [], 0
 for name, scale, report in cells:
     rows = {s["name"]: s for s in report["schedulers"]}

@@ -255,6 +255,13 @@ pub struct ConsensusConfig {
     /// of its SLO costs them little, so passing over it for a worse one is no bet worth
     /// allowing. 0: no limit.
     pub certain_within_slos: f64,
+    /// Each plan's predicted rewards, as the veto compares them, lose this much per unit of
+    /// device burden: the device time the plan itself takes, in SLOs, times one plus the local
+    /// work already queued (in SLOs). A plan that holds the device delays every request that
+    /// queues behind it, which no per-request estimate charges, and the busier the device, the
+    /// more requests that is. The policy's departures that win are mostly those; the charge
+    /// lets the veto keep them. 0: none.
+    pub queue_charge: f64,
 }
 
 impl ConsensusConfig {
@@ -266,6 +273,12 @@ impl ConsensusConfig {
             return false;
         }
         let spread = |r: &[f32; 3]| r.iter().fold(f32::MIN, |a, b| a.max(*b)) - r.iter().fold(f32::MAX, |a, b| a.min(*b));
+        let charge = self.queue_charge as f32;
+        // the charge moves a plan's three rewards alike, so it leaves every spread as it is
+        let estimates = |i: usize| {
+            let e = estimates(i);
+            PlanEstimates { rewards: e.rewards.map(|r| r - charge * e.device_burden_slos), ..e }
+        };
         let own = estimates(plan);
         let margin = self.margin as f32;
         let within = |e: &PlanEstimates| self.certain_within_slos <= 0.0 || f64::from(e.latency_slos) <= self.certain_within_slos;
@@ -284,11 +297,14 @@ impl ConsensusConfig {
 }
 
 /// What the veto reads of one plan: its predicted reward under the harmonic, the last and the
-/// robust bandwidth estimate, and its predicted latency (harmonic estimate) in SLOs.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// robust bandwidth estimate, its predicted latency (harmonic estimate) in SLOs, and its device
+/// burden (`queue_charge`: its own device time in SLOs, times one plus the local work queued
+/// ahead in SLOs).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PlanEstimates {
     pub rewards: [f32; 3],
     pub latency_slos: f32,
+    pub device_burden_slos: f32,
 }
 
 /// `[env.shield]`: a remote plan whose upload alone, at the robust (RobustMPC) bandwidth
@@ -639,6 +655,7 @@ impl EnvConfig {
         check_range("env.consensus.certain_margin", self.consensus.certain_margin, 0.0, self.consensus.margin)
             .map_err(|e| format!("{e} (it may not exceed env.consensus.margin)"))?;
         check_range("env.consensus.certain_within_slos", self.consensus.certain_within_slos, 0.0, 10.0)?;
+        check_range("env.consensus.queue_charge", self.consensus.queue_charge, 0.0, 10.0)?;
         if self.consensus.in_training && self.consensus.margin == 0.0 {
             return Err("env.consensus.in_training masks what the veto forbids, and margin = 0 turns the veto off: set a margin".into());
         }

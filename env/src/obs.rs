@@ -40,17 +40,39 @@ const _: () = assert!(REWARD_FEATURES.end <= PLAN_FEATURES);
 /// The plan feature holding its predicted latency at the harmonic estimate, in SLOs: where the
 /// veto's certain margin applies (`certain_within_slos`).
 pub const LATENCY_SLOS_FEATURE: usize = 12;
+/// The plan features holding whether it is a whole offload (nothing runs on the device) and its
+/// predicted local time in SLOs (the local work queued ahead included, for a plan that runs on
+/// the device): the veto's device burden (`queue_charge`) reads both.
+pub const OFFLOAD_FEATURE: usize = 2;
+pub const LOCAL_SLOS_FEATURE: usize = 6;
+/// Where, among the state's features that do not depend on `history` (the last `STATE_EXTRA`),
+/// the local work queued ahead lies, in the request's SLOs (`fill_state`).
+pub const LOCAL_AHEAD_EXTRA: usize = 12;
+const _: () = assert!(LOCAL_AHEAD_EXTRA < STATE_EXTRA);
 
 /// Whether `[env.consensus]` keeps the policy off plan `plan` of `obs`: another valid plan beats
 /// it by more than the margin under each of the three predicted rewards (`REWARD_FEATURES`).
 pub fn vetoed(obs: &Obs, veto: &crate::config::ConsensusConfig, plan: usize) -> bool {
+    // a state without the layout (none that `fill_state` writes) reads as an empty queue
+    let ahead_slos = obs.state.len().checked_sub(STATE_EXTRA).and_then(|start| obs.state.get(start + LOCAL_AHEAD_EXTRA)).copied().unwrap_or(0.0);
     let estimates = |i: usize| {
         let row = &obs.plans[i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES];
         let rewards = std::array::from_fn::<f32, 3, _>(|k| row[REWARD_FEATURES.start + k]);
-        crate::config::PlanEstimates { rewards, latency_slos: row[LATENCY_SLOS_FEATURE] }
+        crate::config::PlanEstimates {
+            rewards,
+            latency_slos: row[LATENCY_SLOS_FEATURE],
+            device_burden_slos: device_burden_slos(row, ahead_slos),
+        }
     };
     let valid = |i: usize| obs.mask.get(i).copied().unwrap_or(false);
     veto.vetoes(plan, obs.n_plans, valid, estimates)
+}
+
+/// A plan's device burden: the device time it takes itself (its local time less the work queued
+/// ahead, which it waits for but does not add), in SLOs, times one plus that queued work.
+fn device_burden_slos(row: &[f32], ahead_slos: f32) -> f32 {
+    let waits = if row[OFFLOAD_FEATURE] > 0.0 { 0.0 } else { ahead_slos };
+    (row[LOCAL_SLOS_FEATURE] - waits).max(0.0) * (1.0 + ahead_slos)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -331,6 +353,41 @@ mod tests {
         assert_eq!(&row[REWARD_FEATURES], &[1.25, -2.5, -7.75]);
         assert_eq!(row[LATENCY_SLOS_FEATURE], 0.1, "10 ms of a 100 ms SLO");
         assert_eq!(row[MPC_REWARD_FEATURE], 1.25, "the greedy prior reads the harmonic estimate's");
+        assert_eq!(row[LOCAL_SLOS_FEATURE], 0.1, "10 ms of local time");
+        let offload = plan_row([0.0, 0.0, 1.0, 0.0, 0.0, 0.0], 0.7, 0.5, &p, 100.0, [0.0; 3]);
+        assert_eq!((row[OFFLOAD_FEATURE], offload[OFFLOAD_FEATURE]), (0.0, 1.0));
+    }
+
+    /// The state's local work ahead sits where the veto reads it, and a plan's burden is its
+    /// own device time (not the wait ahead) times one plus that wait.
+    #[test]
+    fn the_device_burden_reads_the_plan_s_own_device_time_and_the_queue() {
+        let config = EnvConfig::default();
+        let mut state = vec![0.0; state_dim(&config)];
+        let link = LinkEstimator::new(Default::default());
+        let queues = DeviceQueues { local_ahead_ms: 50.0, uplink_backlog_bytes: 0.0 };
+        let inputs = StateInputs {
+            link: &link,
+            now: 0.0,
+            rtt_ms: None,
+            load: 0.0,
+            utilization: 0.0,
+            device_memory_mb: 256.0,
+            reported_queue: 0.0,
+            last_report_s: None,
+            worker_up: true,
+            slo_ms: 100.0,
+            min_accuracy: 0.5,
+            queues,
+        };
+        fill_state(&mut state, &config, &inputs);
+        let ahead = state[state.len() - STATE_EXTRA + LOCAL_AHEAD_EXTRA];
+        assert_eq!(ahead, 0.5, "50 ms queued of a 100 ms SLO");
+        // a local plan of 30 ms predicted behind that queue: 0.8 SLOs, 0.3 of them its own
+        let local = plan_row([1.0, 0.0, 0.0, 0.0, 0.0, 0.0], 0.7, 0.5, &Prediction { local_ms: 80.0, ..Default::default() }, 100.0, [0.0; 3]);
+        assert!((device_burden_slos(&local, ahead) - 0.3 * 1.5).abs() < 1e-6);
+        let offload = plan_row([0.0, 0.0, 1.0, 0.0, 0.0, 0.0], 0.7, 0.5, &Prediction { transfer_ms: 80.0, ..Default::default() }, 100.0, [0.0; 3]);
+        assert_eq!(device_burden_slos(&offload, ahead), 0.0, "an offload holds the uplink, not the device");
     }
 
     /// Two local plans (the estimates agree on each) 0.05 apart, and an offload whose rewards
@@ -339,7 +396,7 @@ mod tests {
     #[test]
     fn the_veto_needs_less_margin_where_the_estimates_agree() {
         let rewards = [[3.95f32; 3], [4.0; 3], [3.0, 2.0, 1.0]];
-        let estimates = |i: usize| crate::config::PlanEstimates { rewards: rewards[i], latency_slos: [0.05, 0.3, 0.5][i] };
+        let estimates = |i: usize| crate::config::PlanEstimates { rewards: rewards[i], latency_slos: [0.05, 0.3, 0.5][i], ..Default::default() };
         let vetoes = |veto: &crate::config::ConsensusConfig, plan: usize| veto.vetoes(plan, 3, |_| true, estimates);
         let margin_alone = crate::config::ConsensusConfig { margin: 1.0, ..Default::default() };
         let certain = crate::config::ConsensusConfig { certain_margin: 0.02, ..margin_alone.clone() };
@@ -353,7 +410,7 @@ mod tests {
         // a better plan the estimates disagree on keeps its own spread in the threshold: it
         // beats plan 0 by 0.9, 0.5 and 0.1, which is not past 0.02 + 0.8 under every estimate
         let uncertain_better = [[1.0f32; 3], [1.9, 1.5, 1.1]];
-        let uncertain_estimates = |i: usize| crate::config::PlanEstimates { rewards: uncertain_better[i], latency_slos: 0.1 };
+        let uncertain_estimates = |i: usize| crate::config::PlanEstimates { rewards: uncertain_better[i], latency_slos: 0.1, ..Default::default() };
         assert!(!certain.vetoes(0, 2, |_| true, uncertain_estimates), "plan 1's spread (0.8) lifts the threshold to 0.82");
         // plan 0 finishes in 0.05 SLOs and plan 1, which beats it, in 0.3: a limit of 0.2 SLOs
         // leaves the pair to the full margin, 0.5 SLOs lets the certain margin act again
@@ -363,8 +420,23 @@ mod tests {
         // the limit reads only the plan that beats the vetoed one: a slow plan that a fast one
         // beats is vetoed whatever its own latency
         let slow = [[3.0f32; 3], [3.1; 3]];
-        let slow_estimates = |i: usize| crate::config::PlanEstimates { rewards: slow[i], latency_slos: [2.0, 0.1][i] };
+        let slow_estimates = |i: usize| crate::config::PlanEstimates { rewards: slow[i], latency_slos: [2.0, 0.1][i], ..Default::default() };
         assert!(near(0.5).vetoes(0, 2, |_| true, slow_estimates), "plan 1 (0.1 SLOs) beats plan 0 by 0.1 under every estimate");
         assert!(!near(0.05).vetoes(0, 2, |_| true, slow_estimates), "plan 1 takes 0.1 SLOs, past a limit of 0.05");
+    }
+
+    /// An offload that a local plan beats by 0.5 under every estimate is vetoed, unless the
+    /// local plan's device burden, charged, eats that lead.
+    #[test]
+    fn the_queue_charge_prices_the_device_a_plan_holds() {
+        let plans = [
+            crate::config::PlanEstimates { rewards: [1.0; 3], latency_slos: 1.0, device_burden_slos: 0.0 },
+            crate::config::PlanEstimates { rewards: [1.5; 3], latency_slos: 0.9, device_burden_slos: 2.0 },
+        ];
+        let veto = |charge: f64| crate::config::ConsensusConfig { margin: 0.25, queue_charge: charge, ..Default::default() };
+        assert!(veto(0.0).vetoes(0, 2, |_| true, |i| plans[i]), "0.5 ahead, past 0.25");
+        assert!(veto(0.1).vetoes(0, 2, |_| true, |i| plans[i]), "0.3 ahead after a charge of 0.2");
+        assert!(!veto(0.2).vetoes(0, 2, |_| true, |i| plans[i]), "0.1 ahead after a charge of 0.4");
+        assert!(!veto(0.2).vetoes(1, 2, |_| true, |i| plans[i]), "the charged local plan is not vetoed either");
     }
 }
