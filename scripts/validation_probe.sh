@@ -28,8 +28,9 @@ loose_slos="[10.0, 300.0]"
 # And once more as a model a user imports: every accuracy unknown, a worker exactly as fast as the
 # device, SLOs twice the local time, at x20 (where the zoo's imported models lose; the zoo itself
 # is reported, never probed).
+imported_scale=20
 imported=(--set 'env.procedural.worker_speedup=[1.0, 1.0]' --set env.procedural.unknown_accuracy=1.0
-  --set 'env.procedural.slo_over_local=[2.0, 2.0]' --set env.bandwidth_scale=20)
+  --set 'env.procedural.slo_over_local=[2.0, 2.0]' --set "env.bandwidth_scale=$imported_scale")
 [ $# -gt 0 ] || { echo "usage: scripts/validation_probe.sh CHECKPOINT..." >&2; exit 2; }
 for ck in "$@"; do
   tag=$(basename "$ck")
@@ -38,16 +39,16 @@ for ck in "$@"; do
   $bin eval "${common[@]}" --held-out-models --json "$out/$tag-models.json" > /dev/null
   $bin eval "${common[@]}" --held-out-models --set "env.procedural.slo_over_local=$loose_slos" --json "$out/$tag-loose.json" > /dev/null
   $bin eval "${common[@]}" --held-out-models "${imported[@]}" --json "$out/$tag-imported.json" > /dev/null
-  python3 - "$out/$tag-links.json" "$out/$tag-models.json" "$out/$tag-loose.json" "$out/$tag-imported.json" "$tag" <<'PY'
+  python3 - "$out/$tag-links.json" "$out/$tag-models.json" "$out/$tag-loose.json" "$out/$tag-imported.json" "$tag" "$imported_scale" <<'PY'
 import json, os, sys
 sys.path.insert(0, "scripts")
 from bar import meets_bar
 links, models, loose, imported = (json.load(open(f)) for f in sys.argv[1:5])
-tag = sys.argv[5]
+tag, imported_scale = sys.argv[5], float(sys.argv[6])
 cells = [(f"{os.path.basename(c['set'])} x{c['scale']:g}", c["scale"], c["report"]) for c in links]
 # the held-out models run at the config's env.bandwidth_scale
 scale = next((float(l.split("=")[1].split("#")[0]) for l in open("train.toml") if l.startswith("bandwidth_scale")), 1.0)
-for name, report, at in [("held-out models", models, scale), ("loose SLOs", loose, scale), ("imported-like x20", imported, 20.0)]:
+for name, report, at in [("held-out models", models, scale), ("loose SLOs", loose, scale), (f"imported-like x{imported_scale:g}", imported, imported_scale)]:
     cells.append((name, at, report[0]["report"] if isinstance(report, list) else report))
 parts, ratios, meets = [], [], 0
 for name, scale, report in cells:

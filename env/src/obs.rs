@@ -51,7 +51,8 @@ pub const LOCAL_AHEAD_EXTRA: usize = 12;
 const _: () = assert!(LOCAL_AHEAD_EXTRA < STATE_EXTRA);
 
 /// Whether `[env.consensus]` keeps the policy off plan `plan` of `obs`: another valid plan beats
-/// it by more than the margin under each of the three predicted rewards (`REWARD_FEATURES`).
+/// it by more than the margin under each of the three predicted rewards (`REWARD_FEATURES`),
+/// each less the plan's queue charge (`device_burden_slos`).
 pub fn vetoed(obs: &Obs, veto: &crate::config::ConsensusConfig, plan: usize) -> bool {
     // a state without the layout (none that `fill_state` writes) reads as an empty queue
     let ahead_slos = obs.state.len().checked_sub(STATE_EXTRA).and_then(|start| obs.state.get(start + LOCAL_AHEAD_EXTRA)).copied().unwrap_or(0.0);
