@@ -72,6 +72,9 @@ async fn after_a_bandwidth_drop_serving_leaves_the_worker_and_matches_the_best_f
     for _ in 0..LEAVE_WITHIN + 10 {
         after.push(send(before.len() + after.len()).await);
     }
+    for p in &after {
+        println!("after the switch: {} {:.0} ms {}", p.plan, p.latency_ms, p.inputs);
+    }
     let last_remote = after.iter().rposition(|p| uses_worker(p));
     assert!(
         last_remote.is_none_or(|i| i < LEAVE_WITHIN),

@@ -302,7 +302,7 @@ fn the_worker_drains_on_sigterm() {
 
 #[test]
 fn demand_is_measured_per_input_and_a_shunned_plan_is_tried_again() {
-    use rlsched::serve::demand::Demand;
+    use rlsched::serve::demand::{Demand, DemandSettings};
     use rlsched_env::obs::Prediction;
     use rlsched_executor::plan::Breakdown;
     let env = helpers::env(&[DIGITS]);
@@ -311,7 +311,8 @@ fn demand_is_measured_per_input_and_a_shunned_plan_is_tried_again() {
     let offload = candidates.iter().position(|c| c.uses_worker() && c.cut == 0).expect("an offload plan");
     let local = candidates.iter().position(|c| !c.uses_worker()).expect("a local plan");
     let predicted = Prediction { local_ms: 1.0, transfer_ms: 2.0, queue_ms: 0.0, remote_ms: 1.0 };
-    let mut demand = Demand::new(0.3, 0.01, 100.0, 0.01);
+    let settings = DemandSettings { alpha: 0.3, min: 0.01, max: 100.0, decay: 0.01 };
+    let mut demand = Demand::new(settings, true);
 
     // a batch of 32 takes 32 times one input's time: no correction at all
     let batch = Breakdown { upload_ms: 48.0, download_ms: 16.0, remote_compute_ms: 32.0, ..Breakdown::default() };
@@ -334,6 +335,46 @@ fn demand_is_measured_per_input_and_a_shunned_plan_is_tried_again() {
     let faded = demand.factors(0, offload)[1];
     let expected = 1.0 + (shunned - 1.0) * 0.99f64.powi(100);
     assert!((faded - expected).abs() < 1e-9, "{faded} vs {expected}");
+}
+
+/// Without `--online` the worker's time is left as the profile says, and the device's is
+/// measured: one plan's local stages running faster than predicted correct every plan of that
+/// model (the contention that slowed them less slows the others' alike), and no other model's.
+#[test]
+fn the_device_s_time_is_corrected_for_every_plan_without_online() {
+    use rlsched::serve::demand::{Demand, DemandSettings};
+    use rlsched_env::obs::Prediction;
+    use rlsched_executor::plan::Breakdown;
+    let env = helpers::env(&[DIGITS]);
+    let scenario = rlsched_env::Scenario::load(&env, &env.validation_traces).unwrap();
+    let candidates = &scenario.workloads[0].candidates;
+    let offload = candidates.iter().position(|c| c.uses_worker() && c.cut == 0).expect("an offload plan");
+    let local = candidates.iter().position(|c| !c.uses_worker()).expect("a local plan");
+    let predicted = Prediction { local_ms: 10.0, transfer_ms: 2.0, queue_ms: 0.0, remote_ms: 1.0 };
+    let mut demand = Demand::new(DemandSettings::default(), false);
+
+    let slow_worker = Breakdown { upload_ms: 20.0, remote_compute_ms: 10.0, ..Breakdown::default() };
+    assert!(!demand.observe(0, offload, &candidates[offload], &predicted, &slow_worker, 1), "a worker's time moved a factor without --online");
+    assert_eq!(demand.factors(0, offload), [1.0; 3]);
+
+    // the local plan ran in 5 ms, 2 ms of it waiting for the device: 3 of 10 predicted, which
+    // the first measurement says in full
+    let quick = Breakdown { local_ms: 5.0, device_wait_ms: 2.0, ..Breakdown::default() };
+    assert!(demand.observe(0, local, &candidates[local], &predicted, &quick, 1));
+    let [device, transfer, remote] = demand.factors(0, offload);
+    assert!((device - 0.3).abs() < 1e-9, "the offload's device factor is {device}, not the local plan's 0.3");
+    // later ones are averaged in
+    let slower = Breakdown { local_ms: 13.0, device_wait_ms: 2.0, ..Breakdown::default() };
+    assert!(demand.observe(0, local, &candidates[local], &predicted, &slower, 1));
+    let device = demand.factors(0, local)[0];
+    assert!((device - (0.7 * 0.3 + 0.3 * 1.1)).abs() < 1e-9, "{device}");
+    assert_eq!((transfer, remote), (1.0, 1.0));
+    assert_eq!(demand.factors(1, local), [1.0; 3], "another model's plans moved");
+
+    // a fallback ran the rest of the model here: not the plan's local stages
+    let fell_back = Breakdown { local_ms: 50.0, fallback: Some("timeout".into()), ..Breakdown::default() };
+    assert!(!demand.observe(0, local, &candidates[local], &predicted, &fell_back, 1));
+    assert!((demand.factors(0, offload)[0] - device).abs() < 1e-12);
 }
 
 /// Whatever body a client sends, binary or JSON, `serve` answers it with a status and stays up.

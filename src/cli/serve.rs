@@ -91,6 +91,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     config.poll_interval = Duration::from_millis(args.poll_ms);
     config.device = device;
     config.online = args.online.then(|| train.online.clone());
+    config.demand = crate::serve::demand::DemandSettings::of(&train.online);
     config.agent = train.agent.clone();
     config.runs_dir = args.runs_dir;
     config.chain = chain;

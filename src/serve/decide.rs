@@ -17,7 +17,7 @@ use rlsched_agent::policy::PolicyScheduler;
 use rlsched_env::candidates::Candidate;
 use rlsched_env::live::{observe, LiveReading};
 use rlsched_env::measurements::Measurements;
-use rlsched_env::obs::{predict, Obs, Prediction, PLAN_FEATURES};
+use rlsched_env::obs::{predict, vetoed, Obs, Prediction, PLAN_FEATURES, REWARD_FEATURES};
 use rlsched_env::queues::DeviceQueues;
 use rlsched_env::scenario::WorkloadModel;
 use rlsched_env::schedulers::Scheduler;
@@ -35,7 +35,8 @@ pub struct ServedModel {
     pub index: usize,
     /// The candidates from the profiles, remote ones once per worker.
     pub base: Arc<WorkloadModel>,
-    /// `base` with online demand corrections applied (the same as `base` without `--online`).
+    /// `base` with demand estimation's corrections applied (`demand`: the device's time always,
+    /// the worker's with `--online`).
     pub current: RwLock<Arc<WorkloadModel>>,
 }
 
@@ -112,6 +113,28 @@ pub struct Choice {
     pub logprob: f64,
     pub value: f64,
     pub decision_us: f64,
+    /// What the decision read, reported with the response so that a surprising choice can be
+    /// traced to its inputs (serve keeps no log of its own).
+    pub inputs: DecisionInputs,
+}
+
+/// The inputs behind one choice: the link estimates of the chosen plan's worker (the primary
+/// worker's for a local plan), Mbit/s, none before a sample; the chosen plan's predicted reward
+/// under each of them, as the estimates' veto compares them; and how many valid plans the veto
+/// kept the policy off.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DecisionInputs {
+    pub link_mbps: LinkReading,
+    pub predicted_rewards: LinkReading<f32>,
+    pub vetoed_plans: usize,
+}
+
+/// One value per bandwidth estimate, in the order the plan features hold them.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct LinkReading<T = Option<f64>> {
+    pub harmonic: T,
+    pub last: T,
+    pub robust: T,
 }
 
 /// Everything a decision reads; shared by every request.
@@ -201,6 +224,14 @@ impl Decider {
         let (queue, _) = plan_worker(&candidate.plan).map_or((0.0, None), |w| self.board.report(w));
         let base = &served.base.candidates[index];
         let predicted = predict(base, load, mbps, rtt_ms, queue, DeviceQueues::default(), &self.config);
+        let link = estimate.unwrap_or_else(|| primary_measurements.link.clone());
+        let row = &obs.plans[index * PLAN_FEATURES..(index + 1) * PLAN_FEATURES];
+        let rewards = &row[REWARD_FEATURES];
+        let inputs = DecisionInputs {
+            link_mbps: LinkReading { harmonic: link.harmonic_mbps(), last: link.last_mbps(), robust: link.robust_mbps() },
+            predicted_rewards: LinkReading { harmonic: rewards[0], last: rewards[1], robust: rewards[2] },
+            vetoed_plans: (0..obs.n_plans).filter(|&i| obs.mask[i] && vetoed(&obs, &self.config.consensus, i)).count(),
+        };
         Choice {
             model: model.clone(),
             index,
@@ -211,6 +242,7 @@ impl Decider {
             logprob,
             value,
             decision_us: started.elapsed().as_secs_f64() * 1e6,
+            inputs,
         }
     }
 }

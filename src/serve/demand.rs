@@ -1,10 +1,20 @@
-//! Online demand estimation: for each plan, a moving average of measured over predicted time,
-//! separately for its local stages, its transfers and its remote stages, kept within bounds.
-//! The factors correct the plan's predictions in the observation (`Candidate::corrected`), so
-//! the policy sees what the plan really costs now, which the profile cannot say (a worker
-//! slowed by other load, a device slower than its profile). A server that is not an rlsched
-//! worker reports neither its queue nor its compute: its remote time is the measured reply less
-//! the link's share (`PlanExecutor`), queueing included, and it is corrected here the same way.
+//! Demand estimation: moving averages of measured over predicted time, kept within bounds, that
+//! correct the plans' predictions in the observation (`Candidate::corrected`), so the policy sees
+//! what a plan really costs now, which the profile cannot say.
+//!
+//! - **The device's time, always.** One factor per model for its local stages, whichever plan
+//!   ran them: contention slows every stage of the device alike, and the contention curve
+//!   (measured on another machine, or another day) can be wrong by twice. Per plan, the local
+//!   plan's correction would wait for the local plan to run, and while serving offloads it does
+//!   not: after a bandwidth drop under load, the local plan then looked twice as slow as it ran,
+//!   and the policy went on splitting at 1.3 s beside a local plan of 0.46 s. Serving measures
+//!   every local stage it runs, as it measures every transfer for the link estimate.
+//! - **The worker's time, with `--online`.** Per plan, its transfers and its remote stages: a
+//!   worker slowed by other load, or one slower than its profile. While only other plans run, a
+//!   plan's factors decay back towards 1, so a plan shunned once is tried again. A server that
+//!   is not an rlsched worker reports neither its queue nor its compute: its remote time is the
+//!   measured reply less the link's share (`PlanExecutor`), queueing included, and it is
+//!   corrected here the same way.
 
 use std::collections::HashMap;
 
@@ -15,64 +25,95 @@ use rlsched_executor::plan::Breakdown;
 /// Correction factors of one plan: local, transfer, remote.
 pub type Factors = [f64; 3];
 
+/// The estimator's settings (`[online]`'s `demand_*`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DemandSettings {
+    /// Weight of the newest ratio in each moving average.
+    pub alpha: f64,
+    /// Bounds on every ratio.
+    pub min: f64,
+    pub max: f64,
+    /// How far, per request of another plan, a plan's worker factors move back towards 1.
+    pub decay: f64,
+}
+
+impl DemandSettings {
+    pub fn of(online: &rlsched_agent::OnlineConfig) -> Self {
+        Self { alpha: online.demand_alpha, min: online.demand_min, max: online.demand_max, decay: online.demand_decay }
+    }
+}
+
+impl Default for DemandSettings {
+    fn default() -> Self {
+        Self::of(&rlsched_agent::OnlineConfig::default())
+    }
+}
+
 pub struct Demand {
-    alpha: f64,
-    min: f64,
-    max: f64,
-    decay: f64,
-    factors: HashMap<(usize, usize), Factors>,
+    settings: DemandSettings,
+    /// Whether the worker's factors are learnt (`--online`).
+    learn_worker: bool,
+    /// Per model, its local stages' factor.
+    device: HashMap<usize, f64>,
+    /// Per (model, plan), its transfer and remote factors.
+    worker: HashMap<(usize, usize), [f64; 2]>,
 }
 
 impl Demand {
-    pub fn new(alpha: f64, min: f64, max: f64, decay: f64) -> Self {
-        Self { alpha, min, max, decay, factors: HashMap::new() }
+    pub fn new(settings: DemandSettings, learn_worker: bool) -> Self {
+        Self { settings, learn_worker, device: HashMap::new(), worker: HashMap::new() }
     }
 
-    /// The factors of plan `plan` of model `model` (1 until it is measured).
+    /// The factors of plan `plan` of model `model` (1 until measured).
     pub fn factors(&self, model: usize, plan: usize) -> Factors {
-        self.factors.get(&(model, plan)).copied().unwrap_or([1.0; 3])
+        let [transfer, remote] = self.worker.get(&(model, plan)).copied().unwrap_or([1.0; 2]);
+        [self.device.get(&model).copied().unwrap_or(1.0), transfer, remote]
     }
 
     /// Folds one finished request of `batch` inputs, run with plan `plan` of model `model`,
-    /// into its factors, and pulls the model's other plans back towards 1 by `decay`; returns
-    /// every plan whose factors changed. Predictions are for one input, so the measurement is
-    /// taken per input: a burst of large batches must not make a plan look slow to the
-    /// single requests after it. A request that fell back measured nothing of its remote
-    /// part, and changes nothing.
-    pub fn observe(
-        &mut self,
-        model: usize,
-        plan: usize,
-        candidate: &Candidate,
-        predicted: &Prediction,
-        measured: &Breakdown,
-        batch: usize,
-    ) -> Vec<(usize, Factors)> {
+    /// into the factors, and pulls the model's other plans' worker factors back towards 1 by
+    /// `decay`; returns whether any factor of the model changed (then every plan's corrected
+    /// candidate is rebuilt from `factors`). Predictions are for one input, so the measurement
+    /// is taken per input: a burst of large batches must not make a plan look slow to the single
+    /// requests after it. A request that fell back measured nothing of its remote part, and ran
+    /// more than its plan's local stages here: it changes nothing.
+    pub fn observe(&mut self, model: usize, plan: usize, candidate: &Candidate, predicted: &Prediction, measured: &Breakdown, batch: usize) -> bool {
         if measured.fallback.is_some() {
-            return Vec::new();
+            // the stages it ran here after giving up are not the plan's local stages
+            return false;
         }
+        let DemandSettings { alpha, min, max, decay } = self.settings;
         let per_input = batch.max(1) as f64;
-        let ratio = |measured: f64, predicted: f64| {
-            (predicted > 1e-6 && measured.is_finite()).then(|| (measured / per_input / predicted).clamp(self.min, self.max))
-        };
-        let local = (candidate.cut > 0).then(|| ratio(measured.local_ms - measured.device_wait_ms, predicted.local_ms)).flatten();
-        let uses_worker = candidate.uses_worker();
-        let transfer = uses_worker.then(|| ratio(measured.upload_ms + measured.download_ms, predicted.transfer_ms)).flatten();
-        let remote = uses_worker.then(|| ratio(measured.remote_compute_ms, predicted.remote_ms)).flatten();
-        let mut changed = Vec::new();
-        for (&(m, p), factors) in self.factors.iter_mut() {
-            if m == model && p != plan && self.decay > 0.0 {
-                factors.iter_mut().for_each(|f| *f += self.decay * (1.0 - *f));
-                changed.push((p, *factors));
+        let ratio = |measured: f64, predicted: f64| (predicted > 1e-6 && measured.is_finite()).then(|| (measured / per_input / predicted).clamp(min, max));
+        let mut changed = false;
+        // the local stages' time as the device ran them: waiting for the device is the queue's
+        if let Some(r) = (candidate.cut > 0).then(|| ratio(measured.local_ms - measured.device_wait_ms, predicted.local_ms)).flatten() {
+            // seeded by its first measurement, as TCP seeds its smoothed RTT: the profile's
+            // prediction is what is being corrected, so it is no prior worth averaging with
+            self.device.entry(model).and_modify(|f| *f = (1.0 - alpha) * *f + alpha * r).or_insert(r);
+            changed = true;
+        }
+        if !self.learn_worker {
+            return changed;
+        }
+        if decay > 0.0 {
+            for (_, factors) in self.worker.iter_mut().filter(|((m, p), _)| *m == model && *p != plan) {
+                factors.iter_mut().for_each(|f| *f += decay * (1.0 - *f));
+                changed = true;
             }
         }
-        let factors = self.factors.entry((model, plan)).or_insert([1.0; 3]);
-        for (f, r) in factors.iter_mut().zip([local, transfer, remote]) {
+        if !candidate.uses_worker() {
+            return changed;
+        }
+        let transfer = ratio(measured.upload_ms + measured.download_ms, predicted.transfer_ms);
+        let remote = ratio(measured.remote_compute_ms, predicted.remote_ms);
+        let factors = self.worker.entry((model, plan)).or_insert([1.0; 2]);
+        for (f, r) in factors.iter_mut().zip([transfer, remote]) {
             if let Some(r) = r {
-                *f = (1.0 - self.alpha) * *f + self.alpha * r;
+                *f = (1.0 - alpha) * *f + alpha * r;
+                changed = true;
             }
         }
-        changed.push((plan, *factors));
         changed
     }
 }

@@ -10,7 +10,8 @@
 //! - `routes`: the HTTP routes, admission and the response's plan and breakdown;
 //! - `metrics`: Prometheus metrics;
 //! - `online` (`--online`): transitions, PPO updates swapped in, guardrail, checkpoints;
-//!   `demand`: measured-over-predicted corrections of each plan's predictions.
+//! - `demand`: measured-over-predicted corrections of the plans' predictions (the device's
+//!   always, the worker's with `--online`).
 
 pub mod chain;
 pub mod decide;
@@ -40,7 +41,7 @@ use rlsched_executor::kserve::worker::{self, DEFAULT_MEMORY_BYTES};
 use rlsched_executor::plan::PlanExecutor;
 use rlsched_executor::{DeviceChoice, ExecError, Workload};
 
-use crate::serve::decide::{Decider, ServedModel};
+use crate::serve::decide::{Choice, Decider, ServedModel};
 use crate::serve::device::DeviceState;
 use crate::serve::metrics::Metrics;
 use crate::serve::workers::WorkerBoard;
@@ -86,6 +87,8 @@ pub struct ServeConfig {
     /// `--online`: learn from the requests served (`[online]`), with PPO's losses from
     /// `agent.ppo`; TensorBoard files and checkpoints go to `runs_dir`.
     pub online: Option<rlsched_agent::OnlineConfig>,
+    /// Demand estimation's settings (`[online]`'s `demand_*`), used with and without `--online`.
+    pub demand: demand::DemandSettings,
     pub agent: rlsched_agent::AgentConfig,
     pub runs_dir: PathBuf,
     /// `--chain`: the chain after the device (needs `[[env.nodes]]`), its workloads decided by
@@ -130,6 +133,7 @@ impl ServeConfig {
             poll_interval: Duration::from_millis(500),
             device: DeviceChoice::Flex,
             online: None,
+            demand: Default::default(),
             agent: Default::default(),
             runs_dir: PathBuf::from("runs/serve"),
             chain: None,
@@ -155,7 +159,29 @@ pub struct ServeState {
     pub body: BodyLimits,
     pub budget: MemoryBudget,
     pub online: Option<Arc<online::Online>>,
+    /// Measured over predicted time: the device's always, the worker's with `--online`.
+    pub demand: Mutex<demand::Demand>,
     pub chain: chain::Chain,
+}
+
+impl ServeState {
+    /// Folds a finished request into demand estimation and, when a factor moved, rebuilds its
+    /// model's corrected plans, which the next decision reads.
+    pub fn correct_demand(&self, served: &ServedModel, choice: &Choice, measured: &rlsched_executor::plan::Breakdown, batch: usize) {
+        let mut demand = self.demand.lock().expect("demand lock");
+        let candidate = &served.base.candidates[choice.index];
+        if !demand.observe(served.index, choice.index, candidate, &choice.predicted, measured, batch) {
+            return;
+        }
+        let candidates = (served.base.candidates.iter().enumerate())
+            .map(|(plan, c)| {
+                let [local, transfer, remote] = demand.factors(served.index, plan);
+                c.corrected(local, remote, transfer)
+            })
+            .collect();
+        let mut current = served.current.write().expect("model lock");
+        *current = Arc::new(decide::copy_model(&current, candidates));
+    }
 }
 
 /// Builds the serving state: the scenario's workloads (plans per worker), the policy, the
@@ -244,6 +270,7 @@ pub fn state(config: &ServeConfig) -> Result<ServeState, ServeError> {
         body: config.body,
         budget: MemoryBudget::new(config.max_memory_bytes),
         online,
+        demand: Mutex::new(demand::Demand::new(config.demand, config.online.is_some())),
         chain,
     })
 }

@@ -1,5 +1,6 @@
 //! `serve --online`: every finished request becomes a transition (reward from its measured
-//! latency, the simulator's definition) and corrects its plan's predictions (`demand`). A
+//! latency, the simulator's definition), and demand estimation learns the worker's time too
+//! (`demand`, owned by the serving state). A
 //! trainer thread runs a PPO update (`rlsched_agent::online`) every `update_every` requests on
 //! its own copy of the policy and swaps the result into the serving slot, which requests only
 //! lock for a decision: no request waits on training. The guardrail judges each new policy on
@@ -18,10 +19,8 @@ use rlsched_agent::online::{Guardrail, OnlineConfig, OnlineLearner, Transition, 
 use rlsched_agent::policy::PolicyScheduler;
 use rlsched_agent::Policy;
 use rlsched_env::EnvConfig;
-use rlsched_executor::plan::Breakdown;
 
-use crate::serve::decide::{copy_model, Choice, ServedModel};
-use crate::serve::demand::Demand;
+use crate::serve::decide::Choice;
 use crate::serve::metrics::Metrics;
 use crate::serve::ServeError;
 
@@ -43,7 +42,6 @@ pub struct CheckpointPlan {
 
 pub struct Online {
     config: OnlineConfig,
-    demand: Mutex<Demand>,
     pending: Mutex<Vec<Transition>>,
     guard: Arc<Mutex<Guardrail<Policy>>>,
     slot: Arc<Mutex<PolicyScheduler>>,
@@ -88,7 +86,6 @@ impl Online {
             .spawn(move || trainer.run(rx))
             .map_err(|e| ServeError::Config(format!("starting the online trainer: {e}")))?;
         Ok(Arc::new(Self {
-            demand: Mutex::new(Demand::new(config.demand_alpha, config.demand_min, config.demand_max, config.demand_decay)),
             checkpoint_queued,
             config,
             pending: Mutex::new(Vec::new()),
@@ -108,18 +105,7 @@ impl Online {
     }
 
     /// One finished request.
-    /// One finished request of `batch` inputs.
-    pub fn record(&self, served: &ServedModel, choice: &Choice, measured: &Breakdown, reward: f64, batch: usize) {
-        let candidate = &served.base.candidates[choice.index];
-        let changed = self.demand.lock().expect("demand lock").observe(served.index, choice.index, candidate, &choice.predicted, measured, batch);
-        if !changed.is_empty() {
-            let mut current = served.current.write().expect("model lock");
-            let mut candidates = current.candidates.clone();
-            for (plan, [local, transfer, remote]) in changed {
-                candidates[plan] = served.base.candidates[plan].corrected(local, remote, transfer);
-            }
-            *current = Arc::new(copy_model(&current, candidates));
-        }
+    pub fn record(&self, choice: &Choice, reward: f64) {
         let verdict = self.guard.lock().expect("guard lock").record(reward);
         match verdict {
             Verdict::Pending => {}

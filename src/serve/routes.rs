@@ -150,8 +150,9 @@ pub async fn infer(
     if b.total_ms > slo_ms {
         state.metrics.slo_misses.inc();
     }
+    state.correct_demand(served, &choice, b, batch);
     if let Some(online) = &state.online {
-        online.record(served, &choice, b, reward, batch);
+        online.record(&choice, reward);
     }
 
     let mut parameters = Map::new();
@@ -161,6 +162,7 @@ pub async fn infer(
     parameters.insert("worker".into(), json!(worker));
     parameters.insert("int8".into(), json!(matches!(candidate.plan, rlsched_executor::plan::Plan::Split { int8: true, .. })));
     parameters.insert("decision_us".into(), json!(choice.decision_us));
+    parameters.insert("decision_inputs".into(), json!(choice.inputs));
     parameters.insert("device_wait_ms".into(), json!(b.device_wait_ms));
     insert_breakdown(&mut parameters, b, slo_ms, candidate.accuracy);
     let floor = choice.model.mix.min_accuracy;

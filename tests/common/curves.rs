@@ -13,6 +13,9 @@ pub struct Point {
     pub plan: String,
     pub latency_ms: f64,
     pub reward: f64,
+    /// The response's `decision_inputs` (link estimates, predicted rewards, vetoes), so that a
+    /// failing assertion shows what each choice read.
+    pub inputs: String,
 }
 
 pub fn write_csv(path: &Path, points: &[Point]) {

@@ -176,12 +176,14 @@ pub mod stream {
             .unwrap();
         assert_eq!(response.status().as_u16(), 200);
         let p: Value = response.json::<Value>().await.unwrap()["parameters"].clone();
+        assert!(p["decision_inputs"]["predicted_rewards"].is_object(), "no decision inputs in {p}");
         Point {
             run: run.into(),
             index,
             plan: format!("{}/{}", p["strategy"].as_str().unwrap(), p["variant"].as_str().unwrap()),
             latency_ms: p["total_ms"].as_f64().unwrap(),
             reward: p["reward"].as_f64().unwrap(),
+            inputs: p["decision_inputs"].to_string(),
         }
     }
 }
