@@ -89,3 +89,35 @@ fn serve_speaks_to_tritonclient() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("tritonclient serve checks passed"));
 }
+
+/// The active probe into a dead link (a worker behind `rlsched link` at 0.01 Mbit/s) is given up
+/// at its timeout and leaves a censored sample, as the simulator's probe does: the estimate says
+/// the link carries at most the probe's bytes in the timeout less a round trip, where before it
+/// waited for the client's request timeout and learnt nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_into_a_dead_link_leaves_a_censored_sample_at_its_timeout() {
+    use rlsched_executor::kserve::client::WorkerClient;
+    use rlsched_executor::plan::PlanExecutor;
+    let dir = std::env::temp_dir().join(format!("rlsched-dead-link-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("dead.txt");
+    std::fs::write(&trace, "0 0.01\n3600 0.01\n").unwrap();
+    let (worker, worker_url) = helpers::spawn_worker("127.0.0.1:0", &[]);
+    let _worker = helpers::Killed(worker);
+    let (link, link_url, _) = helpers::spawn_link(&trace, worker_url.trim_start_matches("http://"));
+    let _link = helpers::Killed(link);
+    let client = WorkerClient::new(&link_url, None, Duration::from_secs(60)).unwrap();
+    let executor = PlanExecutor::new(rlsched_executor::DeviceChoice::Flex, vec![client]).unwrap();
+    // the RTT sample the censored sample is corrected by (the readiness probe carries no payload)
+    executor.probe(0).await.unwrap();
+    let (bytes, timeout) = (65536, Duration::from_millis(500));
+    let error = executor.probe_upload(0, bytes, timeout).await.expect_err("64 KiB through a 0.01 Mbit/s link within 500 ms");
+    assert!(error.to_string().contains("censored"), "{error}");
+    let link = executor.link_estimate(0);
+    let sample = *link.samples().last().expect("a censored sample");
+    let bound_ms = 500.0 - link.rtt_ms().unwrap();
+    assert_eq!(sample.bytes, bytes);
+    assert!((sample.wire_ms - bound_ms).abs() < 1e-6, "wire time {} ms, not {bound_ms}", sample.wire_ms);
+    assert_eq!(link.harmonic_mbps(), Some(sample.mbps), "the estimate is not the censored sample's");
+    std::fs::remove_dir_all(&dir).ok();
+}

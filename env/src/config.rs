@@ -365,11 +365,18 @@ pub struct ProbeConfig {
     pub bytes: usize,
     /// Send a probe before a request when no transfer happened for this long.
     pub interval_s: f64,
+    /// A probe not answered within this long from its start is abandoned: the uplink is free
+    /// again, and the estimator records a censored sample (the link carried fewer than `bytes`
+    /// in that time less a round trip), as for a remote path abandoned at its deadline. The
+    /// simulator and `serve` apply the same rule; without it a probe sent into an outage held
+    /// the simulated uplink for all of it, and `serve`'s waited for the client's request
+    /// timeout and then recorded nothing.
+    pub timeout_s: f64,
 }
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        Self { bytes: 64 * 1024, interval_s: 5.0 }
+        Self { bytes: 64 * 1024, interval_s: 5.0, timeout_s: 2.0 }
     }
 }
 
@@ -667,6 +674,7 @@ impl EnvConfig {
         check_range("env.worker_down_probability", self.worker_down_probability, 0.0, 1.0)?;
         check_count("env.probe.bytes", self.probe.bytes, 0, MAX_PROBE_BYTES)?;
         check_range("env.probe.interval_s", self.probe.interval_s, 1e-3, MAX_MS / 1e3)?;
+        check_range("env.probe.timeout_s", self.probe.timeout_s, 1e-3, MAX_MS / 1e3)?;
         check_range("env.min_sample_ms", self.min_sample_ms, 0.0, MAX_MS)?;
         let r = &self.reward;
         for (name, w) in [("w_acc", r.w_acc), ("w_lat", r.w_lat), ("w_miss", r.w_miss), ("w_bytes", r.w_bytes)] {

@@ -116,3 +116,36 @@ fn requests_contend_for_the_device_and_the_uplink() {
         }
     }
 }
+
+/// A probe sent into an outage is abandoned at `[env.probe] timeout_s`, as `serve`'s is: the
+/// estimator then holds a censored sample (the link carried fewer than the probe's bytes in the
+/// timeout less a round trip) instead of waiting, with the uplink held, until the outage ends.
+#[test]
+fn a_probe_into_an_outage_is_abandoned_at_its_timeout_as_a_censored_sample() {
+    let mut config = config();
+    config.probe.timeout_s = 2.0;
+    // 60 s of 0.01 Mbit/s, then 10 Mbit/s
+    let text: String = (0..600).map(|t| format!("{t}\t{}\n", if t < 60 { 0.01 } else { 10.0 })).collect();
+    let mut scenario = Scenario::load(&config, &config.validation_traces).unwrap();
+    scenario.traces = vec![Arc::new(Trace::parse_pensieve(&text, "outage").unwrap())];
+    let scenario = Arc::new(scenario);
+    let mut env = ReplayEnv::new(scenario.clone());
+    env.reset_on(0, 1).unwrap();
+    let local = scenario.workloads[0].candidates.iter().position(|c| !c.uses_worker()).unwrap();
+    let mut requests = env.requests.clone();
+    for (request, at) in requests.iter_mut().zip([0.0, 2.5, 3.0]) {
+        request.workload = 0;
+        request.world.time_s = at;
+    }
+    requests.truncate(3);
+    env.restart(requests);
+    assert_eq!(env.measurements.link.samples().len(), 0, "a sample before the probe was answered");
+    env.step(local).unwrap();
+    // at 2.5 s the probe sent at 0 s has been given up on
+    let sample = *env.measurements.link.samples().last().expect("the abandoned probe's censored sample");
+    let bytes = config.probe.bytes as f64;
+    let bound_mbps = bytes * 8.0 / ((config.probe.timeout_s * 1e3 - config.rtt_ms) * 1e3);
+    assert!((sample.at_s - config.probe.timeout_s).abs() < 1e-9, "recorded at {} s", sample.at_s);
+    assert!((sample.mbps / bound_mbps - 1.0).abs() < 1e-6, "{} Mbit/s, not the bound {bound_mbps}", sample.mbps);
+    assert!(sample.mbps < 0.3, "an outage read as {} Mbit/s", sample.mbps);
+}

@@ -294,11 +294,26 @@ impl PlanExecutor {
     /// the unpadded one's: the server's compute cancels, and the mean of the two cancels a
     /// drift. A difference below [`PROBE_RESOLUTION_MS`] is taken as that: the sample then
     /// bounds the rate from below, which is all a link that fast needs to say.
-    pub async fn probe_upload(&self, worker: usize, bytes: usize) -> Result<(), ExecError> {
+    ///
+    /// A padded request not answered within `timeout` is abandoned, and recorded as a censored
+    /// sample (the link carried fewer than `bytes` in `timeout` less a round trip), as the
+    /// simulator's probe is (`[env.probe] timeout_s`): a probe into an outage says so, rather
+    /// than nothing after the client's request timeout.
+    pub async fn probe_upload(&self, worker: usize, bytes: usize, timeout: std::time::Duration) -> Result<(), ExecError> {
         let client = self.worker(worker)?;
         let model = self.probe_model(worker).await?;
         let input = zeros_like(&model.example_input(0))?;
-        let send = |pad: usize| client.infer_padded(model.name(), "fp32", 0, &input, None, pad);
+        let send = async |pad: usize| match tokio::time::timeout(timeout, client.infer_padded(model.name(), "fp32", 0, &input, None, pad)).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                let now = self.now_s();
+                if let Some(link) = self.links.lock().expect("link lock").get_mut(worker) {
+                    let wire_ms = link.wire_ms(timeout.as_secs_f64() * 1e3, 1.0).unwrap_or(timeout.as_secs_f64() * 1e3);
+                    link.record_censored(now, pad, wire_ms);
+                }
+                Err(ExecError::Remote(format!("{}: the probe's {pad} bytes were not through in {} ms: recorded as a censored sample", client.base_url(), timeout.as_millis())))
+            }
+        };
         let first = send(bytes).await?;
         if first.server_timed {
             self.record_reply(worker, first);

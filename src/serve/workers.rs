@@ -135,7 +135,7 @@ async fn poll_worker(worker: usize, board: &WorkerBoard, executor: &PlanExecutor
     let last = if rlsched { executor.link_estimate(worker).last_transfer_s() } else { board.probed_s(worker) };
     if probe.bytes > 0 && due(last) {
         board.set_probed(worker, now);
-        match executor.probe_upload(worker, probe.bytes).await {
+        match executor.probe_upload(worker, probe.bytes, Duration::from_secs_f64(probe.timeout_s)).await {
             Ok(()) => board.clear_probe_error(worker),
             Err(e) => {
                 metrics.probe_errors.get_or_create(&WorkerLabels { worker: worker.to_string() }).inc();
