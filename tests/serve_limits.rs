@@ -300,16 +300,24 @@ fn the_worker_drains_on_sigterm() {
     assert!(exit.success(), "the worker exited with {exit} on SIGTERM");
 }
 
+/// The digits CNN's plans, with the index of its offload and of a local plan: what the demand
+/// tests feed measurements of.
+fn digits_plans() -> (Vec<rlsched_env::candidates::Candidate>, usize, usize) {
+    let env = helpers::env(&[DIGITS]);
+    let scenario = rlsched_env::Scenario::load(&env, &env.validation_traces).unwrap();
+    let candidates = scenario.workloads[0].candidates.clone();
+    let offload = candidates.iter().position(|c| c.uses_worker() && c.cut == 0).expect("an offload plan");
+    let local = candidates.iter().position(|c| !c.uses_worker()).expect("a local plan");
+    (candidates, offload, local)
+}
+
 #[test]
 fn demand_is_measured_per_input_and_a_shunned_plan_is_tried_again() {
     use rlsched::serve::demand::{Demand, DemandSettings};
     use rlsched_env::obs::Prediction;
     use rlsched_executor::plan::Breakdown;
-    let env = helpers::env(&[DIGITS]);
-    let scenario = rlsched_env::Scenario::load(&env, &env.validation_traces).unwrap();
-    let candidates = &scenario.workloads[0].candidates;
-    let offload = candidates.iter().position(|c| c.uses_worker() && c.cut == 0).expect("an offload plan");
-    let local = candidates.iter().position(|c| !c.uses_worker()).expect("a local plan");
+    let (candidates, offload, local) = digits_plans();
+    let candidates = &candidates;
     let predicted = Prediction { local_ms: 1.0, transfer_ms: 2.0, queue_ms: 0.0, remote_ms: 1.0 };
     let settings = DemandSettings { alpha: 0.3, min: 0.01, max: 100.0, decay: 0.01 };
     let mut demand = Demand::new(settings, true);
@@ -345,11 +353,8 @@ fn the_device_s_time_is_corrected_for_every_plan_without_online() {
     use rlsched::serve::demand::{Demand, DemandSettings};
     use rlsched_env::obs::Prediction;
     use rlsched_executor::plan::Breakdown;
-    let env = helpers::env(&[DIGITS]);
-    let scenario = rlsched_env::Scenario::load(&env, &env.validation_traces).unwrap();
-    let candidates = &scenario.workloads[0].candidates;
-    let offload = candidates.iter().position(|c| c.uses_worker() && c.cut == 0).expect("an offload plan");
-    let local = candidates.iter().position(|c| !c.uses_worker()).expect("a local plan");
+    let (candidates, offload, local) = digits_plans();
+    let candidates = &candidates;
     let predicted = Prediction { local_ms: 10.0, transfer_ms: 2.0, queue_ms: 0.0, remote_ms: 1.0 };
     let mut demand = Demand::new(DemandSettings::default(), false);
 
