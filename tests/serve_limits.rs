@@ -380,6 +380,12 @@ fn the_device_s_time_is_corrected_for_every_plan_without_online() {
     let fell_back = Breakdown { local_ms: 50.0, fallback: Some("timeout".into()), ..Breakdown::default() };
     assert!(!demand.observe(0, local, &candidates[local], &predicted, &fell_back, 1));
     assert!((demand.factors(0, offload)[0] - device).abs() < 1e-12);
+
+    // while only offloads run, nothing measures the device: its factor drifts back towards 1
+    assert!(demand.observe(0, offload, &candidates[offload], &predicted, &slow_worker, 1));
+    let drifted = demand.factors(0, local)[0];
+    let decay = DemandSettings::default().decay;
+    assert!((drifted - (device + decay * (1.0 - device))).abs() < 1e-12, "{drifted} from {device}");
 }
 
 /// Whatever body a client sends, binary or JSON, `serve` answers it with a status and stays up.

@@ -975,7 +975,13 @@ fn reset(scenario: &ChainScenario, episode: usize, rng: &mut SmallRng) -> Result
     for (l, (trace, offset)) in traces.iter().enumerate() {
         let bytes = config.probe.bytes.max(config.min_sample_bytes).max(1);
         let wire = trace.transfer_time(*offset, bytes as f64) * 1e3;
-        estimators[l].record_transfer(0.0, bytes, wire.max(config.min_sample_ms));
+        // given up at its timeout, as `ReplayEnv`'s and serve's probes are
+        let timeout_ms = config.probe.timeout_s * 1e3;
+        if wire > timeout_ms {
+            estimators[l].record_censored(0.0, bytes, timeout_ms);
+        } else {
+            estimators[l].record_transfer(0.0, bytes, wire.max(config.min_sample_ms));
+        }
     }
     let world = ChainWorld {
         traces,

@@ -675,6 +675,12 @@ impl EnvConfig {
         check_count("env.probe.bytes", self.probe.bytes, 0, MAX_PROBE_BYTES)?;
         check_range("env.probe.interval_s", self.probe.interval_s, 1e-3, MAX_MS / 1e3)?;
         check_range("env.probe.timeout_s", self.probe.timeout_s, 1e-3, MAX_MS / 1e3)?;
+        // a probe whose timeout a round trip fills says nothing when it is given up, and would be
+        // sent again at every request
+        let longest_rtt_ms = self.training_rtt_ms.iter().copied().fold(self.rtt_ms, f64::max);
+        if self.probe.timeout_s * 1e3 <= longest_rtt_ms {
+            return Err(format!("env.probe.timeout_s ({} s) must exceed the longest round trip ({longest_rtt_ms} ms, env.rtt_ms / env.training_rtt_ms)", self.probe.timeout_s));
+        }
         check_range("env.min_sample_ms", self.min_sample_ms, 0.0, MAX_MS)?;
         let r = &self.reward;
         for (name, w) in [("w_acc", r.w_acc), ("w_lat", r.w_lat), ("w_miss", r.w_miss), ("w_bytes", r.w_bytes)] {

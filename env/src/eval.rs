@@ -66,6 +66,9 @@ pub struct PairedDifference {
     /// The episode with the lowest mean per-request difference: a rare catastrophe shows here
     /// before it moves the mean.
     pub worst_episode: f64,
+    /// Its number in evaluation's order, which `rlsched eval --plot DIR --timeline-episode N`
+    /// replays request by request.
+    pub worst_episode_index: Option<usize>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -110,7 +113,7 @@ pub fn paired_difference(a: &[f64], b: &[f64], sizes: &[usize], seed: u64) -> Pa
     }
     let total: usize = sums.iter().map(|s| s.1).sum();
     if total == 0 {
-        return PairedDifference { mean: f64::NAN, ci95_low: f64::NAN, ci95_high: f64::NAN, worst_episode: f64::NAN };
+        return PairedDifference { mean: f64::NAN, ci95_low: f64::NAN, ci95_high: f64::NAN, worst_episode: f64::NAN, worst_episode_index: None };
     }
     let mean = sums.iter().map(|s| s.0).sum::<f64>() / total as f64;
     let mut rng = SmallRng::seed_from_u64(seed);
@@ -126,8 +129,16 @@ pub fn paired_difference(a: &[f64], b: &[f64], sizes: &[usize], seed: u64) -> Pa
         })
         .collect();
     means.sort_by(f64::total_cmp);
-    let worst_episode = sums.iter().filter(|s| s.1 > 0).map(|s| s.0 / s.1 as f64).fold(f64::INFINITY, f64::min);
-    PairedDifference { mean, ci95_low: percentile(&means, 0.025), ci95_high: percentile(&means, 0.975), worst_episode }
+    let worst = (sums.iter().enumerate().filter(|(_, s)| s.1 > 0))
+        .map(|(i, s)| (i, s.0 / s.1 as f64))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    PairedDifference {
+        mean,
+        ci95_low: percentile(&means, 0.025),
+        ci95_high: percentile(&means, 0.975),
+        worst_episode: worst.map_or(f64::INFINITY, |w| w.1),
+        worst_episode_index: worst.map(|w| w.0),
+    }
 }
 
 /// Runs each scheduler over `episodes` episodes: episode i replays trace i mod traces (so every
@@ -283,5 +294,25 @@ impl std::fmt::Display for EvalReport {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worst episode is the lowest per-request mean, named by its place in evaluation's
+    /// order, so that it can be replayed; the interval brackets the mean.
+    #[test]
+    fn the_paired_difference_names_its_worst_episode() {
+        // three episodes of 2, 3 and 2 requests: means +1, -0.5 and 0
+        let a = [2.0, 2.0, 0.0, 0.0, 0.5, 1.0, 1.0];
+        let b = [1.0, 1.0, 0.5, 0.5, 1.0, 1.0, 1.0];
+        let d = paired_difference(&a, &b, &[2, 3, 2], 7);
+        assert_eq!(d.worst_episode_index, Some(1));
+        assert!((d.worst_episode + 0.5).abs() < 1e-12, "{}", d.worst_episode);
+        assert!((d.mean - 0.5 / 7.0).abs() < 1e-12, "{}", d.mean);
+        assert!(d.ci95_low <= d.mean && d.mean <= d.ci95_high, "{d:?}");
+        assert_eq!(paired_difference(&[], &[], &[], 7).worst_episode_index, None);
     }
 }

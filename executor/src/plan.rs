@@ -303,15 +303,28 @@ impl PlanExecutor {
         let client = self.worker(worker)?;
         let model = self.probe_model(worker).await?;
         let input = zeros_like(&model.example_input(0))?;
+        // What a padded request sends, at most: the input in the longer of its two encodings,
+        // and the pad (the request's few parameters aside). A censored sample must not claim
+        // fewer bytes than were on the way, or it would bound the link below what it showed.
+        let body_bytes = |pad: usize| {
+            let encoded = |binary: bool| crate::kserve::protocol::encode_request(Default::default(), "input", &input, Default::default(), binary, pad).map_or(0, |(body, _)| body.len());
+            encoded(false).max(encoded(true)).max(pad)
+        };
+        // The timeout covers the whole request, the server's own time included, as a remote
+        // path's deadline does; the probe's model is the smallest the server has ready.
         let send = async |pad: usize| match tokio::time::timeout(timeout, client.infer_padded(model.name(), "fp32", 0, &input, None, pad)).await {
             Ok(reply) => reply,
             Err(_) => {
                 let now = self.now_s();
-                if let Some(link) = self.links.lock().expect("link lock").get_mut(worker) {
-                    let wire_ms = link.wire_ms(timeout.as_secs_f64() * 1e3, 1.0).unwrap_or(timeout.as_secs_f64() * 1e3);
-                    link.record_censored(now, pad, wire_ms);
-                }
-                Err(ExecError::Remote(format!("{}: the probe's {pad} bytes were not through in {} ms: recorded as a censored sample", client.base_url(), timeout.as_millis())))
+                let timeout_ms = timeout.as_secs_f64() * 1e3;
+                let recorded = pad > 0
+                    && self.links.lock().expect("link lock").get_mut(worker).is_some_and(|link| {
+                        // no RTT yet, or one past the timeout: nothing can be said
+                        let wire_ms = link.wire_ms(timeout_ms, 1.0).unwrap_or(f64::NAN);
+                        link.record_censored(now, body_bytes(pad), wire_ms)
+                    });
+                let what = if recorded { "recorded as a censored sample" } else { "no sample recorded" };
+                Err(ExecError::Remote(format!("{}: the probe's request ({pad} bytes of pad) was not answered within {} ms: {what}", client.base_url(), timeout.as_millis())))
             }
         };
         let first = send(bytes).await?;

@@ -103,8 +103,8 @@ pub struct Choice {
     pub model: Arc<WorkloadModel>,
     pub index: usize,
     pub obs: Obs,
-    /// The chosen plan's prediction from its profile (no correction, no queues): what online
-    /// demand estimation compares the measurement with.
+    /// The chosen plan's prediction from its profile (no correction, no queues): what demand
+    /// estimation compares the measurement with.
     pub predicted: Prediction,
     /// Runnable tasks of other processes per core at the decision (the contention signal).
     pub load: f64,
@@ -167,19 +167,23 @@ impl Decider {
         let queues = self.device.queues();
         let now = self.executor.now_s();
         let workers = self.board.len();
-        let measure = |w: usize| {
-            let (queue, at) = self.board.report(w);
-            Measurements::observed(self.executor.link_estimate(w), queue, at)
-        };
+        // one snapshot per worker: the observation, the prediction and the report all read it,
+        // whatever a concurrent request records meanwhile
+        let measurements: Vec<Measurements> = (0..workers.max(1))
+            .map(|w| {
+                let (queue, at) = self.board.report(w);
+                Measurements::observed(self.executor.link_estimate(w), queue, at)
+            })
+            .collect();
         let primary = (0..workers).find(|&w| self.board.up(w)).unwrap_or(0);
         let max_plans = self.max_plans;
         let reading = |w: usize| LiveReading { workload: served.index, load, utilization, worker_up: self.board.up(w), now };
-        let primary_measurements = measure(primary);
+        let primary_measurements = &measurements[primary];
         let mut obs = Obs::new(&self.config, max_plans);
-        observe(&mut obs, &self.config, &model, reading(primary), &primary_measurements, queues);
+        observe(&mut obs, &self.config, &model, reading(primary), primary_measurements, queues);
         for w in (0..workers).filter(|&w| w != primary) {
             let mut other = Obs::new(&self.config, max_plans);
-            observe(&mut other, &self.config, &model, reading(w), &measure(w), queues);
+            observe(&mut other, &self.config, &model, reading(w), &measurements[w], queues);
             for (i, c) in model.candidates.iter().enumerate() {
                 if plan_worker(&c.plan) == Some(w) {
                     let row = i * PLAN_FEATURES..(i + 1) * PLAN_FEATURES;
@@ -203,7 +207,7 @@ impl Decider {
             model: &model,
             obs: &obs,
             observed_load: load,
-            measurements: &primary_measurements,
+            measurements: primary_measurements,
             queues,
             config: &self.config,
             hindsight: None,
@@ -217,14 +221,11 @@ impl Decider {
             }
         };
         let candidate = &model.candidates[index];
-        let link = primary_measurements.link.harmonic_mbps();
-        let estimate = plan_worker(&candidate.plan).map(|w| self.executor.link_estimate(w));
-        let mbps = estimate.as_ref().map_or(link, |e| e.harmonic_mbps());
-        let rtt_ms = estimate.as_ref().map_or(primary_measurements.link.rtt_ms(), |e| e.rtt_ms());
+        let link = &plan_worker(&candidate.plan).and_then(|w| measurements.get(w)).unwrap_or(primary_measurements).link;
+        let (mbps, rtt_ms) = (link.harmonic_mbps(), link.rtt_ms());
         let (queue, _) = plan_worker(&candidate.plan).map_or((0.0, None), |w| self.board.report(w));
         let base = &served.base.candidates[index];
         let predicted = predict(base, load, mbps, rtt_ms, queue, DeviceQueues::default(), &self.config);
-        let link = estimate.unwrap_or_else(|| primary_measurements.link.clone());
         let row = &obs.plans[index * PLAN_FEATURES..(index + 1) * PLAN_FEATURES];
         let rewards = &row[REWARD_FEATURES];
         let inputs = DecisionInputs {

@@ -2,8 +2,8 @@
 //! correct the plans' predictions in the observation (`Candidate::corrected`), so the policy sees
 //! what a plan really costs now, which the profile cannot say.
 //!
-//! - **The device's time, always.** One factor per model for its local stages, whichever plan
-//!   ran them: contention slows every stage of the device alike, and the contention curve
+//! - **The device's time, always** (the chain path, `--chain`, aside). One factor per model for
+//!   its local stages, whichever plan ran them, drifting back towards 1 while only offloads run: contention slows every stage of the device alike, and the contention curve
 //!   (measured on another machine, or another day) can be wrong by twice. Per plan, the local
 //!   plan's correction would wait for the local plan to run, and while serving offloads it does
 //!   not: after a bandwidth drop under load, the local plan then looked twice as slow as it ran,
@@ -92,6 +92,15 @@ impl Demand {
             // prediction is what is being corrected, so it is no prior worth averaging with
             self.device.entry(model).and_modify(|f| *f = (1.0 - alpha) * *f + alpha * r).or_insert(r);
             changed = true;
+        }
+        // while only offloads run nothing measures the device: its factor drifts back towards
+        // the profile's 1, as a shunned plan's worker factors do, so one slow first run (a cold
+        // cache) cannot keep the local plans shunned for good
+        if candidate.cut == 0 && decay > 0.0 {
+            if let Some(factor) = self.device.get_mut(&model) {
+                *factor += decay * (1.0 - *factor);
+                changed = true;
+            }
         }
         if !self.learn_worker {
             return changed;

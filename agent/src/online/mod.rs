@@ -1,7 +1,8 @@
 //! Online learning while serving: `[online]` of train.toml (this file), the learner that runs
 //! PPO updates on finished requests (`learner`), and the guardrail that keeps the last good
-//! policy and rolls back to it (`guardrail`). Serving owns the request path and the online
-//! demand estimation; nothing here waits on a request, and no request waits on this.
+//! policy and rolls back to it (`guardrail`). Serving owns the request path and demand
+//! estimation (whose settings, `demand_*`, live here and apply with or without `--online`);
+//! nothing here waits on a request, and no request waits on this.
 
 pub mod guardrail;
 pub mod learner;
@@ -29,15 +30,17 @@ pub struct OnlineConfig {
     /// Chance that a request's plan is drawn from the policy's softmax instead of its best
     /// plan (0..=0.5): some exploration, so that PPO sees alternatives.
     pub explore: f64,
-    /// Online demand estimation: weight of the newest measured/predicted ratio in each plan's
-    /// moving average (above 0, at most 1), and the bounds the correction factor stays in
-    /// (ratios outside them are clipped; 0 < min ≤ 1 ≤ max ≤ 1000).
+    /// Demand estimation (serve's `demand`: the device's factor per model always, the worker's
+    /// per plan with `--online`): weight of the newest measured/predicted ratio in each moving
+    /// average (above 0, at most 1), and the bounds the correction factor stays in (ratios
+    /// outside them are clipped; 0 < min ≤ 1 ≤ max ≤ 1000).
     pub demand_alpha: f64,
     pub demand_min: f64,
     pub demand_max: f64,
-    /// Each request of a model moves the factors of that model's other plans this far back
-    /// towards 1 (0..=1): a plan judged slow once is re-tested in time instead of being
-    /// shunned for good because it is never measured again.
+    /// Each request of a model moves the worker factors of that model's other plans this far
+    /// back towards 1 (0..=1), and a request with no local stages the device's: a plan judged
+    /// slow once is re-tested in time instead of being shunned for good because it is never
+    /// measured again.
     pub demand_decay: f64,
     /// Guardrail: requests whose mean reward judges a new policy (1..=100000), and how far
     /// below the last good policy's mean it may fall before it is rolled back (≥ 0, reward

@@ -40,6 +40,8 @@ pub struct GoodputSample {
     /// Time on the wire, RTT excluded.
     pub wire_ms: f64,
     pub mbps: f64,
+    /// A bound, not a measurement: `bytes` did not get through in `wire_ms`.
+    pub censored: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -94,7 +96,12 @@ impl LinkEstimator {
         if let Some(predicted) = self.harmonic_mbps() {
             push_bounded(&mut self.errors, (predicted - mbps).abs() / mbps, self.config.history);
         }
-        let sample = GoodputSample { at_s, bytes, wire_ms, mbps };
+        // A censored sample said the link carried at most its rate then; a transfer that got
+        // through faster since says that has ended. Kept, the bound would sit in the harmonic
+        // mean as a measurement: after a 4 s outage one at 0.01 Mbit/s held the estimate near
+        // zero for 18 s of a recovered 10-17 Mbit/s link, until five samples had pushed it out.
+        self.samples.retain(|s| !(s.censored && s.mbps < mbps));
+        let sample = GoodputSample { at_s, bytes, wire_ms, mbps, censored: false };
         push_bounded(&mut self.samples, sample, self.config.history);
         true
     }
@@ -112,7 +119,7 @@ impl LinkEstimator {
         self.last_transfer_s = Some(self.last_transfer_s.map_or(at_s, |t| t.max(at_s)));
         self.transfers += 1;
         self.samples.retain(|s| s.mbps <= mbps);
-        push_bounded(&mut self.samples, GoodputSample { at_s, bytes, wire_ms, mbps }, self.config.history);
+        push_bounded(&mut self.samples, GoodputSample { at_s, bytes, wire_ms, mbps, censored: true }, self.config.history);
         true
     }
 
@@ -204,6 +211,26 @@ mod tests {
         assert!((rates[0] - 2.0).abs() < 1e-9 && (rates[1] - 150_000.0 * 8.0 / 260e3).abs() < 1e-9, "{rates:?}");
         assert_eq!(link.last_transfer_s(), Some(3.0));
         assert!(!link.record_censored(4.0, 100, 260.0), "too small to say anything");
+    }
+
+    /// A bound that a faster completed transfer contradicts goes (the condition it bounded has
+    /// ended); one the transfer does not contradict stays, and so do slower measurements.
+    #[test]
+    fn a_faster_transfer_drops_the_censored_samples_it_contradicts() {
+        let mut link = LinkEstimator::new(EstimatorConfig { history: 5, min_sample_bytes: 4096, min_sample_ms: 0.0 });
+        // 1 MB in 4 s: 2 Mbit/s; then 64 KB not through in 1.96 s (an outage): at most 0.27,
+        // which drops the 2 Mbit/s sample
+        assert!(link.record_transfer(1.0, 1_000_000, 4_000.0));
+        assert!(link.record_censored(5.0, 65_536, 1_960.0));
+        assert!(link.harmonic_mbps().unwrap() < 0.3, "the bound holds until contradicted");
+        // 1 MB in 800 ms after the outage: 10 Mbit/s
+        assert!(link.record_transfer(40.0, 1_000_000, 800.0));
+        let samples: Vec<(f64, bool)> = link.samples().map(|s| (s.mbps, s.censored)).collect();
+        assert_eq!(samples, vec![(10.0, false)], "the contradicted bound stayed");
+        // a bound that a slower transfer does not contradict stays
+        assert!(link.record_censored(41.0, 65_536, 1_960.0));
+        assert!(link.record_transfer(42.0, 10_000, 400.0));
+        assert!(link.samples().any(|s| s.censored), "a 0.2 Mbit/s transfer dropped a 0.27 Mbit/s bound");
     }
 
     #[test]
