@@ -249,26 +249,30 @@ impl Scheduler for PolicyScheduler {
     }
 
     fn choose(&mut self, decision: &Decision) -> usize {
-        // a scorer the plain path cannot read (a layer it does not know) still decides, slowly
-        let mut scores = Vec::with_capacity(decision.obs.n_plans);
-        match self.policy.plain().map(|p| p.scores(decision.obs, &mut scores)) {
-            Ok(Ok(())) => best_allowed(decision, &scores),
-            _ => self.choose_burn(decision),
-        }
+        self.choose_counting_vetoes(decision).0
     }
 }
 
 /// The valid plan with the highest score (first on ties) that `[env.consensus]` does not veto.
 /// The plan with the best reward under any one estimate is never vetoed, so one always remains.
 pub fn best_allowed(decision: &Decision, scores: &[f32]) -> usize {
+    best_allowed_counting_vetoes(decision, scores).0
+}
+
+/// [`best_allowed`], and how many valid plans the veto kept the policy off: counted as the veto
+/// is checked, so that reporting it (serve's `decision_inputs`) costs no second pass.
+pub fn best_allowed_counting_vetoes(decision: &Decision, scores: &[f32]) -> (usize, usize) {
     let veto = &decision.config.consensus;
-    decision.best_valid(|i, _| {
+    let mut vetoes = 0;
+    let index = decision.best_valid(|i, _| {
         if vetoed(decision.obs, veto, i) {
+            vetoes += 1;
             f64::MIN
         } else {
             scores.get(i).map_or(f64::MIN, |&s| s as f64)
         }
-    })
+    });
+    (index, vetoes)
 }
 
 /// Clears `mask` (one entry per plan slot of `obs`) for the plans `[env.consensus]` vetoes:
@@ -281,6 +285,16 @@ pub fn mask_vetoed(obs: &Obs, veto: &ConsensusConfig, mask: &mut [bool]) {
 }
 
 impl PolicyScheduler {
+    /// `choose`, and how many valid plans the veto kept the policy off.
+    pub fn choose_counting_vetoes(&mut self, decision: &Decision) -> (usize, usize) {
+        // a scorer the plain path cannot read (a layer it does not know) still decides, slowly
+        let mut scores = Vec::with_capacity(decision.obs.n_plans);
+        match self.policy.plain().map(|p| p.scores(decision.obs, &mut scores)) {
+            Ok(Ok(())) => best_allowed_counting_vetoes(decision, &scores),
+            _ => best_allowed_counting_vetoes(decision, &self.burn_scores(decision.obs)),
+        }
+    }
+
     /// The same choice through burn's forward pass (the training path).
     pub fn choose_burn(&self, decision: &Decision) -> usize {
         best_allowed(decision, &self.burn_scores(decision.obs))

@@ -235,19 +235,21 @@ impl ReplayEnv {
             let (start, end) = (spans.first().map_or(now, |s| s.0), spans.last().map_or(now, |s| s.1));
             // the probe's echo comes back half a round trip after it arrived
             let done = end + self.rtt_ms / 1e3;
-            let given_up = now + config.probe.timeout_s;
-            if done > given_up {
-                // abandoned at its timeout, as `serve`'s probe is: the uplink is free again, and
-                // the link carried fewer than its bytes in the time it was on it less a round trip
-                self.queues.reserve_upload(config.probe.bytes as f64, spans, Some(given_up));
-                let wire_ms = (given_up - start) * 1e3 - self.rtt_ms;
-                if wire_ms > 0.0 {
-                    self.measurements.record(given_up, Reading::Censored { bytes: config.probe.bytes, wire_ms });
+            // abandoned at its timeout, as `serve`'s probe is: the uplink is free again then
+            let given_up = Some(now + config.probe.timeout_s).filter(|&at| done > at);
+            self.queues.reserve_upload(config.probe.bytes as f64, spans, given_up);
+            match given_up {
+                Some(at) => {
+                    // the link carried fewer than its bytes in the time it was on it less a round trip
+                    let wire_ms = (at - start) * 1e3 - self.rtt_ms;
+                    if wire_ms > 0.0 {
+                        self.measurements.record(at, Reading::Censored { bytes: config.probe.bytes, wire_ms });
+                    }
                 }
-            } else {
-                self.queues.reserve_upload(config.probe.bytes as f64, spans, None);
-                self.measurements.record(done, Reading::Transfer { bytes: config.probe.bytes, wire_ms: (end - start) * 1e3 });
-                self.measurements.record(done, Reading::Rtt(self.rtt_ms));
+                None => {
+                    self.measurements.record(done, Reading::Transfer { bytes: config.probe.bytes, wire_ms: (end - start) * 1e3 });
+                    self.measurements.record(done, Reading::Rtt(self.rtt_ms));
+                }
             }
             probe_bytes = config.probe.bytes;
         }

@@ -17,10 +17,9 @@ use rlsched_agent::policy::PolicyScheduler;
 use rlsched_env::candidates::Candidate;
 use rlsched_env::live::{observe, LiveReading};
 use rlsched_env::measurements::Measurements;
-use rlsched_env::obs::{predict, vetoed, Obs, Prediction, PLAN_FEATURES, REWARD_FEATURES};
+use rlsched_env::obs::{predict, Obs, Prediction, PLAN_FEATURES, REWARD_FEATURES};
 use rlsched_env::queues::DeviceQueues;
 use rlsched_env::scenario::WorkloadModel;
-use rlsched_env::schedulers::Scheduler;
 use rlsched_env::{Decision, EnvConfig};
 use rlsched_executor::plan::{PlanExecutor, Plan};
 use rlsched_executor::Workload;
@@ -212,12 +211,13 @@ impl Decider {
             config: &self.config,
             hindsight: None,
         };
-        let (index, logprob, value) = {
+        let (index, vetoed_plans, logprob, value) = {
             let mut scheduler = self.policy.lock().expect("policy lock");
             if self.online {
                 choose_online(&scheduler, &decision, self.explore)
             } else {
-                (scheduler.choose(&decision), 0.0, 0.0)
+                let (index, vetoes) = scheduler.choose_counting_vetoes(&decision);
+                (index, vetoes, 0.0, 0.0)
             }
         };
         let candidate = &model.candidates[index];
@@ -231,7 +231,7 @@ impl Decider {
         let inputs = DecisionInputs {
             link_mbps: LinkReading { harmonic: link.harmonic_mbps(), last: link.last_mbps(), robust: link.robust_mbps() },
             predicted_rewards: LinkReading { harmonic: rewards[0], last: rewards[1], robust: rewards[2] },
-            vetoed_plans: (0..obs.n_plans).filter(|&i| obs.mask[i] && vetoed(&obs, &self.config.consensus, i)).count(),
+            vetoed_plans,
         };
         Choice {
             model: model.clone(),
@@ -249,16 +249,16 @@ impl Decider {
 }
 
 /// The policy's best plan (as `PolicyScheduler` picks it), or with probability `explore` a plan
-/// drawn from its softmax; with the log-probability of the choice and the value estimate that
-/// PPO needs.
-fn choose_online(scheduler: &PolicyScheduler, decision: &Decision, explore: f64) -> (usize, f64, f64) {
+/// drawn from its softmax; with the number of valid plans the veto kept the policy off, and the
+/// log-probability of the choice and the value estimate that PPO needs.
+fn choose_online(scheduler: &PolicyScheduler, decision: &Decision, explore: f64) -> (usize, usize, f64, f64) {
     use burn::tensor::activation::log_softmax;
     use rand::Rng;
     let batch = scheduler.policy.batch(&[decision.obs], &scheduler.device);
     let (logits, value) = scheduler.policy.forward(&batch);
     let logp: Vec<f32> = log_softmax(logits, 1).into_data().try_to_vec().unwrap_or_default();
     let value = value.into_data().try_to_vec::<f32>().ok().and_then(|v| v.first().copied()).unwrap_or(0.0) as f64;
-    let mut index = rlsched_agent::policy::best_allowed(decision, &logp);
+    let (mut index, vetoes) = rlsched_agent::policy::best_allowed_counting_vetoes(decision, &logp);
     let mut rng = rand::rng();
     if rng.random::<f64>() < explore {
         let mut u: f64 = rng.random();
@@ -271,5 +271,5 @@ fn choose_online(scheduler: &PolicyScheduler, decision: &Decision, explore: f64)
             u -= p;
         }
     }
-    (index, logp.get(index).map_or(0.0, |&l| l as f64), value)
+    (index, vetoes, logp.get(index).map_or(0.0, |&l| l as f64), value)
 }

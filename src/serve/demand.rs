@@ -90,7 +90,7 @@ impl Demand {
         if let Some(r) = (candidate.cut > 0).then(|| ratio(measured.local_ms - measured.device_wait_ms, predicted.local_ms)).flatten() {
             // seeded by its first measurement, as TCP seeds its smoothed RTT: the profile's
             // prediction is what is being corrected, so it is no prior worth averaging with
-            self.device.entry(model).and_modify(|f| *f = (1.0 - alpha) * *f + alpha * r).or_insert(r);
+            self.device.entry(model).and_modify(|f| *f = blend(*f, r, alpha)).or_insert(r);
             changed = true;
         }
         // while only offloads run nothing measures the device: its factor drifts back towards
@@ -98,7 +98,7 @@ impl Demand {
         // cache) cannot keep the local plans shunned for good
         if candidate.cut == 0 && decay > 0.0 {
             if let Some(factor) = self.device.get_mut(&model) {
-                *factor += decay * (1.0 - *factor);
+                *factor = blend(*factor, 1.0, decay);
                 changed = true;
             }
         }
@@ -107,7 +107,7 @@ impl Demand {
         }
         if decay > 0.0 {
             for (_, factors) in self.worker.iter_mut().filter(|((m, p), _)| *m == model && *p != plan) {
-                factors.iter_mut().for_each(|f| *f += decay * (1.0 - *f));
+                factors.iter_mut().for_each(|f| *f = blend(*f, 1.0, decay));
                 changed = true;
             }
         }
@@ -119,10 +119,16 @@ impl Demand {
         let factors = self.worker.entry((model, plan)).or_insert([1.0; 2]);
         for (f, r) in factors.iter_mut().zip([transfer, remote]) {
             if let Some(r) = r {
-                *f = (1.0 - alpha) * *f + alpha * r;
+                *f = blend(*f, r, alpha);
                 changed = true;
             }
         }
         changed
     }
+}
+
+/// `factor` moved the fraction `weight` of the way to `towards`: a moving average's step, and a
+/// factor's decay back towards 1.
+fn blend(factor: f64, towards: f64, weight: f64) -> f64 {
+    (1.0 - weight) * factor + weight * towards
 }
