@@ -33,6 +33,8 @@ pub struct StepRecord {
     pub uplink_backlog_bytes: f64,
     /// The link estimate the observation used (harmonic mean of recent goodput samples).
     pub estimated_mbps: Option<f64>,
+    /// The goodput samples behind that estimate, oldest first: (Mbit/s, censored).
+    pub link_samples: Vec<(f64, bool)>,
     pub latency_ms: f64,
     pub slo_ms: f64,
     pub reward: f64,
@@ -64,6 +66,7 @@ pub fn record_episode(
         let action = scheduler.choose(&decision);
         let (device_ahead_ms, uplink_backlog_bytes) = (decision.queues.local_ahead_ms, decision.queues.uplink_backlog_bytes);
         let estimated_mbps = decision.measurements.link.harmonic_mbps();
+        let link_samples = decision.measurements.link.samples().map(|s| (s.mbps, s.censored)).collect();
         let time_s = env.current().map_or(0.0, |r| r.world.time_s);
         let step = env.step(action)?;
         let info = step.info;
@@ -78,6 +81,7 @@ pub fn record_episode(
             device_ahead_ms,
             uplink_backlog_bytes,
             estimated_mbps,
+            link_samples,
             latency_ms: info.outcome.total_ms,
             slo_ms: info.slo_ms,
             reward: step.reward,

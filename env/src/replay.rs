@@ -227,7 +227,7 @@ impl ReplayEnv {
         let config = &self.scenario.config;
         let now = request.world.time_s;
         self.measurements.catch_up(now);
-        let stale = self.measurements.link.last_transfer_s().is_none_or(|t| now - t >= config.probe.interval_s);
+        let stale = self.measurements.link.probe_due(now, config.probe.interval_s);
         let mut probe_bytes = 0;
         if stale && !self.measurements.in_flight() && config.probe.bytes > 0 {
             let trace = &self.scenario.traces[self.trace_index];

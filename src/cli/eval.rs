@@ -299,6 +299,10 @@ fn plot(
     let bandwidth = rlsched_env::episode::bandwidth_series(&scenario.traces[trace_index], start, end + 1.0, 1.0);
     let title = format!("One episode ({}, ×{}, episode {}, seed {})", trace, first.scale, args.timeline_episode, args.seed);
     written.extend(timeline(dir, "timeline", &Timeline { title, bandwidth, episodes: &episodes })?);
+    // the figure's every step, for reading what a scheduler saw where it went wrong
+    let json = dir.join("timeline.json");
+    write_atomic(&json, &serde_json::to_vec_pretty(&episodes)?)?;
+    written.push(json);
     Ok(written)
 }
 

@@ -131,9 +131,12 @@ async fn poll_worker(worker: usize, board: &WorkerBoard, executor: &PlanExecutor
     }
     let Some(probe) = probe else { return };
     let now = executor.now_s();
-    let due = |t: Option<f64>| t.is_none_or(|t| now - t >= probe.interval_s);
-    let last = if rlsched { executor.link_estimate(worker).last_transfer_s() } else { board.probed_s(worker) };
-    if probe.bytes > 0 && due(last) {
+    let due = if rlsched {
+        executor.link_estimate(worker).probe_due(now, probe.interval_s)
+    } else {
+        board.probed_s(worker).is_none_or(|t| now - t >= probe.interval_s)
+    };
+    if probe.bytes > 0 && due {
         board.set_probed(worker, now);
         match executor.probe_upload(worker, probe.bytes, Duration::from_secs_f64(probe.timeout_s)).await {
             Ok(()) => board.clear_probe_error(worker),
