@@ -254,7 +254,8 @@ impl Scheduler for PolicyScheduler {
 }
 
 /// The valid plan with the highest score (first on ties) that `[env.consensus]` does not veto.
-/// The plan with the best reward under any one estimate is never vetoed, so one always remains.
+/// The margin never vetoes the plan with the best reward under any one estimate, and the tail's
+/// veto only for a local plan it leaves, so one always remains.
 pub fn best_allowed(decision: &Decision, scores: &[f32]) -> usize {
     best_allowed_counting_vetoes(decision, scores).0
 }

@@ -262,13 +262,45 @@ pub struct ConsensusConfig {
     /// more requests that is. The policy's departures that win are mostly those; the charge
     /// lets the veto keep them. 0: none.
     pub queue_charge: f64,
+    /// The tail's veto: a plan that uses a worker and that the harmonic estimate puts past this
+    /// many SLOs is one the policy may not take while a local plan is predicted (behind the work
+    /// queued on the device) within that many, scores at least as well under that estimate, and
+    /// is not itself vetoed. The policy's slowest requests were offloads the harmonic estimate
+    /// called hopeless, bets on a link it expected to recover: on the validation files and the
+    /// Markov-outage family, VGG16 offloads at under 1 Mbit/s, 5.5× as many as the best
+    /// baseline's, each worth 0.2 reward where the local int8 plan earned 1.9. Never past the
+    /// 10 SLOs the observation clamps latency at. 0: off.
+    pub tail_slos: f64,
 }
 
 impl ConsensusConfig {
     /// Whether `plan` is vetoed: another valid plan's three predicted rewards each exceed its
-    /// own by more than the margin. `estimates(i)` gives plan i's three rewards and its
-    /// predicted latency in SLOs; `valid(i)` its mask.
+    /// own by more than the margin, or the tail's veto (`tail_slos`) applies. `estimates(i)`
+    /// gives plan i's three rewards, its predicted latency in SLOs and whether it is local;
+    /// `valid(i)` its mask.
     pub fn vetoes(&self, plan: usize, plans: usize, valid: impl Fn(usize) -> bool, estimates: impl Fn(usize) -> PlanEstimates) -> bool {
+        self.outscored(plan, plans, &valid, &estimates) || self.past_tail(plan, plans, &valid, &estimates)
+    }
+
+    /// The tail's veto. The local plan it falls back on is not itself vetoed, and local plans
+    /// are never past the tail, so the veto can never leave the policy without a plan.
+    fn past_tail(&self, plan: usize, plans: usize, valid: &impl Fn(usize) -> bool, estimates: &impl Fn(usize) -> PlanEstimates) -> bool {
+        if self.tail_slos <= 0.0 {
+            return false;
+        }
+        let tail = self.tail_slos as f32;
+        let own = estimates(plan);
+        if own.local || own.latency_slos <= tail {
+            return false;
+        }
+        (0..plans).filter(|&other| other != plan && valid(other)).any(|other| {
+            let theirs = estimates(other);
+            theirs.local && theirs.latency_slos <= tail && theirs.rewards[0] >= own.rewards[0] && !self.outscored(other, plans, valid, estimates)
+        })
+    }
+
+    /// Whether another valid plan beats `plan` by more than the margin under every estimate.
+    fn outscored(&self, plan: usize, plans: usize, valid: &impl Fn(usize) -> bool, estimates: &impl Fn(usize) -> PlanEstimates) -> bool {
         if self.margin <= 0.0 {
             return false;
         }
@@ -299,12 +331,14 @@ impl ConsensusConfig {
 /// What the veto reads of one plan: its predicted reward under the harmonic, the last and the
 /// robust bandwidth estimate, its predicted latency (harmonic estimate) in SLOs, and its device
 /// burden (`queue_charge`: its own device time in SLOs, times one plus the local work queued
-/// ahead in SLOs).
+/// ahead in SLOs), and whether it is local (the tail's veto).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PlanEstimates {
     pub rewards: [f32; 3],
     pub latency_slos: f32,
     pub device_burden_slos: f32,
+    /// Whether the plan runs whole on the device.
+    pub local: bool,
 }
 
 /// `[env.shield]`: a remote plan whose upload alone, at the robust (RobustMPC) bandwidth
@@ -663,6 +697,8 @@ impl EnvConfig {
             .map_err(|e| format!("{e} (it may not exceed env.consensus.margin)"))?;
         check_range("env.consensus.certain_within_slos", self.consensus.certain_within_slos, 0.0, 10.0)?;
         check_range("env.consensus.queue_charge", self.consensus.queue_charge, 0.0, 10.0)?;
+        // the observation clamps a plan's latency at 10 SLOs: a tail past it would never act
+        check_range("env.consensus.tail_slos", self.consensus.tail_slos, 0.0, 9.99)?;
         if self.consensus.in_training && self.consensus.margin == 0.0 {
             return Err("env.consensus.in_training masks what the veto forbids, and margin = 0 turns the veto off: set a margin".into());
         }

@@ -44,6 +44,8 @@ pub const LATENCY_SLOS_FEATURE: usize = 12;
 /// predicted local time in SLOs (the local work queued ahead included, for a plan that runs on
 /// the device): the veto's device burden (`queue_charge`) reads both.
 pub const OFFLOAD_FEATURE: usize = 2;
+/// The plan feature holding whether it runs whole on the device (the tail's veto reads it).
+pub const LOCAL_FEATURE: usize = 0;
 pub const LOCAL_SLOS_FEATURE: usize = 6;
 /// Where, among the state's features that do not depend on `history` (the last `STATE_EXTRA`),
 /// the local work queued ahead lies, in the request's SLOs (`fill_state`).
@@ -63,6 +65,7 @@ pub fn vetoed(obs: &Obs, veto: &crate::config::ConsensusConfig, plan: usize) -> 
             rewards,
             latency_slos: row[LATENCY_SLOS_FEATURE],
             device_burden_slos: device_burden_slos(row, ahead_slos),
+            local: row[LOCAL_FEATURE] > 0.0,
         }
     };
     let valid = |i: usize| obs.mask.get(i).copied().unwrap_or(false);
@@ -426,13 +429,42 @@ mod tests {
         assert!(!near(0.05).vetoes(0, 2, |_| true, slow_estimates), "plan 1 takes 0.1 SLOs, past a limit of 0.05");
     }
 
+    /// An offload that the harmonic estimate puts past the tail is vetoed while a local plan is
+    /// predicted within it, scores at least as well and is not vetoed itself; never otherwise.
+    #[test]
+    fn the_tail_veto_needs_a_local_plan_within_the_tail() {
+        let plan = |reward: f32, latency_slos: f32, local: bool| crate::config::PlanEstimates { rewards: [reward, 3.0, 3.0], latency_slos, local, ..Default::default() };
+        let tail = crate::config::ConsensusConfig { tail_slos: 2.0, ..Default::default() };
+        let vetoes = |veto: &crate::config::ConsensusConfig, plans: &[crate::config::PlanEstimates], i: usize| veto.vetoes(i, plans.len(), |_| true, |k| plans[k]);
+        // a slow offload, a local plan within two SLOs
+        let plans = [plan(0.2, 4.0, false), plan(1.9, 1.5, true)];
+        assert!(vetoes(&tail, &plans, 0), "the offload runs past the tail where the local plan does not");
+        assert!(!vetoes(&tail, &plans, 1), "a local plan is never past the tail");
+        assert!(!vetoes(&crate::config::ConsensusConfig::default(), &plans, 0), "off");
+        assert!(!vetoes(&crate::config::ConsensusConfig { tail_slos: 5.0, ..Default::default() }, &plans, 0), "within a tail of 5");
+        // no local plan within the tail, or one the estimate scores lower: nothing to fall back on
+        assert!(!vetoes(&tail, &[plan(0.2, 4.0, false), plan(1.9, 2.5, true)], 0), "the local plan is past the tail too");
+        assert!(!vetoes(&tail, &[plan(0.2, 4.0, false), plan(0.1, 1.5, false)], 0), "the fast plan uses the worker too");
+        assert!(!vetoes(&tail, &[plan(0.2, 4.0, false), plan(0.1, 1.5, true)], 0), "the local plan scores lower");
+        // the local plan the veto falls back on is itself vetoed by the margin: the offload stays
+        let plans = [plan(0.2, 4.0, false), plan(0.5, 1.5, true), plan(2.0, 0.1, false)];
+        let both = crate::config::ConsensusConfig { margin: 1.0, ..tail.clone() };
+        let outscored = [[0.2f32, 0.2, 0.2], [0.5, 0.5, 0.5], [2.0, 2.0, 2.0]];
+        let estimates = |k: usize| crate::config::PlanEstimates { rewards: outscored[k], ..plans[k] };
+        assert!(both.vetoes(1, 3, |_| true, estimates), "plan 2 beats the local plan by 1.5 everywhere");
+        assert!(both.vetoes(0, 3, |_| true, estimates), "by the margin too");
+        let spared = [[0.2f32, 2.9, 2.9], [0.5, 0.5, 0.5], [2.0, 2.0, 2.0]];
+        let estimates = |k: usize| crate::config::PlanEstimates { rewards: spared[k], ..plans[k] };
+        assert!(!both.vetoes(0, 3, |_| true, estimates), "its fallback vetoed, the offload is not past the tail's veto");
+    }
+
     /// An offload that a local plan beats by 0.5 under every estimate is vetoed, unless the
     /// local plan's device burden, charged, eats that lead.
     #[test]
     fn the_queue_charge_prices_the_device_a_plan_holds() {
         let plans = [
-            crate::config::PlanEstimates { rewards: [1.0; 3], latency_slos: 1.0, device_burden_slos: 0.0 },
-            crate::config::PlanEstimates { rewards: [1.5; 3], latency_slos: 0.9, device_burden_slos: 2.0 },
+            crate::config::PlanEstimates { rewards: [1.0; 3], latency_slos: 1.0, device_burden_slos: 0.0, local: false },
+            crate::config::PlanEstimates { rewards: [1.5; 3], latency_slos: 0.9, device_burden_slos: 2.0, local: true },
         ];
         let veto = |charge: f64| crate::config::ConsensusConfig { margin: 0.25, queue_charge: charge, ..Default::default() };
         assert!(veto(0.0).vetoes(0, 2, |_| true, |i| plans[i]), "0.5 ahead, past 0.25");
