@@ -91,13 +91,13 @@ impl LinkEstimator {
         let long_enough = expected_ms >= self.config.min_sample_ms;
         // Too small to measure the rate, a transfer still shows a floor under it: its bytes got
         // through within its whole time, round trip included. A bound below that floor is over.
-        // Kept, it held the estimate at 0.1 Mbit/s for 9 s after an outage while splits of a few
-        // KB went through in 86 ms (fcc-test x20, held-out models, seed 3, episode 52).
+        // Kept, it held the estimate near 0.1 Mbit/s after a 4 s outage at 30 s until 44 s, while
+        // splits of a few KB went through in 86 ms (fcc-test x20, held-out models, seed 3,
+        // episode 52).
         if wire_ms.is_finite() && bytes > 0 {
             let whole_ms = wire_ms.max(0.0) + self.rtt_ms().unwrap_or(0.0);
             if whole_ms > 0.0 {
-                let floor_mbps = bytes as f64 * 8.0 / (whole_ms * 1e3);
-                self.samples.retain(|s| !(s.censored && s.mbps < floor_mbps));
+                self.end_bounds_below(bytes as f64 * 8.0 / (whole_ms * 1e3));
             }
         }
         if bytes < self.config.min_sample_bytes.max(1) || !(wire_ms.is_finite() && wire_ms > 0.0 && long_enough) {
@@ -111,10 +111,16 @@ impl LinkEstimator {
         // through faster since says that has ended. Kept, the bound would sit in the harmonic
         // mean as a measurement: after a 4 s outage one at 0.01 Mbit/s held the estimate near
         // zero for 18 s of a recovered 10-17 Mbit/s link, until five samples had pushed it out.
-        self.samples.retain(|s| !(s.censored && s.mbps < mbps));
+        self.end_bounds_below(mbps);
         let sample = GoodputSample { at_s, bytes, wire_ms, mbps, censored: false };
         push_bounded(&mut self.samples, sample, self.config.history);
         true
+    }
+
+    /// Drops the censored samples (bounds) below `mbps`: a transfer got through at least that
+    /// fast since, so the condition they bounded has ended.
+    fn end_bounds_below(&mut self, mbps: f64) {
+        self.samples.retain(|s| !(s.censored && s.mbps < mbps));
     }
 
     /// Records a censored transfer: `bytes` did not get through in `wire_ms` (a remote path
