@@ -1,5 +1,5 @@
 //! Adaptation to what the observation cannot see: the worker computes 4× slower than its
-//! profile says (`rlsched worker --slowdown 4`), behind a 20 Mbit/s link (`rlsched link`). The same seeded request stream goes through
+//! profile says (`rlsched worker --slowdown 4`), behind a 200 Mbit/s link (`rlsched link`). The same seeded request stream goes through
 //! `serve` twice against that worker, frozen and then `--online`; online demand estimation
 //! (measured over predicted time per plan) and the PPO updates must beat the frozen policy on
 //! mean reward by more than the 95% interval. Both curves are written as CSV and SVG.
@@ -61,7 +61,7 @@ async fn online_beats_the_frozen_policy_when_the_worker_slows_down() {
     let (worker, worker_url) = helpers::spawn_worker("127.0.0.1:0", &["--slowdown", "4"]);
     let _worker = helpers::Killed(worker);
     let trace = std::env::temp_dir().join(format!("rlsched-slowdown-{}.txt", std::process::id()));
-    std::fs::write(&trace, "0 20\n3600 20\n").unwrap();
+    std::fs::write(&trace, "0 200\n3600 200\n").unwrap();
     let (link, url, _) = helpers::spawn_link(&trace, worker_url.trim_start_matches("http://"));
     let _link = helpers::Killed(link);
     let frozen = run(&url, false).await;
